@@ -1,0 +1,219 @@
+/* Licensed under the Apache License, Version 2.0 (see LICENSE). */
+
+/*
+ * codec.c - pure parsers and encoders; see codec.h for the promises.
+ */
+#include "codec.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char cs_hexdigits[] = "0123456789abcdef";
+
+void cs_hex_encode(const unsigned char *in, size_t len, char *out)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        out[2 * i] = cs_hexdigits[in[i] >> 4];
+        out[2 * i + 1] = cs_hexdigits[in[i] & 0x0f];
+    }
+    out[2 * len] = '\0';
+}
+
+int cs_is_sha256_hex(const char *s, size_t len)
+{
+    size_t i;
+
+    if (len != CS_SHA256_HEX_LEN) {
+        return 0;
+    }
+    for (i = 0; i < len; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int cs_parse_u64(const char *s, size_t len, uint64_t *out)
+{
+    uint64_t v = 0;
+    size_t i;
+
+    if (len == 0 || len > 20 || (len > 1 && s[0] == '0')) {
+        return -1;
+    }
+    for (i = 0; i < len; i++) {
+        unsigned d;
+        if (s[i] < '0' || s[i] > '9') {
+            return -1;
+        }
+        d = (unsigned)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10) {
+            return -1;
+        }
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+cs_key_status_t cs_key_check(const char *key, size_t len)
+{
+    size_t i, seg;
+
+    if (len > CS_KEY_MAX) {
+        return CS_KEY_TOO_LONG;
+    }
+    if (len == 0 || key[0] != '/') {
+        return CS_KEY_BAD;
+    }
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)key[i];
+        if (c < 0x20 || c == 0x7f || c == '\\') {
+            return CS_KEY_BAD;
+        }
+    }
+    /* Walk the segments: no "." or "..", none named like our state dir. */
+    for (seg = 1; seg <= len; ) {
+        size_t end = seg;
+        while (end < len && key[end] != '/') {
+            end++;
+        }
+        if ((end - seg == 1 && key[seg] == '.')
+            || (end - seg == 2 && key[seg] == '.' && key[seg + 1] == '.')) {
+            return CS_KEY_BAD;
+        }
+        if (end - seg == sizeof(CS_STATE_DIRNAME) - 1
+            && memcmp(key + seg, CS_STATE_DIRNAME, end - seg) == 0) {
+            return CS_KEY_RESERVED;
+        }
+        seg = end + 1;
+    }
+    if (key[len - 1] == '/') {
+        return CS_KEY_DIRECTORY;
+    }
+    return CS_KEY_OK;
+}
+
+int cs_entry_encode(const cs_entry_t *e, char *out, size_t outlen)
+{
+    int n;
+
+    if (e->mtime < 0 || (e->sha256[0] && !cs_is_sha256_hex(
+                             e->sha256, strlen(e->sha256)))) {
+        return -1;
+    }
+    n = snprintf(out, outlen, "CS1 %llu %llu %s %lld %d",
+                 (unsigned long long)e->version,
+                 (unsigned long long)e->size,
+                 e->sha256[0] ? e->sha256 : "-",
+                 (long long)e->mtime, e->deleted ? 1 : 0);
+    if (n < 0 || (size_t)n >= outlen) {
+        return -1;
+    }
+    return n;
+}
+
+/* Next space-separated token of [*p, end); -1 if none. */
+static int cs_next_token(const char **p, const char *end,
+                         const char **tok, size_t *toklen)
+{
+    const char *s = *p;
+    const char *t;
+
+    if (s >= end) {
+        return -1;
+    }
+    t = s;
+    while (t < end && *t != ' ') {
+        t++;
+    }
+    if (t == s) {
+        return -1;      /* empty token: double space or leading space */
+    }
+    *tok = s;
+    *toklen = (size_t)(t - s);
+    *p = (t < end) ? t + 1 : t;
+    if (t < end && *p >= end) {
+        return -1;      /* trailing space */
+    }
+    return 0;
+}
+
+int cs_entry_decode(const char *in, size_t len, cs_entry_t *e)
+{
+    const char *p = in, *end = in + len, *tok;
+    size_t toklen;
+    uint64_t v, mtime, del;
+    cs_entry_t out;
+
+    if (in == NULL || len == 0 || len > CS_ENTRY_MAX_LEN) {
+        return -1;
+    }
+    memset(&out, 0, sizeof(out));
+    if (cs_next_token(&p, end, &tok, &toklen) != 0
+        || toklen != 3 || memcmp(tok, "CS1", 3) != 0) {
+        return -1;
+    }
+    if (cs_next_token(&p, end, &tok, &toklen) != 0
+        || cs_parse_u64(tok, toklen, &out.version) != 0) {
+        return -1;
+    }
+    if (cs_next_token(&p, end, &tok, &toklen) != 0
+        || cs_parse_u64(tok, toklen, &v) != 0 || v > (uint64_t)INT64_MAX) {
+        return -1;
+    }
+    out.size = v;
+    if (cs_next_token(&p, end, &tok, &toklen) != 0) {
+        return -1;
+    }
+    if (toklen == 1 && tok[0] == '-') {
+        out.sha256[0] = '\0';
+    }
+    else if (cs_is_sha256_hex(tok, toklen)) {
+        memcpy(out.sha256, tok, toklen);
+        out.sha256[toklen] = '\0';
+    }
+    else {
+        return -1;
+    }
+    if (cs_next_token(&p, end, &tok, &toklen) != 0
+        || cs_parse_u64(tok, toklen, &mtime) != 0
+        || mtime > (uint64_t)INT64_MAX) {
+        return -1;
+    }
+    out.mtime = (int64_t)mtime;
+    if (cs_next_token(&p, end, &tok, &toklen) != 0
+        || cs_parse_u64(tok, toklen, &del) != 0 || del > 1) {
+        return -1;
+    }
+    out.deleted = (int)del;
+    if (p != end) {
+        return -1;      /* trailing garbage */
+    }
+    /* Consistency: a live version has a checksum; "never stored" is all
+     * zeroes; a tombstone has neither size nor checksum. */
+    if (out.version == 0) {
+        if (out.size || out.deleted || out.sha256[0] || out.mtime) {
+            return -1;
+        }
+    }
+    else if (out.deleted) {
+        if (out.size || out.sha256[0]) {
+            return -1;
+        }
+    }
+    else if (!out.sha256[0]) {
+        return -1;
+    }
+    *e = out;
+    return 0;
+}
+
+void cs_entry_etag(const cs_entry_t *e, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "\"%llu-%.16s\"", (unsigned long long)e->version,
+             e->sha256[0] ? e->sha256 : "0");
+}

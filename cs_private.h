@@ -1,0 +1,71 @@
+/* Licensed under the Apache License, Version 2.0 (see LICENSE). */
+
+/*
+ * cs_private.h - what the files of mod_clusterstorage share.
+ *
+ *   mod_clusterstorage.c  config, directives, hooks, request handlers
+ *   registry.c/.h         the registry: MariaDB through mod_dbd, memcached
+ *                         in front through apr_memcache
+ *   store.c/.h            the local store: files under ClusterStorageRoot,
+ *                         xattrs, temp files, atomic install, key locks
+ *   queue.c/.h            the durable replication queue (job files)
+ *   peer.c/.h             node-to-node authentication and transfers
+ *   codec.c/.h            pure parsers/encoders (unit tested, fuzzed)
+ */
+#ifndef CS_PRIVATE_H
+#define CS_PRIVATE_H
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "apr_memcache.h"
+
+#include "codec.h"
+
+/* mod_clusterstorage.c declares the module (and its log index) itself. */
+#if defined(APLOG_USE_MODULE) && !defined(CS_MODULE_MAIN)
+APLOG_USE_MODULE(clusterstorage);
+#endif
+
+/* Stable, module-specific message tags (see README "Log messages"). */
+#define CSLOG(n) "CS" #n ": "
+
+#define CS_UNSET            (-1)
+#define CS_DEFAULT_REPLICAS 2
+#define CS_DEFAULT_TIMEOUT  apr_time_from_sec(10)
+#define CS_DEFAULT_TTL      300
+#define CS_DEFAULT_HEARTBEAT apr_time_from_sec(5)
+#define CS_SECRET_MIN       16
+#define CS_RETRY_AFTER      "5"
+
+/* One server context = one node. */
+typedef struct {
+    const char *node_name;      /* ClusterStorageNode NAME */
+    const char *node_url;       /* ClusterStorageNode ... URL */
+    const char *root;           /* ClusterStorageRoot, absolute */
+    const char *secret;         /* ClusterStorageSecret */
+    apr_array_header_t *memcache; /* ClusterStorageMemcache, "host:port" */
+    int replicas;               /* ClusterStorageReplicas */
+    apr_interval_time_t peer_timeout;   /* ClusterStoragePeerTimeout */
+    int cache_ttl;              /* ClusterStorageCacheTTL, seconds */
+    apr_interval_time_t heartbeat;      /* ClusterStorageHeartbeat */
+    int used;                   /* ClusterStorage appears in this server */
+
+    /* Derived in post_config, read-only afterwards. */
+    const char *state_dir;      /* root/.clusterstorage */
+    apr_size_t root_len;
+    /* Per child, set in child_init (children are forked copies). */
+    apr_memcache_t *mc;
+} cs_server_conf;
+
+typedef struct {
+    int enabled;                /* ClusterStorage On|Off */
+    int write;                  /* ClusterStorageWrite On|Off */
+} cs_dir_conf;
+
+extern module AP_MODULE_DECLARE_DATA clusterstorage_module;
+
+#define cs_sconf(s) ((cs_server_conf *)ap_get_module_config( \
+                         (s)->module_config, &clusterstorage_module))
+
+#endif /* CS_PRIVATE_H */

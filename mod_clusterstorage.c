@@ -1,0 +1,1003 @@
+/* Licensed under the Apache License, Version 2.0 (see LICENSE). */
+
+/*
+ * mod_clusterstorage.c - configuration, hooks and request handlers.
+ *
+ * A URL space with "ClusterStorage On" is cluster storage.  For every
+ * request in it the handler:
+ *   GET/HEAD  asks the registry for the key's current version and serves
+ *             this node's copy when it is that version (core primitives:
+ *             file buckets/sendfile, byterange filter, ap_meets_conditions),
+ *             404 when the key is absent or deleted;
+ *   PUT       streams the body to a temp file, commits a new version in the
+ *             registry (with the replication job durably queued), renames
+ *             the file into place and answers 201/204;
+ *   DELETE    commits a tombstone and drops the local copy; 204/404;
+ *   others    405 with Allow.
+ * The file is opened and its version checked on one descriptor, and that
+ * descriptor is what gets served, so a concurrent PUT (rename) or DELETE
+ * can never mix versions in one response.
+ */
+#define CS_MODULE_MAIN
+#include "cs_private.h"
+#include "registry.h"
+#include "store.h"
+#include "queue.h"
+#include "peer.h"
+
+#include "http_core.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "mod_watchdog.h"
+#include "apr_lib.h"
+#include "apr_strings.h"
+#include "apr_uri.h"
+
+#include <limits.h>
+#include <stdlib.h>
+
+static APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *cs_wd_get_instance;
+static APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *cs_wd_register;
+
+/* State directories of all nodes: never served, whatever maps to them.
+ * Built in post_config, read-only in the children. */
+static apr_array_header_t *cs_state_dirs;
+
+/* ------------------------------------------------------------------ */
+/* Configuration                                                      */
+/* ------------------------------------------------------------------ */
+
+static void *cs_create_server_conf(apr_pool_t *p, server_rec *s)
+{
+    cs_server_conf *c = apr_pcalloc(p, sizeof(*c));
+
+    (void)s;
+    c->replicas = CS_UNSET;
+    c->peer_timeout = CS_UNSET;
+    c->cache_ttl = CS_UNSET;
+    c->heartbeat = CS_UNSET;
+    return c;
+}
+
+#define CS_MERGE_PTR(f)   c->f = add->f ? add->f : base->f
+#define CS_MERGE_VAL(f)   c->f = add->f != CS_UNSET ? add->f : base->f
+
+static void *cs_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    cs_server_conf *base = basev, *add = addv;
+    cs_server_conf *c = apr_pcalloc(p, sizeof(*c));
+
+    CS_MERGE_PTR(node_name);
+    CS_MERGE_PTR(node_url);
+    CS_MERGE_PTR(root);
+    CS_MERGE_PTR(secret);
+    CS_MERGE_PTR(memcache);
+    CS_MERGE_VAL(replicas);
+    CS_MERGE_VAL(peer_timeout);
+    CS_MERGE_VAL(cache_ttl);
+    CS_MERGE_VAL(heartbeat);
+    c->used = add->used;
+    return c;
+}
+
+static void *cs_create_dir_conf(apr_pool_t *p, char *dir)
+{
+    cs_dir_conf *c = apr_pcalloc(p, sizeof(*c));
+
+    (void)dir;
+    c->enabled = CS_UNSET;
+    c->write = CS_UNSET;
+    return c;
+}
+
+static void *cs_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    cs_dir_conf *base = basev, *add = addv;
+    cs_dir_conf *c = apr_pcalloc(p, sizeof(*c));
+
+    CS_MERGE_VAL(enabled);
+    CS_MERGE_VAL(write);
+    return c;
+}
+
+static const char *cs_set_node(cmd_parms *cmd, void *dummy, const char *name,
+                               const char *url)
+{
+    cs_server_conf *sc = cs_sconf(cmd->server);
+    apr_uri_t uri;
+    apr_size_t i, n = strlen(name);
+
+    (void)dummy;
+    if (n < 1 || n > 64) {
+        return "ClusterStorageNode: NAME must be 1 to 64 characters";
+    }
+    for (i = 0; i < n; i++) {
+        if (!apr_isalnum(name[i]) && !strchr("._-", name[i])) {
+            return "ClusterStorageNode: NAME may only contain A-Z a-z 0-9 "
+                   ". _ -";
+        }
+    }
+    if (apr_uri_parse(cmd->temp_pool, url, &uri) != APR_SUCCESS
+        || !uri.scheme || strcasecmp(uri.scheme, "http") != 0
+        || !uri.hostname || !*uri.hostname
+        || (uri.path && strcmp(uri.path, "/") != 0) || uri.query
+        || uri.fragment || uri.user) {
+        return apr_psprintf(cmd->pool, "ClusterStorageNode: URL '%s' must "
+                            "look like http://host:port (no path)", url);
+    }
+    sc->node_name = name;
+    sc->node_url = apr_psprintf(cmd->pool, "http://%s:%u",
+                                strchr(uri.hostname, ':')
+                                ? apr_pstrcat(cmd->temp_pool, "[",
+                                              uri.hostname, "]", NULL)
+                                : uri.hostname,
+                                uri.port ? uri.port : 80);
+    return NULL;
+}
+
+static const char *cs_set_root(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    cs_server_conf *sc = cs_sconf(cmd->server);
+    const char *root = ap_server_root_relative(cmd->pool, arg);
+
+    (void)dummy;
+    if (!root) {
+        return apr_pstrcat(cmd->pool, "ClusterStorageRoot: invalid path ",
+                           arg, NULL);
+    }
+    sc->root = root;
+    return NULL;
+}
+
+static const char *cs_set_secret(cmd_parms *cmd, void *dummy,
+                                 const char *arg)
+{
+    cs_server_conf *sc = cs_sconf(cmd->server);
+
+    (void)dummy;
+    if (strlen(arg) < CS_SECRET_MIN) {
+        return "ClusterStorageSecret must be at least 16 bytes long";
+    }
+    sc->secret = arg;
+    return NULL;
+}
+
+static const char *cs_add_memcache(cmd_parms *cmd, void *dummy,
+                                   const char *arg)
+{
+    cs_server_conf *sc = cs_sconf(cmd->server);
+    char *host = NULL, *scope = NULL;
+    apr_port_t port = 0;
+
+    (void)dummy;
+    if (apr_parse_addr_port(&host, &scope, &port, arg, cmd->temp_pool)
+        != APR_SUCCESS || !host || scope || !port) {
+        return apr_psprintf(cmd->pool, "ClusterStorageMemcache: '%s' is not "
+                            "HOST:PORT", arg);
+    }
+    if (!sc->memcache) {
+        sc->memcache = apr_array_make(cmd->pool, 2, sizeof(const char *));
+    }
+    APR_ARRAY_PUSH(sc->memcache, const char *) = arg;
+    return NULL;
+}
+
+static const char *cs_set_replicas(cmd_parms *cmd, void *dummy,
+                                   const char *arg)
+{
+    cs_server_conf *sc = cs_sconf(cmd->server);
+    char *end;
+    long n = strtol(arg, &end, 10);
+
+    (void)dummy;
+    if (*end || end == arg || n < 1 || n > 64) {
+        return "ClusterStorageReplicas must be a number from 1 to 64";
+    }
+    sc->replicas = (int)n;
+    return NULL;
+}
+
+/* Durations: seconds by default, "ms" etc. accepted. */
+static const char *cs_duration(cmd_parms *cmd, const char *arg,
+                               apr_interval_time_t min,
+                               apr_interval_time_t max,
+                               apr_interval_time_t *out)
+{
+    apr_interval_time_t t = 0;
+
+    if (ap_timeout_parameter_parse(arg, &t, "s") != APR_SUCCESS
+        || t < min || t > max) {
+        return apr_psprintf(cmd->pool, "%s: '%s' must be a duration "
+                            "between %" APR_TIME_T_FMT " ms and %"
+                            APR_TIME_T_FMT " s", cmd->cmd->name, arg,
+                            apr_time_as_msec(min), apr_time_sec(max));
+    }
+    *out = t;
+    return NULL;
+}
+
+static const char *cs_set_timeout(cmd_parms *cmd, void *dummy,
+                                  const char *arg)
+{
+    (void)dummy;
+    return cs_duration(cmd, arg, apr_time_from_msec(100),
+                       apr_time_from_sec(3600),
+                       &cs_sconf(cmd->server)->peer_timeout);
+}
+
+static const char *cs_set_heartbeat(cmd_parms *cmd, void *dummy,
+                                    const char *arg)
+{
+    (void)dummy;
+    return cs_duration(cmd, arg, apr_time_from_sec(1),
+                       apr_time_from_sec(3600),
+                       &cs_sconf(cmd->server)->heartbeat);
+}
+
+static const char *cs_set_ttl(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    apr_interval_time_t t = 0;
+    const char *err;
+
+    (void)dummy;
+    /* memcached reads more than 30 days as an absolute time. */
+    err = cs_duration(cmd, arg, apr_time_from_sec(1),
+                      apr_time_from_sec(30 * 86400), &t);
+    if (!err) {
+        cs_sconf(cmd->server)->cache_ttl = (int)apr_time_sec(t);
+    }
+    return err;
+}
+
+static const char *cs_set_enabled(cmd_parms *cmd, void *dcv, int on)
+{
+    cs_dir_conf *dc = dcv;
+
+    dc->enabled = on;
+    /* Remember that this server uses cluster storage (only while reading
+     * the main configuration; .htaccess is read at request time). */
+    if (on && cmd->pool == cmd->server->process->pconf) {
+        cs_sconf(cmd->server)->used = 1;
+    }
+    return NULL;
+}
+
+static const char *cs_set_write(cmd_parms *cmd, void *dcv, int on)
+{
+    (void)cmd;
+    ((cs_dir_conf *)dcv)->write = on;
+    return NULL;
+}
+
+static const command_rec cs_cmds[] = {
+    AP_INIT_TAKE2("ClusterStorageNode", cs_set_node, NULL, RSRC_CONF,
+                  "this node's name and the base URL peers reach it at"),
+    AP_INIT_TAKE1("ClusterStorageRoot", cs_set_root, NULL, RSRC_CONF,
+                  "directory that holds this node's copies"),
+    AP_INIT_TAKE1("ClusterStorageSecret", cs_set_secret, NULL, RSRC_CONF,
+                  "shared secret (16+ bytes) authenticating node requests"),
+    AP_INIT_ITERATE("ClusterStorageMemcache", cs_add_memcache, NULL,
+                    RSRC_CONF, "memcached servers (HOST:PORT ...)"),
+    AP_INIT_TAKE1("ClusterStorageReplicas", cs_set_replicas, NULL, RSRC_CONF,
+                  "how many nodes hold each current version (default 2)"),
+    AP_INIT_TAKE1("ClusterStoragePeerTimeout", cs_set_timeout, NULL,
+                  RSRC_CONF, "connect/read timeout towards a peer"),
+    AP_INIT_TAKE1("ClusterStorageCacheTTL", cs_set_ttl, NULL, RSRC_CONF,
+                  "lifetime of a registry entry in memcached"),
+    AP_INIT_TAKE1("ClusterStorageHeartbeat", cs_set_heartbeat, NULL,
+                  RSRC_CONF, "how often this node records its heartbeat"),
+    AP_INIT_FLAG("ClusterStorage", cs_set_enabled, NULL,
+                 RSRC_CONF | ACCESS_CONF | OR_FILEINFO,
+                 "this URL space is cluster storage"),
+    AP_INIT_FLAG("ClusterStorageWrite", cs_set_write, NULL,
+                 RSRC_CONF | ACCESS_CONF | OR_FILEINFO,
+                 "clients may PUT and DELETE here"),
+    { NULL }
+};
+
+/* ------------------------------------------------------------------ */
+/* Start-up                                                           */
+/* ------------------------------------------------------------------ */
+
+static apr_status_t cs_watchdog(int state, void *data, apr_pool_t *pool)
+{
+    server_rec *s = data;
+    cs_server_conf *sc = cs_sconf(s);
+    apr_status_t rv;
+
+    switch (state) {
+    case AP_WATCHDOG_STATE_STARTING:
+        rv = cs_registry_ensure_schema(s, pool);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, CSLOG(201)
+                         "node %s: registry not reachable at start-up; "
+                         "retrying in the background", sc->node_name);
+        }
+        /* record the first heartbeat right away */
+        /* fall through */
+    case AP_WATCHDOG_STATE_RUNNING:
+        rv = cs_registry_heartbeat(s, pool);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, CSLOG(202)
+                         "node %s: cannot record heartbeat", sc->node_name);
+        }
+        else {
+            ap_log_error(APLOG_MARK, APLOG_TRACE1, 0, s, CSLOG(203)
+                         "node %s: heartbeat recorded", sc->node_name);
+        }
+        break;
+    default:
+        break;
+    }
+    return APR_SUCCESS;
+}
+
+static int cs_check_server(apr_pool_t *p, apr_pool_t *ptemp, server_rec *s)
+{
+    cs_server_conf *sc = cs_sconf(s);
+    const char *why = NULL;
+    char *real;
+    apr_status_t rv;
+
+    if (!sc->node_name) {
+        why = "ClusterStorageNode NAME URL is missing";
+    }
+    else if (!sc->root) {
+        why = "ClusterStorageRoot DIR is missing";
+    }
+    else if (!sc->secret) {
+        why = "ClusterStorageSecret (at least 16 bytes, the same on every "
+              "node) is missing; the server refuses to start without it";
+    }
+    if (why) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, CSLOG(001)
+                     "%s:%d uses cluster storage but %s",
+                     s->defn_name ? s->defn_name : "(main server)",
+                     s->defn_line_number, why);
+        return !OK;
+    }
+    if (sc->replicas == CS_UNSET) {
+        sc->replicas = CS_DEFAULT_REPLICAS;
+    }
+    if (sc->peer_timeout == CS_UNSET) {
+        sc->peer_timeout = CS_DEFAULT_TIMEOUT;
+    }
+    if (sc->cache_ttl == CS_UNSET) {
+        sc->cache_ttl = CS_DEFAULT_TTL;
+    }
+    if (sc->heartbeat == CS_UNSET) {
+        sc->heartbeat = CS_DEFAULT_HEARTBEAT;
+    }
+    rv = cs_store_init_root(ptemp, sc->root, &why);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, CSLOG(002)
+                     "ClusterStorageRoot %s %s", sc->root, why);
+        return !OK;
+    }
+    real = realpath(sc->root, NULL);
+    if (!real) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, APR_FROM_OS_ERROR(errno), s,
+                     CSLOG(002) "ClusterStorageRoot %s cannot be resolved",
+                     sc->root);
+        return !OK;
+    }
+    sc->root = apr_pstrdup(p, real);
+    free(real);
+    sc->root_len = strlen(sc->root);
+    sc->state_dir = apr_pstrcat(p, sc->root, "/" CS_STATE_DIRNAME, NULL);
+    return OK;
+}
+
+static int cs_post_config(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
+                          server_rec *s)
+{
+    server_rec *vs;
+    apr_hash_t *nodes = apr_hash_make(ptemp);
+    ap_watchdog_t *wd = NULL;
+
+    (void)plog;
+    cs_state_dirs = apr_array_make(p, 4, sizeof(const char *));
+    for (vs = s; vs; vs = vs->next) {
+        cs_server_conf *sc = cs_sconf(vs);
+        if (!sc->used && !sc->node_name && !sc->root) {
+            continue;
+        }
+        if (!cs_registry_have_dbd()) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs, CSLOG(003)
+                         "mod_dbd is required: add 'LoadModule dbd_module "
+                         "modules/mod_dbd.so' (a2enmod dbd) and configure "
+                         "DBDriver mysql and DBDParams");
+            return !OK;
+        }
+        cs_wd_get_instance = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
+        cs_wd_register = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
+        if (!cs_wd_get_instance || !cs_wd_register) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs, CSLOG(004)
+                         "mod_watchdog is required: add 'LoadModule "
+                         "watchdog_module modules/mod_watchdog.so'");
+            return !OK;
+        }
+        if (cs_check_server(p, ptemp, vs) != OK) {
+            return !OK;
+        }
+        {
+            const char *other = apr_hash_get(nodes, cs_sconf(vs)->root,
+                                             APR_HASH_KEY_STRING);
+            if (other && strcmp(other, sc->node_name) != 0) {
+                ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs, CSLOG(005)
+                             "nodes %s and %s share ClusterStorageRoot %s; "
+                             "each node needs its own", other,
+                             sc->node_name, sc->root);
+                return !OK;
+            }
+            if (!other) {
+                apr_hash_set(nodes, sc->root, APR_HASH_KEY_STRING,
+                             sc->node_name);
+                APR_ARRAY_PUSH(cs_state_dirs, const char *) = sc->state_dir;
+                /* One background callback per node (root). */
+                if (!wd && cs_wd_get_instance(&wd, AP_WATCHDOG_SINGLETON, 0,
+                                              1, p) != APR_SUCCESS) {
+                    ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs, CSLOG(006)
+                                 "cannot get the singleton watchdog");
+                    return !OK;
+                }
+                cs_wd_register(wd, sc->heartbeat, vs, cs_watchdog);
+            }
+        }
+    }
+    return OK;
+}
+
+static void cs_child_init(apr_pool_t *p, server_rec *s)
+{
+    cs_registry_child_init(p, s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Requests                                                           */
+/* ------------------------------------------------------------------ */
+
+/* Nothing under a node's .clusterstorage/ is ever served, whichever
+ * Location or Alias maps there. */
+static int cs_fixups(request_rec *r)
+{
+    int i;
+
+    if (!cs_state_dirs || !r->filename) {
+        return DECLINED;
+    }
+    for (i = 0; i < cs_state_dirs->nelts; i++) {
+        const char *d = APR_ARRAY_IDX(cs_state_dirs, i, const char *);
+        apr_size_t n = strlen(d);
+        if (strncmp(r->filename, d, n) == 0
+            && (r->filename[n] == '/' || r->filename[n] == '\0')) {
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, CSLOG(010)
+                          "refusing to serve the module's working "
+                          "directory %s", r->filename);
+            return HTTP_NOT_FOUND;
+        }
+    }
+    return DECLINED;
+}
+
+static int cs_unavailable(request_rec *r)
+{
+    apr_table_setn(r->err_headers_out, "Retry-After", CS_RETRY_AFTER);
+    return HTTP_SERVICE_UNAVAILABLE;
+}
+
+static void cs_version_headers(request_rec *r, const cs_entry_t *e)
+{
+    char etag[64];
+
+    cs_entry_etag(e, etag, sizeof(etag));
+    apr_table_setn(r->headers_out, "ETag", apr_pstrdup(r->pool, etag));
+    apr_table_setn(r->headers_out, "X-ClusterStorage-Version",
+                   apr_psprintf(r->pool, "%" APR_UINT64_T_FMT, e->version));
+}
+
+/* Serve an opened, verified local copy with the core's machinery. */
+static int cs_serve(request_rec *r, apr_file_t *f, const apr_finfo_t *fi,
+                    const cs_entry_t *e, int unverified)
+{
+    apr_bucket_brigade *bb;
+    apr_status_t rv;
+    int status;
+
+    r->finfo = *fi;
+    ap_update_mtime(r, e->mtime ? (apr_time_t)e->mtime : fi->mtime);
+    ap_set_last_modified(r);
+    cs_version_headers(r, e);
+    if (unverified) {
+        apr_table_setn(r->headers_out, "X-ClusterStorage-Unverified", "1");
+    }
+    ap_set_accept_ranges(r);
+    ap_set_content_length(r, fi->size);
+    if ((status = ap_meets_conditions(r)) != OK) {
+        r->status = status;
+        return status;
+    }
+    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    apr_brigade_insert_file(bb, f, 0, fi->size, r->pool);
+    APR_BRIGADE_INSERT_TAIL(bb,
+                            apr_bucket_eos_create(r->connection->bucket_alloc));
+    rv = ap_pass_brigade(r->output_filters, bb);
+    if (rv == APR_SUCCESS || r->status != HTTP_OK || r->connection->aborted) {
+        return OK;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, CSLOG(020)
+                  "sending %s failed", r->filename);
+    return AP_FILTER_ERROR;
+}
+
+/* Drop this node's copy of a key that the registry says is gone or newer,
+ * unless a writer replaced it meanwhile. */
+static void cs_drop_stale(request_rec *r, cs_server_conf *sc, const char *key,
+                          const char *path, apr_uint64_t below)
+{
+    apr_file_t *lock = NULL, *f;
+    apr_finfo_t fi;
+    apr_uint64_t v;
+    char sha[CS_SHA256_HEX_LEN + 1];
+
+    if (cs_store_lock_key(r->pool, sc, key, &lock) != APR_SUCCESS) {
+        return;
+    }
+    if (cs_store_open(r->pool, path, 0, &f, &fi, &v, sha) == APR_SUCCESS
+        && v > 0 && v < below) {
+        cs_store_remove(r->pool, path);
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(021)
+                      "dropped stale copy of %s (version %" APR_UINT64_T_FMT
+                      ")", key, v);
+    }
+    cs_store_unlock_key(lock);
+}
+
+static int cs_handle_get(request_rec *r, cs_server_conf *sc, const char *key,
+                         const char *path)
+{
+    core_dir_config *cd = ap_get_core_module_config(r->per_dir_config);
+    apr_int32_t flags = AP_SENDFILE_ENABLED(cd->enable_sendfile);
+    cs_entry_t e, local;
+    apr_file_t *f = NULL;
+    apr_finfo_t fi;
+    apr_uint64_t v = 0;
+    apr_status_t rv, lrv;
+
+    memset(&local, 0, sizeof(local));
+    rv = cs_registry_get(r, key, &e);
+    lrv = cs_store_open(r->pool, path, flags, &f, &fi, &v, local.sha256);
+    local.version = v;
+    local.size = (apr_uint64_t)fi.size;
+    if (rv != APR_SUCCESS) {
+        /* SPEC promise 7: the registry is down; a local copy still serves,
+         * marked as unverified. */
+        if (lrv == APR_SUCCESS && v > 0 && local.sha256[0]) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, CSLOG(022)
+                          "registry unreachable; serving local copy of %s "
+                          "unverified", key);
+            local.mtime = fi.mtime;
+            return cs_serve(r, f, &fi, &local, 1);
+        }
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(023)
+                      "registry unreachable and no local copy of %s", key);
+        return cs_unavailable(r);
+    }
+    if (lrv == APR_SUCCESS && v > 0 && v != e.version) {
+        /* The cache may lag behind a commit: ask the database itself. */
+        cs_entry_t db;
+        if (cs_registry_get_db(r, key, &db) == APR_SUCCESS) {
+            e = db;
+        }
+    }
+    if (e.version == 0 || e.deleted) {
+        if (lrv == APR_SUCCESS && v > 0) {
+            cs_drop_stale(r, sc, key, path, e.version ? e.version : v + 1);
+        }
+        return HTTP_NOT_FOUND;
+    }
+    if (lrv == APR_SUCCESS && v == e.version) {
+        if (strcmp(local.sha256, e.sha256) != 0
+            || (apr_uint64_t)fi.size != e.size) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(024)
+                          "local copy of %s (version %" APR_UINT64_T_FMT
+                          ") does not match the registry; not serving it",
+                          key, v);
+            return cs_unavailable(r);
+        }
+        return cs_serve(r, f, &fi, &e, 0);
+    }
+    if (lrv != APR_SUCCESS && !APR_STATUS_IS_ENOENT(rv) && lrv != APR_ENOENT) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, lrv, r, CSLOG(025)
+                      "cannot open local copy %s", path);
+    }
+    /* This node lacks the current version and cannot fetch it (yet). */
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(026)
+                  "no reachable holder of %s version %" APR_UINT64_T_FMT,
+                  key, e.version);
+    return cs_unavailable(r);
+}
+
+/* Conditional write headers against the committed current entry. */
+typedef struct {
+    const char *key;
+    const char *path;
+    cs_server_conf *sc;
+    cs_tmp_t *tmp;
+    const char *job;
+} cs_write_ctx;
+
+static int cs_precondition(request_rec *r, const cs_entry_t *cur, void *b)
+{
+    const char *im = apr_table_get(r->headers_in, "If-Match");
+    const char *inm = apr_table_get(r->headers_in, "If-None-Match");
+    int live = cur->version > 0 && !cur->deleted;
+    char etag[64];
+
+    (void)b;
+    cs_entry_etag(cur, etag, sizeof(etag));
+    if (im) {
+        if (!live || (strcmp(im, "*") != 0
+                      && !ap_find_etag_strong(r->pool, im, etag))) {
+            return HTTP_PRECONDITION_FAILED;
+        }
+    }
+    if (inm && live) {
+        if (strcmp(inm, "*") == 0 || ap_find_etag_weak(r->pool, inm, etag)) {
+            return HTTP_PRECONDITION_FAILED;
+        }
+    }
+    return OK;
+}
+
+static apr_status_t cs_queue_job(request_rec *r, cs_write_ctx *w, char op,
+                                 apr_uint64_t version)
+{
+    cs_job_t job;
+
+    job.op = op;
+    job.version = version;
+    job.key = w->key;
+    return cs_queue_add(r->pool, w->sc, &job, &w->job);
+}
+
+static apr_status_t cs_put_prepare(request_rec *r, const cs_entry_t *next,
+                                   void *b)
+{
+    cs_write_ctx *w = b;
+    apr_status_t rv = cs_store_tmp_seal(w->tmp, w->key, next);
+
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(030)
+                      "cannot seal the temp file of %s", w->key);
+        return rv;
+    }
+    if (w->sc->replicas > 1) {
+        rv = cs_queue_job(r, w, 'P', next->version);
+        if (rv != APR_SUCCESS) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(031)
+                          "cannot queue the replication of %s", w->key);
+        }
+    }
+    return rv;
+}
+
+static apr_status_t cs_delete_prepare(request_rec *r, const cs_entry_t *next,
+                                      void *b)
+{
+    cs_write_ctx *w = b;
+    apr_status_t rv = cs_queue_job(r, w, 'D', next->version);
+
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(031)
+                      "cannot queue the delete of %s", w->key);
+    }
+    return rv;
+}
+
+static void cs_write_abort(request_rec *r, const cs_entry_t *next, void *b)
+{
+    cs_write_ctx *w = b;
+
+    (void)next;
+    if (w->job) {
+        cs_queue_remove(r->pool, w->job);
+        w->job = NULL;
+    }
+}
+
+/* Stream the request body into w->tmp.  OK or the HTTP status to answer. */
+static int cs_read_body(request_rec *r, cs_write_ctx *w)
+{
+    apr_bucket_brigade *bb;
+    apr_status_t rv;
+    int seen_eos = 0;
+
+    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    do {
+        apr_bucket *b;
+
+        rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES,
+                            APR_BLOCK_READ, 65536);
+        if (rv != APR_SUCCESS) {
+            int status = ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r, CSLOG(032)
+                          "PUT %s: request body rejected or cut short "
+                          "(status %d); nothing stored", w->key,
+                          status == AP_FILTER_ERROR ? r->status : status);
+            return status;
+        }
+        for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);
+             b = APR_BUCKET_NEXT(b)) {
+            const char *data;
+            apr_size_t len;
+
+            if (APR_BUCKET_IS_EOS(b)) {
+                seen_eos = 1;
+                break;
+            }
+            if (APR_BUCKET_IS_METADATA(b)) {
+                continue;
+            }
+            rv = apr_bucket_read(b, &data, &len, APR_BLOCK_READ);
+            if (rv != APR_SUCCESS) {
+                ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r, CSLOG(032)
+                              "PUT %s: reading the body failed; nothing "
+                              "stored", w->key);
+                return HTTP_BAD_REQUEST;
+            }
+            rv = cs_store_tmp_write(w->tmp, data, len);
+            if (rv != APR_SUCCESS) {
+                ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(033)
+                              "PUT %s: cannot write the temp file; nothing "
+                              "stored", w->key);
+                return APR_STATUS_IS_ENOSPC(rv) ? HTTP_INSUFFICIENT_STORAGE
+                                                : HTTP_INTERNAL_SERVER_ERROR;
+            }
+        }
+        apr_brigade_cleanup(bb);
+    } while (!seen_eos);
+    return OK;
+}
+
+static int cs_handle_put(request_rec *r, cs_server_conf *sc, const char *key,
+                         const char *path)
+{
+    cs_write_ctx w;
+    cs_write_ops_t ops;
+    cs_entry_t e;
+    apr_file_t *lock = NULL;
+    apr_uint64_t size;
+    char sha[CS_SHA256_HEX_LEN + 1];
+    apr_status_t rv;
+    int status, created = 0;
+
+    memset(&w, 0, sizeof(w));
+    w.key = key;
+    w.path = path;
+    w.sc = sc;
+    /* Fail fast on a precondition before the body is transferred; the
+     * transaction decides again under the row lock. */
+    if (apr_table_get(r->headers_in, "If-Match")
+        || apr_table_get(r->headers_in, "If-None-Match")) {
+        if (cs_registry_get_db(r, key, &e) != APR_SUCCESS) {
+            return cs_unavailable(r);
+        }
+        if ((status = cs_precondition(r, &e, &w)) != OK) {
+            return status;
+        }
+    }
+    rv = cs_store_make_parents(r->pool, sc, path, &status);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(034)
+                      "PUT %s: cannot prepare the directory for %s", key,
+                      path);
+        return status;
+    }
+    rv = cs_store_tmp_create(r->pool, sc, "put", &w.tmp);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(035)
+                      "PUT %s: cannot create a temp file in %s/tmp", key,
+                      sc->state_dir);
+        return APR_STATUS_IS_ENOSPC(rv) ? HTTP_INSUFFICIENT_STORAGE
+                                        : HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if ((status = cs_read_body(r, &w)) != OK) {
+        return status;      /* the pool cleanup removes the temp file */
+    }
+    cs_store_tmp_digest(w.tmp, &size, sha);
+
+    ops.precondition = cs_precondition;
+    ops.prepare = cs_put_prepare;
+    ops.abort = cs_write_abort;
+    ops.baton = &w;
+    rv = cs_store_lock_key(r->pool, sc, key, &lock);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(036)
+                      "PUT %s: cannot take the key lock", key);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    status = cs_registry_put(r, key, size, sha, &ops, &e, &created);
+    if (status == OK) {
+        rv = cs_store_install(w.tmp, path);
+        if (rv != APR_SUCCESS) {
+            ap_log_rerror(APLOG_MARK, APLOG_CRIT, rv, r, CSLOG(037)
+                          "PUT %s: version %" APR_UINT64_T_FMT " committed "
+                          "but cannot be renamed into %s", key, e.version,
+                          path);
+            status = HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    cs_store_unlock_key(lock);
+    if (status == HTTP_SERVICE_UNAVAILABLE) {
+        return cs_unavailable(r);
+    }
+    if (status != OK) {
+        return status;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(038)
+                  "stored %s version %" APR_UINT64_T_FMT " (%"
+                  APR_UINT64_T_FMT " bytes)", key, e.version, e.size);
+    cs_version_headers(r, &e);
+    if (created) {
+        apr_table_setn(r->headers_out, "Location",
+                       ap_construct_url(r->pool, r->uri, r));
+    }
+    r->status = created ? HTTP_CREATED : HTTP_NO_CONTENT;
+    return OK;
+}
+
+static int cs_handle_delete(request_rec *r, cs_server_conf *sc,
+                            const char *key, const char *path)
+{
+    cs_write_ctx w;
+    cs_write_ops_t ops;
+    cs_entry_t e;
+    apr_file_t *lock = NULL;
+    apr_status_t rv;
+    int status;
+
+    memset(&w, 0, sizeof(w));
+    w.key = key;
+    w.path = path;
+    w.sc = sc;
+    ops.precondition = cs_precondition;
+    ops.prepare = cs_delete_prepare;
+    ops.abort = cs_write_abort;
+    ops.baton = &w;
+    rv = cs_store_lock_key(r->pool, sc, key, &lock);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(036)
+                      "DELETE %s: cannot take the key lock", key);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    status = cs_registry_delete(r, key, &ops, &e);
+    if (status == OK) {
+        rv = cs_store_remove(r->pool, path);
+        if (rv != APR_SUCCESS) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(039)
+                          "DELETE %s: committed, but the local copy %s could "
+                          "not be removed; it will not be served", key, path);
+        }
+    }
+    cs_store_unlock_key(lock);
+    if (status == HTTP_SERVICE_UNAVAILABLE) {
+        return cs_unavailable(r);
+    }
+    if (status != OK) {
+        return status;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(040)
+                  "deleted %s (tombstone version %" APR_UINT64_T_FMT ")",
+                  key, e.version);
+    apr_table_setn(r->headers_out, "X-ClusterStorage-Version",
+                   apr_psprintf(r->pool, "%" APR_UINT64_T_FMT, e.version));
+    r->status = HTTP_NO_CONTENT;
+    return OK;
+}
+
+static int cs_handler(request_rec *r)
+{
+    cs_dir_conf *dc = ap_get_module_config(r->per_dir_config,
+                                           &clusterstorage_module);
+    cs_server_conf *sc;
+    const char *key = r->uri, *path;
+    apr_size_t klen;
+    int write;
+
+    if (!dc || dc->enabled != 1) {
+        return DECLINED;
+    }
+    if (r->handler && strcmp(r->handler, "clusterstorage-status") == 0) {
+        return DECLINED;
+    }
+    sc = cs_sconf(r->server);
+    if (!sc->state_dir) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(011)
+                      "ClusterStorage On in a server without "
+                      "ClusterStorageNode/Root/Secret");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    write = dc->write == 1;
+    klen = strlen(key);
+    switch (cs_key_check(key, klen)) {
+    case CS_KEY_OK:
+        break;
+    case CS_KEY_TOO_LONG:
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, CSLOG(012)
+                      "key of %" APR_SIZE_T_FMT " bytes is longer than %d",
+                      klen, CS_KEY_MAX);
+        return HTTP_REQUEST_URI_TOO_LARGE;
+    case CS_KEY_RESERVED:
+        return HTTP_NOT_FOUND;
+    case CS_KEY_DIRECTORY:
+        if (r->method_number == M_GET) {
+            return HTTP_NOT_FOUND;
+        }
+        /* a directory is not a storable key */
+        /* fall through */
+    case CS_KEY_BAD:
+    default:
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, CSLOG(013)
+                      "refusing malformed key %s", key);
+        return HTTP_BAD_REQUEST;
+    }
+    /* The file K maps to (DocumentRoot/Alias), including any part of the
+     * path below the first directory that does not exist yet. */
+    path = r->path_info && *r->path_info
+           ? apr_pstrcat(r->pool, r->filename, r->path_info, NULL)
+           : r->filename;
+    if (!path || strncmp(path, sc->root, sc->root_len) != 0
+        || path[sc->root_len] != '/') {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(014)
+                      "%s maps to %s, outside ClusterStorageRoot %s; fix "
+                      "DocumentRoot/Alias", key, path ? path : "(nothing)",
+                      sc->root);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    r->allowed = (AP_METHOD_BIT << M_GET)
+                 | (write ? (AP_METHOD_BIT << M_PUT)
+                            | (AP_METHOD_BIT << M_DELETE) : 0);
+    switch (r->method_number) {
+    case M_GET:
+        return cs_handle_get(r, sc, key, path);
+    case M_PUT:
+        if (write) {
+            return cs_handle_put(r, sc, key, path);
+        }
+        break;
+    case M_DELETE:
+        if (write) {
+            return cs_handle_delete(r, sc, key, path);
+        }
+        break;
+    default:
+        break;
+    }
+    return HTTP_METHOD_NOT_ALLOWED;
+}
+
+static void cs_register_hooks(apr_pool_t *p)
+{
+    (void)p;
+    /* After mod_dbd and mod_watchdog have set themselves up. */
+    ap_hook_post_config(cs_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    /* Per child: memcached clients. */
+    ap_hook_child_init(cs_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    /* Before anything serves a file from a .clusterstorage/ directory. */
+    ap_hook_fixups(cs_fixups, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    /* Ahead of the default handler and whatever SetHandler says, for the
+     * URL spaces with ClusterStorage On. */
+    ap_hook_handler(cs_handler, NULL, NULL, APR_HOOK_FIRST);
+}
+
+AP_DECLARE_MODULE(clusterstorage) = {
+    STANDARD20_MODULE_STUFF,
+    cs_create_dir_conf,
+    cs_merge_dir_conf,
+    cs_create_server_conf,
+    cs_merge_server_conf,
+    cs_cmds,
+    cs_register_hooks,
+    AP_MODULE_FLAG_NONE
+};

@@ -1,0 +1,676 @@
+/* Licensed under the Apache License, Version 2.0 (see LICENSE). */
+
+/*
+ * registry.c - MariaDB through mod_dbd, memcached in front; see registry.h.
+ */
+#include "registry.h"
+
+#include "ap_mpm.h"
+#include "http_protocol.h"
+#include "apr_atomic.h"
+#include "apr_dbd.h"
+#include "mod_dbd.h"
+#include "peer.h"
+#include "apr_strings.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+/* The DDL, also shipped as conf/schema.sql.  Keys are VARBINARY so that
+ * the database never re-interprets their bytes; 2048 + 64 bytes fits
+ * InnoDB's 3072-byte index limit. */
+static const char *const cs_schema[] = {
+    "CREATE TABLE IF NOT EXISTS cs_files ("
+    " path VARBINARY(2048) NOT NULL,"
+    " version BIGINT UNSIGNED NOT NULL,"
+    " size BIGINT UNSIGNED NOT NULL DEFAULT 0,"
+    " sha256 CHAR(64) CHARACTER SET ascii NOT NULL DEFAULT '',"
+    " mtime BIGINT NOT NULL DEFAULT 0,"
+    " deleted TINYINT(1) NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (path)"
+    ") ENGINE=InnoDB",
+    "CREATE TABLE IF NOT EXISTS cs_replicas ("
+    " path VARBINARY(2048) NOT NULL,"
+    " node VARCHAR(64) CHARACTER SET ascii NOT NULL,"
+    " version BIGINT UNSIGNED NOT NULL,"
+    " stored_at BIGINT NOT NULL,"
+    " PRIMARY KEY (path, node),"
+    " KEY cs_replicas_node (node)"
+    ") ENGINE=InnoDB",
+    "CREATE TABLE IF NOT EXISTS cs_nodes ("
+    " name VARCHAR(64) CHARACTER SET ascii NOT NULL,"
+    " url VARCHAR(255) NOT NULL,"
+    " heartbeat BIGINT NOT NULL,"
+    " period INT NOT NULL,"
+    " started BIGINT NOT NULL,"
+    " PRIMARY KEY (name)"
+    ") ENGINE=InnoDB",
+    NULL
+};
+
+typedef enum {
+    CS_ST_GET,
+    CS_ST_PLACEHOLDER,
+    CS_ST_LOCKROW,
+    CS_ST_UPSERT,
+    CS_ST_DROP_REPLICAS,
+    CS_ST_ADD_REPLICA,
+    CS_ST_HEARTBEAT,
+    CS_ST_COUNT
+} cs_stmt_id;
+
+#define CS_ENTRY_COLS "version, size, sha256, mtime, deleted"
+
+static const struct {
+    const char *label;
+    const char *sql;
+} cs_stmts[CS_ST_COUNT] = {
+    { "cs_get",
+      "SELECT " CS_ENTRY_COLS " FROM cs_files WHERE path = %s" },
+    /* Gives a missing key a "never stored" row to lock, so concurrent first
+     * writers queue on one record lock instead of deadlocking on gaps. */
+    { "cs_placeholder",
+      "INSERT INTO cs_files (path, version, size, sha256, mtime, deleted)"
+      " VALUES (%s, 0, 0, '', 0, 0)"
+      " ON DUPLICATE KEY UPDATE version = version" },
+    { "cs_lockrow",
+      "SELECT " CS_ENTRY_COLS " FROM cs_files WHERE path = %s FOR UPDATE" },
+    { "cs_upsert",
+      "UPDATE cs_files SET version = %s, size = %s, sha256 = %s,"
+      " mtime = %s, deleted = %s WHERE path = %s" },
+    { "cs_drop_replicas",
+      "DELETE FROM cs_replicas WHERE path = %s" },
+    { "cs_add_replica",
+      "INSERT INTO cs_replicas (path, node, version, stored_at)"
+      " VALUES (%s, %s, %s, UNIX_TIMESTAMP())"
+      " ON DUPLICATE KEY UPDATE version = VALUES(version),"
+      " stored_at = VALUES(stored_at)" },
+    { "cs_heartbeat",
+      "INSERT INTO cs_nodes (name, url, heartbeat, period, started)"
+      " VALUES (%s, %s, UNIX_TIMESTAMP(), %s, UNIX_TIMESTAMP())"
+      " ON DUPLICATE KEY UPDATE url = VALUES(url),"
+      " heartbeat = VALUES(heartbeat), period = VALUES(period)" },
+};
+
+static APR_OPTIONAL_FN_TYPE(ap_dbd_acquire) *cs_dbd_acquire;
+static APR_OPTIONAL_FN_TYPE(ap_dbd_open) *cs_dbd_open;
+static APR_OPTIONAL_FN_TYPE(ap_dbd_close) *cs_dbd_close;
+
+/* Set once per process after the DDL ran successfully. */
+static volatile apr_uint32_t cs_schema_ready;
+
+int cs_registry_have_dbd(void)
+{
+    cs_dbd_acquire = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_acquire);
+    cs_dbd_open = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_open);
+    cs_dbd_close = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_close);
+    return cs_dbd_acquire && cs_dbd_open && cs_dbd_close;
+}
+
+/* ------------------------------------------------------------------ */
+/* Database helpers                                                   */
+/* ------------------------------------------------------------------ */
+
+static const char *cs_db_error(ap_dbd_t *dbd, int rv)
+{
+    const char *msg = apr_dbd_error(dbd->driver, dbd->handle, rv);
+    return msg ? msg : "(no message)";
+}
+
+static apr_status_t cs_db_schema(server_rec *s, ap_dbd_t *dbd)
+{
+    int i, nrows, rv;
+
+    if (apr_atomic_read32(&cs_schema_ready)) {
+        return APR_SUCCESS;
+    }
+    for (i = 0; cs_schema[i]; i++) {
+        rv = apr_dbd_query(dbd->driver, dbd->handle, &nrows, cs_schema[i]);
+        if (rv != 0) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(101)
+                         "cannot create the registry tables: %s",
+                         cs_db_error(dbd, rv));
+            return APR_EGENERAL;
+        }
+    }
+    apr_atomic_set32(&cs_schema_ready, 1);
+    return APR_SUCCESS;
+}
+
+/* The prepared statement `id` on this connection, preparing it on first use.
+ * Statements live in the connection's own pool and hash (mod_dbd destroys
+ * both with the connection), so a reconnect re-prepares them. */
+static apr_dbd_prepared_t *cs_stmt(server_rec *s, ap_dbd_t *dbd,
+                                   cs_stmt_id id)
+{
+    apr_dbd_prepared_t *stmt;
+    int rv;
+
+    stmt = apr_hash_get(dbd->prepared, cs_stmts[id].label,
+                        APR_HASH_KEY_STRING);
+    if (stmt) {
+        return stmt;
+    }
+    if (cs_db_schema(s, dbd) != APR_SUCCESS) {
+        return NULL;
+    }
+    stmt = NULL;
+    rv = apr_dbd_prepare(dbd->driver, dbd->pool, dbd->handle,
+                         cs_stmts[id].sql, cs_stmts[id].label, &stmt);
+    if (rv != 0 || !stmt) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(102)
+                     "cannot prepare statement %s: %s",
+                     cs_stmts[id].label, cs_db_error(dbd, rv));
+        return NULL;
+    }
+    apr_hash_set(dbd->prepared, cs_stmts[id].label, APR_HASH_KEY_STRING,
+                 stmt);
+    return stmt;
+}
+
+/* After an error the server may have lost our statements (restart, lost
+ * connection with auto-reconnect): prepare them again next time. */
+static void cs_forget_stmts(ap_dbd_t *dbd)
+{
+    int i;
+
+    for (i = 0; i < CS_ST_COUNT; i++) {
+        apr_hash_set(dbd->prepared, cs_stmts[i].label, APR_HASH_KEY_STRING,
+                     NULL);
+    }
+}
+
+static int cs_row_to_entry(ap_dbd_t *dbd, apr_dbd_row_t *row, cs_entry_t *e)
+{
+    const char *v[5];
+    uint64_t n;
+    int i;
+
+    for (i = 0; i < 5; i++) {
+        v[i] = apr_dbd_get_entry(dbd->driver, row, i);
+        if (!v[i]) {
+            return -1;
+        }
+    }
+    memset(e, 0, sizeof(*e));
+    if (cs_parse_u64(v[0], strlen(v[0]), &e->version) != 0
+        || cs_parse_u64(v[1], strlen(v[1]), &e->size) != 0
+        || cs_parse_u64(v[3], strlen(v[3]), &n) != 0
+        || n > (uint64_t)INT64_MAX
+        || (v[4][0] != '0' && v[4][0] != '1') || v[4][1]) {
+        return -1;
+    }
+    e->mtime = (int64_t)n;
+    e->deleted = v[4][0] == '1';
+    if (v[2][0]) {
+        if (!cs_is_sha256_hex(v[2], strlen(v[2]))) {
+            return -1;
+        }
+        memcpy(e->sha256, v[2], CS_SHA256_HEX_LEN + 1);
+    }
+    if (e->version == 0) {
+        memset(e, 0, sizeof(*e));   /* a placeholder: never stored */
+    }
+    return 0;
+}
+
+/* Run an entry SELECT (CS_ST_GET or CS_ST_LOCKROW); read every row. */
+static apr_status_t cs_db_select_entry(server_rec *s, apr_pool_t *p,
+                                       ap_dbd_t *dbd, cs_stmt_id id,
+                                       const char *key, cs_entry_t *e)
+{
+    apr_dbd_prepared_t *stmt = cs_stmt(s, dbd, id);
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;
+    apr_status_t status = APR_SUCCESS;
+    int rv, rows = 0;
+
+    memset(e, 0, sizeof(*e));
+    if (!stmt) {
+        return APR_EGENERAL;
+    }
+    rv = apr_dbd_pvselect(dbd->driver, p, dbd->handle, &res, stmt, 0, key,
+                          NULL);
+    if (rv != 0) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(103)
+                     "registry lookup of %s failed: %s", key,
+                     cs_db_error(dbd, rv));
+        cs_forget_stmts(dbd);
+        return APR_EGENERAL;
+    }
+    while ((rv = apr_dbd_get_row(dbd->driver, p, res, &row, -1)) == 0) {
+        if (rows++ == 0 && cs_row_to_entry(dbd, row, e) != 0) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(104)
+                         "registry row for %s is malformed", key);
+            status = APR_EGENERAL;
+        }
+    }
+    if (rv != -1) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(105)
+                     "reading registry row for %s failed: %s", key,
+                     cs_db_error(dbd, rv));
+        cs_forget_stmts(dbd);
+        return APR_EGENERAL;
+    }
+    return status;
+}
+
+static apr_status_t cs_db_exec(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                               cs_stmt_id id, int *nrows, ...)
+{
+    apr_dbd_prepared_t *stmt = cs_stmt(s, dbd, id);
+    const char *args[8];
+    const char *a;
+    va_list ap;
+    int n = 0, rv, dummy;
+
+    if (!stmt) {
+        return APR_EGENERAL;
+    }
+    va_start(ap, nrows);
+    while ((a = va_arg(ap, const char *)) != NULL && n < 8) {
+        args[n++] = a;
+    }
+    va_end(ap);
+    rv = apr_dbd_pquery(dbd->driver, p, dbd->handle,
+                        nrows ? nrows : &dummy, stmt, n, args);
+    if (rv != 0) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(106)
+                     "registry statement %s failed: %s",
+                     cs_stmts[id].label, cs_db_error(dbd, rv));
+        cs_forget_stmts(dbd);
+        return APR_EGENERAL;
+    }
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------------------------ */
+/* memcached                                                          */
+/* ------------------------------------------------------------------ */
+
+#define CS_MC_KEY_LEN   (4 + CS_SHA256_HEX_LEN)
+#define CS_MC_MAC_LEN   32
+
+static void cs_mc_key(const char *key, char out[CS_MC_KEY_LEN + 1])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    EVP_Digest(key, strlen(key), md, &mdlen, EVP_sha256(), NULL);
+    memcpy(out, "cs1:", 4);
+    cs_hex_encode(md, 32, out + 4);
+}
+
+/* Hex HMAC-SHA256 (first CS_MC_MAC_LEN digits) binding value to key. */
+static void cs_mc_mac(const cs_server_conf *sc, const char *key,
+                      const char *val, apr_size_t vlen,
+                      char out[CS_MC_MAC_LEN + 1])
+{
+    apr_size_t klen = strlen(key);
+    char buf[CS_KEY_MAX + 1 + CS_ENTRY_MAX_LEN + 1];
+    char hex[CS_SHA256_HEX_LEN + 1];
+
+    if (klen > CS_KEY_MAX || vlen > CS_ENTRY_MAX_LEN) {
+        memset(out, 'x', CS_MC_MAC_LEN);    /* never matches a hex MAC */
+        out[CS_MC_MAC_LEN] = '\0';
+        return;
+    }
+    memcpy(buf, key, klen);
+    buf[klen] = '\n';
+    memcpy(buf + klen + 1, val, vlen);
+    cs_hmac_hex(sc->secret, buf, klen + 1 + vlen, hex);
+    memcpy(out, hex, CS_MC_MAC_LEN);
+    out[CS_MC_MAC_LEN] = '\0';
+}
+
+static int cs_mc_value(const cs_server_conf *sc, const char *key,
+                       const cs_entry_t *e, char *out, apr_size_t outlen)
+{
+    int n = cs_entry_encode(e, out, outlen);
+
+    if (n < 0 || (apr_size_t)n + 2 + CS_MC_MAC_LEN > outlen) {
+        return -1;
+    }
+    out[n] = ' ';
+    cs_mc_mac(sc, key, out, (apr_size_t)n, out + n + 1);
+    return n + 1 + CS_MC_MAC_LEN;
+}
+
+/* 0 and *e on a valid, authentic value; -1 otherwise. */
+static int cs_mc_decode(const cs_server_conf *sc, const char *key,
+                        const char *val, apr_size_t len, cs_entry_t *e)
+{
+    char mac[CS_MC_MAC_LEN + 1];
+    apr_size_t body;
+
+    if (len < CS_MC_MAC_LEN + 2 || len > CS_ENTRY_MAX_LEN + 1 + CS_MC_MAC_LEN
+        || val[len - CS_MC_MAC_LEN - 1] != ' ') {
+        return -1;
+    }
+    body = len - CS_MC_MAC_LEN - 1;
+    cs_mc_mac(sc, key, val, body, mac);
+    if (CRYPTO_memcmp(mac, val + body + 1, CS_MC_MAC_LEN) != 0) {
+        return -1;
+    }
+    return cs_entry_decode(val, body, e);
+}
+
+/* Reader: populate without overwriting what a writer may have set. */
+static void cs_mc_add(request_rec *r, const cs_server_conf *sc,
+                      const char *key, const char *mckey,
+                      const cs_entry_t *e)
+{
+    char val[CS_ENTRY_MAX_LEN + CS_MC_MAC_LEN + 2];
+    int n;
+    apr_status_t rv;
+
+    if (!sc->mc || (n = cs_mc_value(sc, key, e, val, sizeof(val))) < 0) {
+        return;
+    }
+    rv = apr_memcache_add(sc->mc, mckey, val, (apr_size_t)n,
+                          (apr_uint32_t)sc->cache_ttl, 0);
+    if (rv != APR_SUCCESS && rv != APR_EEXIST) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, CSLOG(110)
+                      "memcached add failed for %s", key);
+    }
+}
+
+/* Writer, after the commit: overwrite; if that fails, drop the entry. */
+static void cs_mc_set(request_rec *r, const cs_server_conf *sc,
+                      const char *key, const cs_entry_t *e)
+{
+    char mckey[CS_MC_KEY_LEN + 1];
+    char val[CS_ENTRY_MAX_LEN + CS_MC_MAC_LEN + 2];
+    int n;
+    apr_status_t rv;
+
+    if (!sc->mc) {
+        return;
+    }
+    cs_mc_key(key, mckey);
+    n = cs_mc_value(sc, key, e, val, sizeof(val));
+    rv = n < 0 ? APR_EGENERAL
+         : apr_memcache_set(sc->mc, mckey, val, (apr_size_t)n,
+                            (apr_uint32_t)sc->cache_ttl, 0);
+    if (rv != APR_SUCCESS) {
+        apr_status_t rv2 = apr_memcache_delete(sc->mc, mckey, 0);
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, CSLOG(111)
+                      "memcached set failed for %s (delete: %s)", key,
+                      rv2 == APR_SUCCESS || rv2 == APR_NOTFOUND
+                      ? "done" : "failed too");
+    }
+}
+
+apr_status_t cs_registry_child_init(apr_pool_t *p, server_rec *s)
+{
+    server_rec *vs;
+    int threads = 1;
+
+    ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads);
+    if (threads < 1) {
+        threads = 1;
+    }
+    for (vs = s; vs; vs = vs->next) {
+        cs_server_conf *sc = cs_sconf(vs);
+        cs_server_conf *mainc = cs_sconf(s);
+        int i;
+
+        if (!sc->memcache || sc->memcache->nelts == 0) {
+            continue;
+        }
+        if (vs != s && sc->memcache == mainc->memcache && mainc->mc) {
+            sc->mc = mainc->mc;     /* inherited: share the client */
+            continue;
+        }
+        if (apr_memcache_create(p, (apr_uint16_t)sc->memcache->nelts, 0,
+                                &sc->mc) != APR_SUCCESS) {
+            sc->mc = NULL;
+            continue;
+        }
+        for (i = 0; i < sc->memcache->nelts; i++) {
+            const char *spec = APR_ARRAY_IDX(sc->memcache, i, const char *);
+            char *host = NULL, *scope = NULL;
+            apr_port_t port = 0;
+            apr_memcache_server_t *ms;
+            apr_status_t rv;
+
+            /* Validated in the directive handler already. */
+            apr_parse_addr_port(&host, &scope, &port, spec, p);
+            rv = apr_memcache_server_create(p, host, port ? port : 11211, 0,
+                                            1, (apr_uint32_t)threads,
+                                            (apr_uint32_t)apr_time_from_sec(60),
+                                            &ms);
+            if (rv == APR_SUCCESS) {
+                rv = apr_memcache_add_server(sc->mc, ms);
+            }
+            if (rv != APR_SUCCESS) {
+                ap_log_error(APLOG_MARK, APLOG_ERR, rv, vs, CSLOG(112)
+                             "cannot set up memcached server %s", spec);
+            }
+        }
+    }
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------------------------ */
+/* Lookups                                                            */
+/* ------------------------------------------------------------------ */
+
+apr_status_t cs_registry_get_db(request_rec *r, const char *key,
+                                cs_entry_t *e)
+{
+    ap_dbd_t *dbd = cs_dbd_acquire(r);
+
+    if (!dbd) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(107)
+                      "no database connection for the registry");
+        return APR_ECONNREFUSED;
+    }
+    return cs_db_select_entry(r->server, r->pool, dbd, CS_ST_GET, key, e);
+}
+
+apr_status_t cs_registry_get(request_rec *r, const char *key, cs_entry_t *e)
+{
+    cs_server_conf *sc = cs_sconf(r->server);
+    char mckey[CS_MC_KEY_LEN + 1];
+    apr_status_t rv;
+
+    if (sc->mc) {
+        char *val = NULL;
+        apr_size_t len = 0;
+        apr_uint16_t flags = 0;
+
+        cs_mc_key(key, mckey);
+        rv = apr_memcache_getp(sc->mc, r->pool, mckey, &val, &len, &flags);
+        if (rv == APR_SUCCESS) {
+            if (cs_mc_decode(sc, key, val, len, e) == 0) {
+                return APR_SUCCESS;
+            }
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(113)
+                          "ignoring malformed memcached entry for %s", key);
+            apr_memcache_delete(sc->mc, mckey, 0);
+        }
+        else if (rv != APR_NOTFOUND) {
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, CSLOG(114)
+                          "memcached get failed for %s; using the database",
+                          key);
+        }
+    }
+    rv = cs_registry_get_db(r, key, e);
+    if (rv == APR_SUCCESS && sc->mc) {
+        cs_mc_add(r, sc, key, mckey, e);
+    }
+    return rv;
+}
+
+/* ------------------------------------------------------------------ */
+/* Writes                                                             */
+/* ------------------------------------------------------------------ */
+
+static const char *cs_u64(apr_pool_t *p, apr_uint64_t v)
+{
+    return apr_psprintf(p, "%" APR_UINT64_T_FMT, v);
+}
+
+/* One write transaction: lock the key's row, ask the precondition, write
+ * the new entry (and this node's replica row unless it is a tombstone),
+ * let the caller prepare, commit.  Returns OK, an HTTP status, or 503. */
+static int cs_write_txn(request_rec *r, const char *key, cs_entry_t *next,
+                        int tombstone, const cs_write_ops_t *ops,
+                        cs_entry_t *cur)
+{
+    cs_server_conf *sc = cs_sconf(r->server);
+    ap_dbd_t *dbd = cs_dbd_acquire(r);
+    apr_dbd_transaction_t *txn = NULL;
+    apr_status_t rv;
+    int status = OK, prepared = 0, rc;
+    apr_time_t now = apr_time_now();
+
+    if (!dbd) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(107)
+                      "no database connection for the registry");
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    /* Make sure statements exist before the transaction starts. */
+    if (!cs_stmt(r->server, dbd, CS_ST_PLACEHOLDER)
+        || !cs_stmt(r->server, dbd, CS_ST_LOCKROW)
+        || !cs_stmt(r->server, dbd, CS_ST_UPSERT)
+        || !cs_stmt(r->server, dbd, CS_ST_DROP_REPLICAS)
+        || !cs_stmt(r->server, dbd, CS_ST_ADD_REPLICA)) {
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    rc = apr_dbd_transaction_start(dbd->driver, r->pool, dbd->handle, &txn);
+    if (rc != 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(108)
+                      "cannot start a registry transaction: %s",
+                      cs_db_error(dbd, rc));
+        cs_forget_stmts(dbd);
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    rv = cs_db_exec(r->server, r->pool, dbd, CS_ST_PLACEHOLDER, NULL, key, NULL);
+    if (rv == APR_SUCCESS) {
+        rv = cs_db_select_entry(r->server, r->pool, dbd, CS_ST_LOCKROW, key,
+                                cur);
+    }
+    if (rv != APR_SUCCESS) {
+        status = HTTP_SERVICE_UNAVAILABLE;
+        goto done;
+    }
+    if (ops->precondition
+        && (status = ops->precondition(r, cur, ops->baton)) != OK) {
+        goto done;
+    }
+    if (tombstone && (cur->version == 0 || cur->deleted)) {
+        status = HTTP_NOT_FOUND;
+        goto done;
+    }
+    next->version = cur->version + 1;
+    next->mtime = now > cur->mtime ? now : cur->mtime + 1;
+    next->deleted = tombstone;
+    rv = cs_db_exec(r->server, r->pool, dbd, CS_ST_UPSERT, NULL,
+                    cs_u64(r->pool, next->version),
+                    cs_u64(r->pool, next->size),
+                    next->sha256,
+                    apr_psprintf(r->pool, "%" APR_INT64_T_FMT, next->mtime),
+                    tombstone ? "1" : "0", key, NULL);
+    if (rv == APR_SUCCESS) {
+        rv = cs_db_exec(r->server, r->pool, dbd, CS_ST_DROP_REPLICAS, NULL, key,
+                        NULL);
+    }
+    if (rv == APR_SUCCESS && !tombstone) {
+        rv = cs_db_exec(r->server, r->pool, dbd, CS_ST_ADD_REPLICA, NULL, key,
+                        sc->node_name, cs_u64(r->pool, next->version), NULL);
+    }
+    if (rv != APR_SUCCESS) {
+        status = HTTP_SERVICE_UNAVAILABLE;
+        goto done;
+    }
+    if (ops->prepare) {
+        rv = ops->prepare(r, next, ops->baton);
+        if (rv != APR_SUCCESS) {
+            status = HTTP_INTERNAL_SERVER_ERROR;
+            goto done;
+        }
+        prepared = 1;
+    }
+
+done:
+    if (status != OK) {
+        apr_dbd_transaction_mode_set(dbd->driver, txn,
+                                     APR_DBD_TRANSACTION_ROLLBACK);
+    }
+    rc = apr_dbd_transaction_end(dbd->driver, r->pool, txn);
+    if (rc != 0 && status == OK) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(109)
+                      "registry commit for %s failed: %s", key,
+                      cs_db_error(dbd, rc));
+        cs_forget_stmts(dbd);
+        status = HTTP_SERVICE_UNAVAILABLE;
+    }
+    if (status != OK && prepared && ops->abort) {
+        ops->abort(r, next, ops->baton);
+    }
+    if (status == OK) {
+        cs_mc_set(r, sc, key, next);
+    }
+    return status;
+}
+
+int cs_registry_put(request_rec *r, const char *key, apr_uint64_t size,
+                    const char *sha256, const cs_write_ops_t *ops,
+                    cs_entry_t *out, int *created)
+{
+    cs_entry_t cur;
+    int status;
+
+    memset(out, 0, sizeof(*out));
+    out->size = size;
+    apr_cpystrn(out->sha256, sha256, sizeof(out->sha256));
+    status = cs_write_txn(r, key, out, 0, ops, &cur);
+    *created = (cur.version == 0 || cur.deleted);
+    return status;
+}
+
+int cs_registry_delete(request_rec *r, const char *key,
+                       const cs_write_ops_t *ops, cs_entry_t *out)
+{
+    cs_entry_t cur;
+
+    memset(out, 0, sizeof(*out));
+    return cs_write_txn(r, key, out, 1, ops, &cur);
+}
+
+/* ------------------------------------------------------------------ */
+/* Background                                                         */
+/* ------------------------------------------------------------------ */
+
+apr_status_t cs_registry_ensure_schema(server_rec *s, apr_pool_t *p)
+{
+    ap_dbd_t *dbd = cs_dbd_open(p, s);
+    apr_status_t rv;
+
+    if (!dbd) {
+        return APR_ECONNREFUSED;
+    }
+    rv = cs_db_schema(s, dbd);
+    cs_dbd_close(s, dbd);
+    return rv;
+}
+
+apr_status_t cs_registry_heartbeat(server_rec *s, apr_pool_t *p)
+{
+    cs_server_conf *sc = cs_sconf(s);
+    ap_dbd_t *dbd = cs_dbd_open(p, s);
+    apr_status_t rv;
+    apr_int64_t period = apr_time_sec(sc->heartbeat);
+
+    if (!dbd) {
+        return APR_ECONNREFUSED;
+    }
+    rv = cs_db_exec(s, p, dbd, CS_ST_HEARTBEAT, NULL, sc->node_name,
+                    sc->node_url,
+                    apr_psprintf(p, "%" APR_INT64_T_FMT,
+                                 period > 0 ? period : 1), NULL);
+    cs_dbd_close(s, dbd);
+    return rv;
+}

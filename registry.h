@@ -1,0 +1,81 @@
+/* Licensed under the Apache License, Version 2.0 (see LICENSE). */
+
+/*
+ * registry.h - who holds what.
+ *
+ * The truth lives in MySQL/MariaDB, reached through mod_dbd (per request
+ * with ap_dbd_acquire, in background threads with ap_dbd_open/close).  The
+ * module creates its tables if they are missing (conf/schema.sql is the same
+ * DDL for DBAs).  Statements are prepared lazily on each connection and
+ * re-prepared after the database restarts.
+ *
+ * memcached sits in front for lookups:
+ *   - keys are fixed length ("cs1:" + hex SHA-256 of the cluster key);
+ *   - values are the compact text of codec.h plus an HMAC keyed with
+ *     ClusterStorageSecret, so garbage, truncated or foreign values are a
+ *     miss, never a wrong answer;
+ *   - readers populate with `add` (never overwrite), writers overwrite with
+ *     `set` after their commit, so a slow reader can never put back an
+ *     entry older than a committed write;
+ *   - absent keys are cached too ("never stored"), so a 404 is cheap;
+ *   - memcached down or not configured: every lookup goes to the database.
+ *
+ * Versions are allocated inside the writer's transaction, under the row lock
+ * of the key, so two nodes writing one key never produce the same version
+ * and a conditional PUT/DELETE is decided against the committed state.
+ */
+#ifndef CS_REGISTRY_H
+#define CS_REGISTRY_H
+
+#include "cs_private.h"
+
+/* Callbacks run inside the write transaction, under the key's row lock. */
+typedef struct {
+    /* Decide a precondition against the committed current entry; return
+     * OK to proceed or an HTTP status (412) to abort. May be NULL. */
+    int (*precondition)(request_rec *r, const cs_entry_t *cur, void *baton);
+    /* Make the new version durable locally before the commit (xattrs on the
+     * temp file, queue job).  Non-APR_SUCCESS aborts the transaction. */
+    apr_status_t (*prepare)(request_rec *r, const cs_entry_t *next,
+                            void *baton);
+    /* Undo prepare() when the transaction did not commit. May be NULL. */
+    void (*abort)(request_rec *r, const cs_entry_t *next, void *baton);
+    void *baton;
+} cs_write_ops_t;
+
+/* 1 if mod_dbd's optional functions are there (call in post_config). */
+int cs_registry_have_dbd(void);
+
+/* Per child: connect the memcached client of every node (server_rec). */
+apr_status_t cs_registry_child_init(apr_pool_t *p, server_rec *s);
+
+/* Current entry of key: memcached, then the database.  APR_SUCCESS with
+ * e->version == 0 means "never stored".  Any other status: the registry
+ * could not be read (the caller degrades per SPEC promise 7). */
+apr_status_t cs_registry_get(request_rec *r, const char *key, cs_entry_t *e);
+
+/* The same, straight from the database (used to settle a disagreement
+ * between the cache and the local copy). */
+apr_status_t cs_registry_get_db(request_rec *r, const char *key,
+                                cs_entry_t *e);
+
+/* Commit a new version of key (size, sha256) held by this node.  Returns
+ * OK with *out the committed entry and *created set when the key had no
+ * live version, or an HTTP status: the precondition's, or 503 when the
+ * database cannot be reached or refuses the transaction. */
+int cs_registry_put(request_rec *r, const char *key, apr_uint64_t size,
+                    const char *sha256, const cs_write_ops_t *ops,
+                    cs_entry_t *out, int *created);
+
+/* Commit a tombstone for key.  OK, 404 (absent or already deleted), the
+ * precondition's status, or 503. */
+int cs_registry_delete(request_rec *r, const char *key,
+                       const cs_write_ops_t *ops, cs_entry_t *out);
+
+/* Record this node's URL and heartbeat (background thread). */
+apr_status_t cs_registry_heartbeat(server_rec *s, apr_pool_t *p);
+
+/* Create the tables if missing (background thread at start-up). */
+apr_status_t cs_registry_ensure_schema(server_rec *s, apr_pool_t *p);
+
+#endif /* CS_REGISTRY_H */

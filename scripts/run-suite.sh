@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs as an unprivileged user (scripts/test.sh arranges that): build, unit
+# tests, private services, Apache::Test.  Everything started here is stopped
+# on exit.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+
+echo "== build"
+make -f Makefile.apxs ${SANITIZE:+SANITIZE=$SANITIZE} >build.log 2>&1 || { cat build.log; exit 1; }
+grep -E "(warning|error):" build.log && { echo "build has warnings"; exit 1; }
+echo "== C unit tests"
+make -f Makefile.apxs unit
+
+export CS_STATE_DIR=$(mktemp -d /tmp/cs-test-state.XXXXXX)
+cleanup() {
+    set +e
+    [ -x t/TEST ] && t/TEST -stop >/dev/null 2>&1
+    perl -Mlib=t/lib -MCSTest -e 'CSTest::stop_all_nodes()' >/dev/null 2>&1
+    bash scripts/services.sh stop --purge >/dev/null 2>&1
+    rm -rf "$CS_STATE_DIR"
+}
+trap cleanup EXIT
+
+echo "== private services"
+bash scripts/services.sh start >/dev/null
+eval "$(bash scripts/services.sh env)"
+export CS_REPO="$REPO"
+export CS_APACHE_MODULES=$(apxs -q LIBEXECDIR)
+# Apache::Test reads Debian's apache2.conf for its LoadModule lines; give
+# the variables that file expects harmless private values.
+export APACHE_RUN_DIR=$CS_STATE_DIR APACHE_LOCK_DIR=$CS_STATE_DIR \
+       APACHE_LOG_DIR=$CS_STATE_DIR APACHE_PID_FILE=$CS_STATE_DIR/system.pid \
+       APACHE_RUN_USER=$(id -un) APACHE_RUN_GROUP=$(id -gn)
+
+echo "== Apache::Test"
+rm -rf t/storage
+perl -MApache::TestMM=test -e 'Apache::TestMM::generate_script("t/TEST")'
+t/TEST -apxs "$(command -v apxs)" -httpd /usr/sbin/apache2 \
+    -httpd_conf /etc/apache2/apache2.conf "$@"

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh Debian 12 machine:
+#   installs what is missing (as root), builds the module, runs the C unit
+#   tests, starts private MariaDB + memcached on free 127.0.0.1 ports, runs
+#   the Apache::Test suite (t/TEST) and stops everything it started.
+# Extra arguments go to t/TEST (e.g. scripts/test.sh t/01_put_get_delete.t).
+#
+# Apache::Test refuses to run as root (httpd would have to switch users), so
+# when started as root this script installs the packages, then runs the suite
+# as the unprivileged user "cstest" on a copy of the working tree.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+
+if [ "$(id -u)" = 0 ]; then
+    bash scripts/deps.sh
+    id cstest >/dev/null 2>&1 \
+        || useradd --system --user-group --shell /bin/bash --no-create-home \
+                   cstest
+    WORK=$(mktemp -d /tmp/cs-suite.XXXXXX)
+    # The tree as it is (committed or not), without build and run leftovers.
+    tar -C "$REPO" --exclude=./.git --exclude=./.state --exclude=./t/logs \
+        --exclude=./t/storage --exclude=./.libs -cf - . | tar -C "$WORK" -xf -
+    chown -R cstest:cstest "$WORK"
+    chmod 755 "$WORK"
+    rc=0
+    runuser -u cstest -- env -u CS_STATE_DIR SANITIZE="${SANITIZE:-}" \
+        bash "$WORK/scripts/run-suite.sh" "$@" || rc=$?
+    if [ "$rc" != 0 ] && [ -d "$WORK/t/logs" ]; then
+        echo "== error_log of the failed run (last 60 lines)"
+        tail -n 60 "$WORK/t/logs/error_log" || true
+    fi
+    if [ -n "${CS_KEEP_WORK:-}" ]; then
+        echo "work tree kept in $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+fi
+
+exec bash scripts/run-suite.sh "$@"

@@ -1,0 +1,425 @@
+/* Licensed under the Apache License, Version 2.0 (see LICENSE). */
+
+/*
+ * store.c - the local store; see store.h for the promises.
+ */
+#include "store.h"
+
+#include "unixd.h"
+#include "apr_strings.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#define CS_LOCK_STRIPES 1024
+
+struct cs_tmp_t {
+    apr_pool_t *pool;
+    apr_file_t *file;
+    char *path;
+    EVP_MD_CTX *md;
+    apr_uint64_t size;
+    int installed;
+};
+
+static const char *cs_state_sub(apr_pool_t *p, const char *root,
+                                const char *sub)
+{
+    return apr_pstrcat(p, root, "/" CS_STATE_DIRNAME, sub ? "/" : "",
+                       sub ? sub : "", NULL);
+}
+
+/* mkdir (if missing) and hand to the server's user when we are root. */
+static apr_status_t cs_mkdir_owned(const char *dir, mode_t mode)
+{
+    struct stat st;
+
+    if (mkdir(dir, mode) != 0 && errno != EEXIST) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    if (lstat(dir, &st) != 0) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        return APR_ENOTDIR;
+    }
+    if (geteuid() == 0
+        && (st.st_uid != ap_unixd_config.user_id
+            || st.st_gid != ap_unixd_config.group_id)
+        && chown(dir, ap_unixd_config.user_id,
+                 ap_unixd_config.group_id) != 0) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    return APR_SUCCESS;
+}
+
+/* Can the server's user (after it drops root) write to dir? */
+static int cs_user_can_write(const struct stat *st)
+{
+    uid_t uid = geteuid() == 0 ? ap_unixd_config.user_id : geteuid();
+    gid_t gid = geteuid() == 0 ? ap_unixd_config.group_id : getegid();
+
+    if (uid == 0) {
+        return 1;
+    }
+    if (st->st_uid == uid) {
+        return (st->st_mode & S_IWUSR) && (st->st_mode & S_IXUSR);
+    }
+    if (st->st_gid == gid) {
+        return (st->st_mode & S_IWGRP) && (st->st_mode & S_IXGRP);
+    }
+    return (st->st_mode & S_IWOTH) && (st->st_mode & S_IXOTH);
+}
+
+/* Remove temp files left by processes that no longer exist.  A temp name
+ * carries its creator's pid ("put-PID-XXXXXX"), so files of children that
+ * still finish requests across a graceful restart are left alone. */
+static void cs_sweep_tmp(apr_pool_t *p, const char *tmpdir)
+{
+    DIR *d = opendir(tmpdir);
+    struct dirent *de;
+
+    if (!d) {
+        return;
+    }
+    while ((de = readdir(d)) != NULL) {
+        const char *dash = strchr(de->d_name, '-');
+        long pid;
+
+        if (de->d_name[0] == '.' || !dash) {
+            continue;
+        }
+        pid = strtol(dash + 1, NULL, 10);
+        if (pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno == ESRCH)) {
+            unlink(apr_pstrcat(p, tmpdir, "/", de->d_name, NULL));
+        }
+    }
+    closedir(d);
+}
+
+apr_status_t cs_store_init_root(apr_pool_t *p, const char *root,
+                                const char **why)
+{
+    struct stat st;
+    static const char *const subs[] = { NULL, "tmp", "queue", "locks", NULL };
+    const char *probe;
+    apr_status_t rv;
+    int i, fd;
+
+    if (root[0] != '/') {
+        *why = "must be an absolute path";
+        return APR_EINVAL;
+    }
+    if (stat(root, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        *why = "does not exist or is not a directory; create it";
+        return APR_ENOTDIR;
+    }
+    if (!cs_user_can_write(&st)) {
+        *why = apr_psprintf(p, "is not writable by the server's user "
+                            "(uid %ld); chown or chmod it",
+                            (long)ap_unixd_config.user_id);
+        return APR_EACCES;
+    }
+    /* subs[0] == NULL stands for the state directory itself. */
+    for (i = 0; i == 0 || subs[i]; i++) {
+        const char *dir = cs_state_sub(p, root, subs[i]);
+        rv = cs_mkdir_owned(dir, 0750);
+        if (rv != APR_SUCCESS) {
+            *why = apr_psprintf(p, "cannot create %s: %pm", dir, &rv);
+            return rv;
+        }
+    }
+    probe = apr_psprintf(p, "%s/xattr-probe-%ld", cs_state_sub(p, root, "tmp"),
+                         (long)getpid());
+    fd = open(probe, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rv = APR_FROM_OS_ERROR(errno);
+        *why = apr_psprintf(p, "cannot create a file in it: %pm", &rv);
+        return rv;
+    }
+    if (fsetxattr(fd, "user.clusterstorage.probe", "1", 1, 0) != 0) {
+        rv = APR_FROM_OS_ERROR(errno);
+        close(fd);
+        unlink(probe);
+        *why = apr_psprintf(p, "is on a file system without user extended "
+                            "attributes (%pm); mount it with user_xattr or "
+                            "choose another directory", &rv);
+        return rv;
+    }
+    close(fd);
+    unlink(probe);
+    cs_sweep_tmp(p, cs_state_sub(p, root, "tmp"));
+    return APR_SUCCESS;
+}
+
+static apr_status_t cs_close_fd(void *data)
+{
+    close((int)(apr_uintptr_t)data);
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_store_open(apr_pool_t *p, const char *path,
+                           apr_int32_t flags, apr_file_t **f,
+                           apr_finfo_t *fi, apr_uint64_t *version,
+                           char sha256[CS_SHA256_HEX_LEN + 1])
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    char buf[32];
+    ssize_t n;
+    apr_os_file_t osf;
+    apr_status_t rv;
+
+    *version = 0;
+    sha256[0] = '\0';
+    if (fd < 0) {
+        return (errno == ENOENT || errno == ELOOP || errno == ENOTDIR)
+               ? APR_ENOENT : APR_FROM_OS_ERROR(errno);
+    }
+    apr_pool_cleanup_register(p, (void *)(apr_uintptr_t)fd, cs_close_fd,
+                              apr_pool_cleanup_null);
+    osf = fd;
+    rv = apr_os_file_put(f, &osf, flags | APR_FOPEN_READ, p);
+    if (rv == APR_SUCCESS) {
+        rv = apr_file_info_get(fi, APR_FINFO_NORM, *f);
+        if (rv == APR_INCOMPLETE) {
+            rv = APR_SUCCESS;
+        }
+    }
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (fi->filetype != APR_REG) {
+        return APR_ENOENT;
+    }
+    fi->fname = path;
+    n = fgetxattr(fd, CS_XATTR_VERSION, buf, sizeof(buf) - 1);
+    if (n > 0 && cs_parse_u64(buf, (size_t)n, version) != 0) {
+        *version = 0;
+    }
+    {
+        char hex[CS_SHA256_HEX_LEN + 1];
+        n = fgetxattr(fd, CS_XATTR_SHA256, hex, sizeof(hex));
+        if (n == CS_SHA256_HEX_LEN && cs_is_sha256_hex(hex, (size_t)n)) {
+            memcpy(sha256, hex, CS_SHA256_HEX_LEN);
+            sha256[CS_SHA256_HEX_LEN] = '\0';
+        }
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t cs_tmp_cleanup(void *data)
+{
+    cs_tmp_t *t = data;
+
+    if (t->md) {
+        EVP_MD_CTX_free(t->md);
+        t->md = NULL;
+    }
+    if (!t->installed && t->path) {
+        unlink(t->path);
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_store_tmp_create(apr_pool_t *p, const cs_server_conf *sc,
+                                 const char *prefix, cs_tmp_t **tp)
+{
+    cs_tmp_t *t = apr_pcalloc(p, sizeof(*t));
+    apr_status_t rv;
+
+    t->pool = p;
+    t->path = apr_psprintf(p, "%s/tmp/%s-%ld-XXXXXX", sc->state_dir, prefix,
+                           (long)getpid());
+    rv = apr_file_mktemp(&t->file, t->path,
+                         APR_FOPEN_CREATE | APR_FOPEN_READ | APR_FOPEN_WRITE
+                         | APR_FOPEN_EXCL | APR_FOPEN_BUFFERED
+                         | APR_FOPEN_BINARY, p);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    /* Registered after mktemp's own close cleanup, so it runs first;
+     * unlinking an open file is fine. */
+    apr_pool_cleanup_register(p, t, cs_tmp_cleanup, apr_pool_cleanup_null);
+    t->md = EVP_MD_CTX_new();
+    if (!t->md || !EVP_DigestInit_ex(t->md, EVP_sha256(), NULL)) {
+        return APR_ENOMEM;
+    }
+    apr_file_buffer_set(t->file, apr_palloc(p, 65536), 65536);
+    *tp = t;
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_store_tmp_write(cs_tmp_t *t, const char *buf, apr_size_t len)
+{
+    apr_status_t rv = apr_file_write_full(t->file, buf, len, NULL);
+
+    if (rv == APR_SUCCESS) {
+        EVP_DigestUpdate(t->md, buf, len);
+        t->size += len;
+    }
+    return rv;
+}
+
+void cs_store_tmp_digest(cs_tmp_t *t, apr_uint64_t *size,
+                         char sha256[CS_SHA256_HEX_LEN + 1])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    EVP_DigestFinal_ex(t->md, md, &mdlen);
+    cs_hex_encode(md, 32, sha256);
+    *size = t->size;
+}
+
+apr_status_t cs_store_tmp_seal(cs_tmp_t *t, const char *key,
+                               const cs_entry_t *e)
+{
+    apr_os_file_t fd;
+    char ver[32];
+    struct timespec ts[2];
+    apr_status_t rv;
+
+    rv = apr_file_flush(t->file);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    apr_os_file_get(&fd, t->file);
+    apr_snprintf(ver, sizeof(ver), "%" APR_UINT64_T_FMT, e->version);
+    if (fsetxattr(fd, CS_XATTR_VERSION, ver, strlen(ver), 0) != 0
+        || fsetxattr(fd, CS_XATTR_SHA256, e->sha256, strlen(e->sha256), 0)
+        || fsetxattr(fd, CS_XATTR_KEY, key, strlen(key), 0) != 0
+        || fchmod(fd, 0644) != 0) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    ts[0].tv_sec = ts[1].tv_sec = (time_t)(e->mtime / APR_USEC_PER_SEC);
+    ts[0].tv_nsec = ts[1].tv_nsec = (long)(e->mtime % APR_USEC_PER_SEC) * 1000;
+    if (futimens(fd, ts) != 0 || fsync(fd) != 0) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_store_make_parents(apr_pool_t *p, const cs_server_conf *sc,
+                                   const char *path, int *status)
+{
+    char *cur = apr_pstrdup(p, path);
+    char *s = cur + sc->root_len;
+    struct stat st;
+
+    *status = HTTP_INTERNAL_SERVER_ERROR;
+    if (strncmp(path, sc->root, sc->root_len) != 0 || *s != '/') {
+        *status = HTTP_FORBIDDEN;
+        return APR_EACCES;
+    }
+    while ((s = strchr(s + 1, '/')) != NULL) {
+        *s = '\0';
+        if (lstat(cur, &st) != 0) {
+            if (errno != ENOENT
+                || (mkdir(cur, 0755) != 0 && errno != EEXIST)
+                || lstat(cur, &st) != 0) {
+                apr_status_t rv = APR_FROM_OS_ERROR(errno);
+                if (APR_STATUS_IS_ENOSPC(rv)) {
+                    *status = HTTP_INSUFFICIENT_STORAGE;
+                }
+                return rv;
+            }
+        }
+        if (S_ISLNK(st.st_mode)) {
+            *status = HTTP_FORBIDDEN;
+            return APR_EACCES;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            *status = HTTP_CONFLICT;
+            return APR_ENOTDIR;
+        }
+        *s = '/';
+    }
+    if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        *status = HTTP_CONFLICT;
+        return APR_FROM_OS_ERROR(EISDIR);
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t cs_fsync_parent(apr_pool_t *p, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = apr_pstrndup(p, path, slash > path ? (apr_size_t)(slash - path)
+                                                   : 1);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    apr_status_t rv = APR_SUCCESS;
+
+    if (fd < 0) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    if (fsync(fd) != 0) {
+        rv = APR_FROM_OS_ERROR(errno);
+    }
+    close(fd);
+    return rv;
+}
+
+apr_status_t cs_store_install(cs_tmp_t *t, const char *path)
+{
+    if (rename(t->path, path) != 0) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    t->installed = 1;
+    return cs_fsync_parent(t->pool, path);
+}
+
+apr_status_t cs_store_remove(apr_pool_t *p, const char *path)
+{
+    if (unlink(path) != 0) {
+        return errno == ENOENT ? APR_SUCCESS : APR_FROM_OS_ERROR(errno);
+    }
+    return cs_fsync_parent(p, path);
+}
+
+apr_status_t cs_store_lock_key(apr_pool_t *p, const cs_server_conf *sc,
+                               const char *key, apr_file_t **lock)
+{
+    apr_uint32_t h = 2166136261u;       /* FNV-1a */
+    const unsigned char *k;
+    apr_os_file_t fd;
+    apr_status_t rv;
+    const char *path;
+
+    for (k = (const unsigned char *)key; *k; k++) {
+        h = (h ^ *k) * 16777619u;
+    }
+    path = apr_psprintf(p, "%s/locks/%04x", sc->state_dir,
+                        h % CS_LOCK_STRIPES);
+    rv = apr_file_open(lock, path, APR_FOPEN_CREATE | APR_FOPEN_WRITE,
+                       APR_FPROT_UREAD | APR_FPROT_UWRITE, p);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    apr_os_file_get(&fd, *lock);
+    /* flock, not fcntl: each open file description is its own owner, so
+     * two threads of one process exclude each other too. */
+    while (flock(fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            rv = APR_FROM_OS_ERROR(errno);
+            apr_file_close(*lock);
+            return rv;
+        }
+    }
+    return APR_SUCCESS;
+}
+
+void cs_store_unlock_key(apr_file_t *lock)
+{
+    if (lock) {
+        apr_file_close(lock);   /* closing the description drops the flock */
+    }
+}

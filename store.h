@@ -1,0 +1,76 @@
+/* Licensed under the Apache License, Version 2.0 (see LICENSE). */
+
+/*
+ * store.h - the local store: this node's copies under ClusterStorageRoot.
+ *
+ * Promises:
+ *   - A node's copy of key K is the ordinary file K maps to under the root.
+ *     Its version, SHA-256 and key are extended attributes
+ *     (user.clusterstorage.{version,sha256,key}) set on the temp file before
+ *     it is renamed into place, so content and version change together.
+ *   - New content only ever arrives through a temp file in
+ *     ROOT/.clusterstorage/tmp, written, fsynced and renamed; a client never
+ *     sees a partial file.  A temp file is removed by a pool cleanup unless
+ *     it was installed, so a failed request leaves nothing behind; temp files
+ *     of processes that died (SIGKILL) are removed at the next start.
+ *   - Writes never go through a symbolic link: parent directories are
+ *     created one component at a time and a symlink anywhere below the root
+ *     refuses the write.
+ *   - Per-key locks serialise writers, deleters and (later) fetchers of one
+ *     key across threads and processes of a node (flock on lock stripes).
+ */
+#ifndef CS_STORE_H
+#define CS_STORE_H
+
+#include "cs_private.h"
+#include "apr_file_io.h"
+
+#define CS_XATTR_VERSION "user.clusterstorage.version"
+#define CS_XATTR_SHA256  "user.clusterstorage.sha256"
+#define CS_XATTR_KEY     "user.clusterstorage.key"
+
+typedef struct cs_tmp_t cs_tmp_t;
+
+/* post_config: check that root is an absolute, writable directory on a file
+ * system with user xattrs, create ROOT/.clusterstorage/{tmp,queue,locks},
+ * owned by the server's user, and remove temp files of dead processes.
+ * On failure *why says what to change. */
+apr_status_t cs_store_init_root(apr_pool_t *p, const char *root,
+                                const char **why);
+
+/* Open this node's copy of path for serving.  APR_ENOENT when there is no
+ * regular file there (a symlink counts as none).  *version is 0 for a file
+ * without our attributes (never written by the module). */
+apr_status_t cs_store_open(apr_pool_t *p, const char *path,
+                           apr_int32_t flags, apr_file_t **f,
+                           apr_finfo_t *fi, apr_uint64_t *version,
+                           char sha256[CS_SHA256_HEX_LEN + 1]);
+
+/* Start a temp file in sc's state dir (removed with p unless installed). */
+apr_status_t cs_store_tmp_create(apr_pool_t *p, const cs_server_conf *sc,
+                                 const char *prefix, cs_tmp_t **t);
+/* Append bytes (hashed on the way). */
+apr_status_t cs_store_tmp_write(cs_tmp_t *t, const char *buf,
+                                apr_size_t len);
+/* Size and hex SHA-256 of everything written so far (once, at the end). */
+void cs_store_tmp_digest(cs_tmp_t *t, apr_uint64_t *size,
+                         char sha256[CS_SHA256_HEX_LEN + 1]);
+/* Flush and fsync the data, set xattrs and mtime from e, fsync again. */
+apr_status_t cs_store_tmp_seal(cs_tmp_t *t, const char *key,
+                               const cs_entry_t *e);
+/* Create the missing parent directories of path (inside sc's root) without
+ * following symlinks.  On failure *status is the HTTP answer (403/409). */
+apr_status_t cs_store_make_parents(apr_pool_t *p, const cs_server_conf *sc,
+                                   const char *path, int *status);
+/* Atomically rename the sealed temp file to path and fsync the directory. */
+apr_status_t cs_store_install(cs_tmp_t *t, const char *path);
+/* Remove path (a missing file is not an error) and fsync its directory. */
+apr_status_t cs_store_remove(apr_pool_t *p, const char *path);
+
+/* Take the node-wide exclusive lock of key; released when p is cleaned up
+ * or by cs_store_unlock_key(). */
+apr_status_t cs_store_lock_key(apr_pool_t *p, const cs_server_conf *sc,
+                               const char *key, apr_file_t **lock);
+void cs_store_unlock_key(apr_file_t *lock);
+
+#endif /* CS_STORE_H */

@@ -1,0 +1,165 @@
+package CSTest;
+# Helpers for the mod_clusterstorage Apache::Test suite: HTTP requests to a
+# node, the private services (scripts/services.sh), raw memcached access,
+# and waiting for a condition with a deadline (never a blind sleep).
+use strict;
+use warnings;
+
+use Exporter 'import';
+use Digest::SHA qw(sha256_hex);
+use File::Find ();
+use HTTP::Request ();
+use IO::Socket::INET ();
+use LWP::UserAgent ();
+use Time::HiRes qw(time sleep);
+
+our @EXPORT_OK = qw(req node_url svc sql mc_key mc_raw mc_set_raw wait_for
+                    storage_root tmp_files raw_http file_sha256 unique_key);
+
+my $REPO = $ENV{CS_REPO} || do {
+    require Cwd;
+    require File::Basename;
+    Cwd::abs_path(File::Basename::dirname(__FILE__) . '/../..');
+};
+
+# Base URL of the node under Apache::Test (the main server, node n1).
+sub node_url {
+    require Apache::TestRequest;
+    return 'http://' . Apache::TestRequest::hostport();
+}
+
+my $ua;
+
+# req(METHOD, PATH, BODY, HEADER => VALUE ...) -> HTTP::Response
+# PATH may be a full URL (another node) or a path on node n1.
+sub req {
+    my ($method, $path, $body, @headers) = @_;
+    my $url = $path =~ m{^https?://} ? $path : node_url() . $path;
+    $ua ||= LWP::UserAgent->new(keep_alive => 0, timeout => 30);
+    my $r = HTTP::Request->new($method, $url, [@headers]);
+    if (defined $body) {
+        $r->content($body);
+        $r->header('Content-Length' => length $body);
+    }
+    return $ua->request($r);
+}
+
+# A key nobody used before in this run (tests share one registry).
+my $seq = 0;
+sub unique_key {
+    my ($prefix) = @_;
+    $seq++;
+    return sprintf '%s-%d-%d-%d', $prefix || 'k', $$, int(time * 1000), $seq;
+}
+
+# Run scripts/services.sh with the suite's state directory.
+sub svc {
+    my @args = @_;
+    my $out = qx{bash "$REPO/scripts/services.sh" @args 2>&1};
+    die "services.sh @args failed: $out" if $?;
+    return $out;
+}
+
+sub sql {
+    my ($stmt) = @_;
+    open my $fh, '-|', 'bash', "$REPO/scripts/services.sh", 'sql', $stmt
+        or die "sql: $!";
+    local $/;
+    my $out = <$fh>;
+    close $fh or die "sql failed: $stmt";
+    $out = '' unless defined $out;
+    $out =~ s/\s+\z//;
+    return $out;
+}
+
+# The memcached key the module uses for a cluster key.
+sub mc_key { return 'cs1:' . sha256_hex($_[0]) }
+
+# Send a raw memcached command, return the first reply line(s).
+sub mc_raw {
+    my ($cmd) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $ENV{CS_MC_PORT},
+                                  Timeout => 5) or return undef;
+    print $s $cmd;
+    my $reply = '';
+    while (defined(my $line = <$s>)) {
+        $reply .= $line;
+        last if $line =~ /^(STORED|NOT_STORED|END|DELETED|NOT_FOUND|ERROR|
+                             CLIENT_ERROR|SERVER_ERROR|EXISTS|VERSION)/x;
+    }
+    close $s;
+    return $reply;
+}
+
+sub mc_set_raw {
+    my ($mckey, $value) = @_;
+    return mc_raw(sprintf "set %s 0 300 %d\r\n%s\r\n", $mckey,
+                  length $value, $value);
+}
+
+# wait_for(TIMEOUT_SECONDS, CODE) -> true once CODE returns true, false if
+# the deadline passed first.  Polls every 50 ms.
+sub wait_for {
+    my ($timeout, $code) = @_;
+    my $deadline = time + $timeout;
+    while (1) {
+        my $ok = $code->();
+        return $ok if $ok;
+        return 0 if time > $deadline;
+        sleep 0.05;
+    }
+}
+
+sub storage_root {
+    my ($node) = @_;
+    return "$REPO/t/storage/" . ($node || 'n1');
+}
+
+# Files under a node's .clusterstorage/tmp (leftovers are a defect).
+sub tmp_files {
+    my ($node) = @_;
+    my $dir = storage_root($node) . '/.clusterstorage/tmp';
+    opendir my $dh, $dir or return ();
+    my @f = grep { !/^\./ } readdir $dh;
+    closedir $dh;
+    return @f;
+}
+
+sub file_sha256 {
+    my ($path) = @_;
+    open my $fh, '<:raw', $path or return undef;
+    my $d = Digest::SHA->new(256);
+    $d->addfile($fh);
+    return $d->hexdigest;
+}
+
+# raw_http(REQUEST_TEXT, HALF_CLOSE) -> (status, full response text)
+# For requests LWP cannot send: bodies cut short, odd framing.
+sub raw_http {
+    my ($text, $half_close) = @_;
+    require Apache::TestRequest;
+    my ($host, $port) = split /:/, Apache::TestRequest::hostport();
+    my $s = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port,
+                                  Timeout => 30) or die "connect: $!";
+    print $s $text;
+    shutdown($s, 1) if $half_close;
+    local $/;
+    my $resp = <$s> // '';
+    close $s;
+    my ($status) = $resp =~ m{^HTTP/1\.\d (\d{3})};
+    return ($status || 0, $resp);
+}
+
+# Kill every extra node started by a test (pid files under the state dir).
+sub stop_all_nodes {
+    my $dir = "$ENV{CS_STATE_DIR}/nodes";
+    opendir my $dh, $dir or return;
+    for my $f (grep { /\.pid$/ } readdir $dh) {
+        open my $fh, '<', "$dir/$f" or next;
+        my $pid = <$fh>;
+        kill 'KILL', $pid if $pid && $pid =~ /^\d+$/;
+    }
+}
+
+1;

@@ -1,0 +1,129 @@
+/* Unit tests of codec.c (pure parsers/encoders).  Built with ASan/UBSan by
+ * `make -f Makefile.apxs unit`; prints "N passed, N failed". */
+#include "codec.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int passed, failed;
+
+#define CHECK(cond, what) do {                                   \
+        if (cond) { passed++; }                                  \
+        else { failed++; fprintf(stderr, "FAIL %s:%d: %s\n",     \
+                                 __FILE__, __LINE__, what); }    \
+    } while (0)
+
+static const char SHA[] =
+    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+static void test_keys(void)
+{
+    char big[CS_KEY_MAX + 2];
+
+    CHECK(cs_key_check("/a/b.txt", 8) == CS_KEY_OK, "plain key");
+    CHECK(cs_key_check("a", 1) == CS_KEY_BAD, "relative key");
+    CHECK(cs_key_check("", 0) == CS_KEY_BAD, "empty key");
+    CHECK(cs_key_check("/a/../b", 7) == CS_KEY_BAD, "dot-dot segment");
+    CHECK(cs_key_check("/a/./b", 6) == CS_KEY_BAD, "dot segment");
+    CHECK(cs_key_check("/..", 3) == CS_KEY_BAD, "trailing dot-dot");
+    CHECK(cs_key_check("/a..b", 5) == CS_KEY_OK, "dots inside a name");
+    CHECK(cs_key_check("/a\nb", 4) == CS_KEY_BAD, "control byte");
+    CHECK(cs_key_check("/a\x7f", 3) == CS_KEY_BAD, "DEL byte");
+    CHECK(cs_key_check("/a\0b", 4) == CS_KEY_BAD, "NUL byte");
+    CHECK(cs_key_check("/a\\b", 4) == CS_KEY_BAD, "backslash");
+    CHECK(cs_key_check("/x/.clusterstorage/tmp/f", 24) == CS_KEY_RESERVED,
+          "state dir");
+    CHECK(cs_key_check("/.clusterstorage", 16) == CS_KEY_RESERVED,
+          "state dir at the end");
+    CHECK(cs_key_check("/.clusterstoragex", 17) == CS_KEY_OK,
+          "longer name is fine");
+    CHECK(cs_key_check("/dir/", 5) == CS_KEY_DIRECTORY, "directory");
+    memset(big, 'a', sizeof(big));
+    big[0] = '/';
+    CHECK(cs_key_check(big, CS_KEY_MAX) == CS_KEY_OK, "2048 bytes is ok");
+    CHECK(cs_key_check(big, CS_KEY_MAX + 1) == CS_KEY_TOO_LONG, "2049 bytes");
+}
+
+static void test_u64(void)
+{
+    uint64_t v;
+
+    CHECK(cs_parse_u64("0", 1, &v) == 0 && v == 0, "zero");
+    CHECK(cs_parse_u64("18446744073709551615", 20, &v) == 0
+          && v == UINT64_MAX, "max");
+    CHECK(cs_parse_u64("18446744073709551616", 20, &v) != 0, "overflow");
+    CHECK(cs_parse_u64("01", 2, &v) != 0, "leading zero");
+    CHECK(cs_parse_u64("-1", 2, &v) != 0, "sign");
+    CHECK(cs_parse_u64("1a", 2, &v) != 0, "garbage");
+    CHECK(cs_parse_u64("", 0, &v) != 0, "empty");
+}
+
+static void test_entry(void)
+{
+    cs_entry_t e, d;
+    char buf[CS_ENTRY_MAX_LEN + 1], etag[64];
+    int n;
+
+    memset(&e, 0, sizeof(e));
+    e.version = 7;
+    e.size = 12345;
+    e.mtime = 1700000000123456LL;
+    strcpy(e.sha256, SHA);
+    n = cs_entry_encode(&e, buf, sizeof(buf));
+    CHECK(n > 0, "encode live");
+    CHECK(cs_entry_decode(buf, (size_t)n, &d) == 0
+          && memcmp(&e, &d, sizeof(e)) == 0, "round trip live");
+
+    memset(&e, 0, sizeof(e));
+    n = cs_entry_encode(&e, buf, sizeof(buf));
+    CHECK(cs_entry_decode(buf, (size_t)n, &d) == 0 && d.version == 0,
+          "round trip never-stored");
+
+    e.version = 9;
+    e.deleted = 1;
+    e.mtime = 5;
+    n = cs_entry_encode(&e, buf, sizeof(buf));
+    CHECK(cs_entry_decode(buf, (size_t)n, &d) == 0 && d.deleted
+          && d.version == 9, "round trip tombstone");
+
+    CHECK(cs_entry_decode("", 0, &d) != 0, "empty value");
+    CHECK(cs_entry_decode("garbage", 7, &d) != 0, "garbage value");
+    CHECK(cs_entry_decode("CS1 1 2 - 3 0", 13, &d) != 0,
+          "live version without checksum");
+    CHECK(cs_entry_decode("CS1 1 2 abc 3 0", 15, &d) != 0, "short checksum");
+    CHECK(cs_entry_decode("CS1  1 2 - 3 1", 14, &d) != 0, "double space");
+    CHECK(cs_entry_decode("CS1 1 0 - 3 1 ", 14, &d) != 0, "trailing space");
+    CHECK(cs_entry_decode("CS1 1 0 - 3 1 x", 15, &d) != 0, "extra token");
+    CHECK(cs_entry_decode("CS1 1 0 - 3 2", 13, &d) != 0, "bad deleted");
+    CHECK(cs_entry_decode("CS2 1 0 - 3 1", 13, &d) != 0, "bad magic");
+    CHECK(cs_entry_decode("CS1 0 1 - 0 0", 13, &d) != 0,
+          "never-stored with a size");
+    CHECK(cs_entry_decode("CS1 1 0 - 3 1", 12, &d) != 0, "truncated");
+
+    memset(&e, 0, sizeof(e));
+    e.version = 3;
+    strcpy(e.sha256, SHA);
+    cs_entry_etag(&e, etag, sizeof(etag));
+    CHECK(strcmp(etag, "\"3-9f86d081884c7d65\"") == 0, "etag format");
+}
+
+static void test_hex(void)
+{
+    char out[9];
+    const unsigned char in[4] = { 0x00, 0x9f, 0xa0, 0xff };
+
+    cs_hex_encode(in, 4, out);
+    CHECK(strcmp(out, "009fa0ff") == 0, "hex encode");
+    CHECK(cs_is_sha256_hex(SHA, 64), "sha hex");
+    CHECK(!cs_is_sha256_hex("9F86", 4), "short hex");
+}
+
+int main(void)
+{
+    test_keys();
+    test_u64();
+    test_entry();
+    test_hex();
+    printf("codec: %d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

@@ -217,3 +217,86 @@ void cs_entry_etag(const cs_entry_t *e, char *out, size_t outlen)
     snprintf(out, outlen, "\"%llu-%.16s\"", (unsigned long long)e->version,
              e->sha256[0] ? e->sha256 : "0");
 }
+
+static int cs_is_tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')
+           || (c >= 'A' && c <= 'Z') || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+long cs_http_parse_head(const char *buf, size_t len, int *status,
+                        cs_header_cb cb, void *baton)
+{
+    size_t end = 0, i, line, next;
+    int found = 0;
+
+    /* Find the empty line that ends the head (CRLF CRLF or LF LF). */
+    for (i = 0; i < len && i < CS_HTTP_HEAD_MAX; i++) {
+        if (buf[i] == '\n') {
+            if (i + 1 < len && buf[i + 1] == '\n') {
+                end = i + 2;
+                found = 1;
+                break;
+            }
+            if (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n') {
+                end = i + 3;
+                found = 1;
+                break;
+            }
+        }
+    }
+    if (!found) {
+        return (len >= CS_HTTP_HEAD_MAX) ? -1 : 0;
+    }
+    /* Status line: HTTP/1.x SP DDD [SP reason] */
+    if (end < 14 || memcmp(buf, "HTTP/1.", 7) != 0
+        || (buf[7] != '0' && buf[7] != '1') || buf[8] != ' '
+        || buf[9] < '1' || buf[9] > '5' || buf[10] < '0' || buf[10] > '9'
+        || buf[11] < '0' || buf[11] > '9'
+        || (buf[12] != ' ' && buf[12] != '\r' && buf[12] != '\n')) {
+        return -1;
+    }
+    *status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
+    for (line = 12; line < end && buf[line] != '\n'; line++) {
+        if (buf[line] == '\0') {
+            return -1;
+        }
+    }
+    line++;
+    /* Header lines until the empty one. */
+    while (line < end) {
+        size_t eol = line, colon, vs, ve;
+
+        while (eol < end && buf[eol] != '\n') {
+            eol++;
+        }
+        next = eol + 1;
+        ve = (eol > line && buf[eol - 1] == '\r') ? eol - 1 : eol;
+        if (ve == line) {
+            break;                          /* the empty line */
+        }
+        for (colon = line; colon < ve && cs_is_tchar(
+                 (unsigned char)buf[colon]); colon++) {
+        }
+        if (colon == line || colon >= ve || buf[colon] != ':') {
+            return -1;                      /* no name, or obs-fold */
+        }
+        for (vs = colon + 1; vs < ve && (buf[vs] == ' ' || buf[vs] == '\t');
+             vs++) {
+        }
+        while (ve > vs && (buf[ve - 1] == ' ' || buf[ve - 1] == '\t')) {
+            ve--;
+        }
+        for (i = vs; i < ve; i++) {
+            unsigned char c = (unsigned char)buf[i];
+            if ((c < 0x20 && c != '\t') || c == 0x7f) {
+                return -1;
+            }
+        }
+        if (cb && cb(baton, buf + line, colon - line, buf + vs, ve - vs)) {
+            return -1;
+        }
+        line = next;
+    }
+    return (long)end;
+}

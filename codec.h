@@ -63,4 +63,18 @@ int cs_entry_decode(const char *in, size_t len, cs_entry_t *e);
  * "<version>-<first 16 hex digits of the SHA-256>".  out >= 48 bytes. */
 void cs_entry_etag(const cs_entry_t *e, char *out, size_t outlen);
 
+/* Called for every header of a response head; return 0 to go on, -1 to
+ * reject the response. */
+typedef int (*cs_header_cb)(void *baton, const char *name, size_t nlen,
+                            const char *value, size_t vlen);
+
+#define CS_HTTP_HEAD_MAX 16384
+
+/* Parse an HTTP/1.x response head at the start of buf[0..len).  Returns the
+ * length of the head including the empty line when it is complete and
+ * well-formed, 0 when more bytes are needed, -1 when it is malformed (or
+ * longer than CS_HTTP_HEAD_MAX).  *status gets the status code. */
+long cs_http_parse_head(const char *buf, size_t len, int *status,
+                        cs_header_cb cb, void *baton);
+
 #endif /* CS_CODEC_H */

@@ -38,6 +38,34 @@ APLOG_USE_MODULE(clusterstorage);
 #define CS_SECRET_MIN       16
 #define CS_RETRY_AFTER      "5"
 
+/* Counters of one node since start, in shared memory so that every child
+ * adds to the same numbers (anonymous shm created in post_config and
+ * inherited by the forked children). */
+typedef struct {
+    apr_uint64_t hits;              /* GETs served from the local copy */
+    apr_uint64_t not_found;         /* 404 answers */
+    apr_uint64_t unverified;        /* served while the registry was down */
+    apr_uint64_t peer_fetches;      /* completed fetches from a peer */
+    apr_uint64_t fetch_bytes;       /* bytes received by those fetches */
+    apr_uint64_t fetch_failures;    /* fetch attempts that failed */
+    apr_uint64_t peer_served;       /* peer GETs this node answered 200 */
+    apr_uint64_t replicas_received; /* replication PUTs stored */
+    apr_uint64_t replications_done; /* pushes confirmed by a peer */
+    apr_uint64_t replications_failed;
+    apr_uint64_t repairs;           /* pushes made by the repair sweep */
+    apr_uint64_t registry_errors;
+    apr_uint64_t puts;
+    apr_uint64_t deletes;
+    apr_uint64_t unavailable;       /* 503 answers */
+} cs_counters_t;
+
+#define CS_COUNT(sc, field, n) do {                                       \
+        if ((sc)->counters) {                                             \
+            __atomic_fetch_add(&(sc)->counters->field, (apr_uint64_t)(n), \
+                               __ATOMIC_RELAXED);                         \
+        }                                                                 \
+    } while (0)
+
 /* One server context = one node. */
 typedef struct {
     const char *node_name;      /* ClusterStorageNode NAME */
@@ -54,6 +82,7 @@ typedef struct {
     /* Derived in post_config, read-only afterwards. */
     const char *state_dir;      /* root/.clusterstorage */
     apr_size_t root_len;
+    cs_counters_t *counters;    /* this node's block in shared memory */
     /* Per child, set in child_init (children are forked copies). */
     apr_memcache_t *mc;
 } cs_server_conf;

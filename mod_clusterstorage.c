@@ -24,12 +24,14 @@
 #include "store.h"
 #include "queue.h"
 #include "peer.h"
+#include "status.h"
 
 #include "http_core.h"
 #include "http_protocol.h"
 #include "http_request.h"
 #include "mod_watchdog.h"
 #include "apr_lib.h"
+#include "apr_shm.h"
 #include "apr_strings.h"
 #include "apr_uri.h"
 
@@ -299,7 +301,12 @@ static const command_rec cs_cmds[] = {
 /* Start-up                                                           */
 /* ------------------------------------------------------------------ */
 
-static apr_status_t cs_watchdog(int state, void *data, apr_pool_t *pool)
+#define CS_WD_HEARTBEAT "_clusterstorage_heartbeat_"
+#define CS_WD_QUEUE     "_clusterstorage_queue_"
+
+/* Heartbeat thread: schema at start, then this node's heartbeat.  Kept
+ * apart from the queue thread so that a long transfer never delays it. */
+static apr_status_t cs_wd_heartbeat(int state, void *data, apr_pool_t *pool)
 {
     server_rec *s = data;
     cs_server_conf *sc = cs_sconf(s);
@@ -328,6 +335,24 @@ static apr_status_t cs_watchdog(int state, void *data, apr_pool_t *pool)
         break;
     default:
         break;
+    }
+    return APR_SUCCESS;
+}
+
+/* Queue thread, every 100 ms: replication and delete jobs. */
+static apr_status_t cs_wd_queue(int state, void *data, apr_pool_t *pool)
+{
+    if (state == AP_WATCHDOG_STATE_RUNNING) {
+        cs_queue_drain(data, pool);
+    }
+    return APR_SUCCESS;
+}
+
+/* Queue thread, every heartbeat period: one step of the repair sweep. */
+static apr_status_t cs_wd_repair(int state, void *data, apr_pool_t *pool)
+{
+    if (state == AP_WATCHDOG_STATE_RUNNING) {
+        cs_repair_step(data, pool);
     }
     return APR_SUCCESS;
 }
@@ -393,12 +418,20 @@ static int cs_post_config(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
 {
     server_rec *vs;
     apr_hash_t *nodes = apr_hash_make(ptemp);
-    ap_watchdog_t *wd = NULL;
+    apr_array_header_t *node_servers = apr_array_make(ptemp, 4,
+                                                      sizeof(server_rec *));
+    ap_watchdog_t *wd_hb = NULL, *wd_q = NULL;
+    cs_counters_t *blocks = NULL;
+    apr_shm_t *shm;
+    apr_status_t rv;
+    int i;
 
     (void)plog;
     cs_state_dirs = apr_array_make(p, 4, sizeof(const char *));
     for (vs = s; vs; vs = vs->next) {
         cs_server_conf *sc = cs_sconf(vs);
+        const char *other;
+
         if (!sc->used && !sc->node_name && !sc->root) {
             continue;
         }
@@ -420,29 +453,63 @@ static int cs_post_config(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
         if (cs_check_server(p, ptemp, vs) != OK) {
             return !OK;
         }
-        {
-            const char *other = apr_hash_get(nodes, cs_sconf(vs)->root,
-                                             APR_HASH_KEY_STRING);
-            if (other && strcmp(other, sc->node_name) != 0) {
-                ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs, CSLOG(005)
-                             "nodes %s and %s share ClusterStorageRoot %s; "
-                             "each node needs its own", other,
-                             sc->node_name, sc->root);
-                return !OK;
+        other = apr_hash_get(nodes, sc->root, APR_HASH_KEY_STRING);
+        if (other && strcmp(other, sc->node_name) != 0) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs, CSLOG(005)
+                         "nodes %s and %s share ClusterStorageRoot %s; "
+                         "each node needs its own", other, sc->node_name,
+                         sc->root);
+            return !OK;
+        }
+        if (!other) {
+            apr_hash_set(nodes, sc->root, APR_HASH_KEY_STRING,
+                         sc->node_name);
+            APR_ARRAY_PUSH(cs_state_dirs, const char *) = sc->state_dir;
+            APR_ARRAY_PUSH(node_servers, server_rec *) = vs;
+        }
+    }
+    /* The first of the two start-up passes only validates. */
+    if (node_servers->nelts == 0
+        || ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
+        return OK;
+    }
+    /* Counters: one block per node in anonymous shared memory, inherited
+     * by every child. */
+    rv = apr_shm_create(&shm, node_servers->nelts * sizeof(cs_counters_t),
+                        NULL, p);
+    if (rv == APR_SUCCESS) {
+        blocks = apr_shm_baseaddr_get(shm);
+        memset(blocks, 0, node_servers->nelts * sizeof(cs_counters_t));
+    }
+    else {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, CSLOG(007)
+                     "no shared memory for counters; status shows none");
+    }
+    for (vs = s; vs; vs = vs->next) {
+        cs_server_conf *sc = cs_sconf(vs);
+        for (i = 0; blocks && sc->state_dir && i < node_servers->nelts; i++) {
+            server_rec *ns = APR_ARRAY_IDX(node_servers, i, server_rec *);
+            if (strcmp(cs_sconf(ns)->root, sc->root) == 0) {
+                sc->counters = &blocks[i];
             }
-            if (!other) {
-                apr_hash_set(nodes, sc->root, APR_HASH_KEY_STRING,
-                             sc->node_name);
-                APR_ARRAY_PUSH(cs_state_dirs, const char *) = sc->state_dir;
-                /* One background callback per node (root). */
-                if (!wd && cs_wd_get_instance(&wd, AP_WATCHDOG_SINGLETON, 0,
-                                              1, p) != APR_SUCCESS) {
-                    ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs, CSLOG(006)
-                                 "cannot get the singleton watchdog");
-                    return !OK;
-                }
-                cs_wd_register(wd, sc->heartbeat, vs, cs_watchdog);
-            }
+        }
+    }
+    /* Background work: two singleton watchdog threads per httpd. */
+    if (cs_wd_get_instance(&wd_hb, CS_WD_HEARTBEAT, 0, 1, p) != APR_SUCCESS
+        || cs_wd_get_instance(&wd_q, CS_WD_QUEUE, 0, 1, p) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, CSLOG(006)
+                     "cannot create the watchdog threads");
+        return !OK;
+    }
+    for (i = 0; i < node_servers->nelts; i++) {
+        server_rec *ns = APR_ARRAY_IDX(node_servers, i, server_rec *);
+        cs_server_conf *sc = cs_sconf(ns);
+        if (cs_wd_register(wd_hb, sc->heartbeat, ns, cs_wd_heartbeat)
+            || cs_wd_register(wd_q, AP_WD_TM_SLICE, ns, cs_wd_queue)
+            || cs_wd_register(wd_q, sc->heartbeat, ns, cs_wd_repair)) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, ns, CSLOG(006)
+                         "cannot register the background callbacks");
+            return !OK;
         }
     }
     return OK;
@@ -482,6 +549,7 @@ static int cs_fixups(request_rec *r)
 
 static int cs_unavailable(request_rec *r)
 {
+    CS_COUNT(cs_sconf(r->server), unavailable, 1);
     apr_table_setn(r->err_headers_out, "Retry-After", CS_RETRY_AFTER);
     return HTTP_SERVICE_UNAVAILABLE;
 }
@@ -553,6 +621,106 @@ static void cs_drop_stale(request_rec *r, cs_server_conf *sc, const char *key,
     cs_store_unlock_key(lock);
 }
 
+/* Fetch version e of key from a holder into this node's store: one
+ * transfer per key and node (the key lock), live holders first, every
+ * transfer verified (peer.c) before it is renamed into place. */
+static int cs_fetch(request_rec *r, cs_server_conf *sc, const char *key,
+                    const char *path, const cs_entry_t *e)
+{
+    apr_file_t *lock = NULL, *f;
+    apr_finfo_t fi;
+    apr_uint64_t v;
+    char sha[CS_SHA256_HEX_LEN + 1];
+    apr_array_header_t *holders;
+    ap_dbd_t *dbd;
+    apr_status_t rv;
+    int pass, i, status, tried = 0;
+
+    rv = cs_store_lock_key(r->pool, sc, key, &lock);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(036)
+                      "GET %s: cannot take the key lock", key);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    /* Another request may have fetched it while this one waited. */
+    if (cs_store_open(r->pool, path, 0, &f, &fi, &v, sha) == APR_SUCCESS
+        && v == e->version) {
+        cs_store_unlock_key(lock);
+        return OK;
+    }
+    if (!(dbd = cs_registry_acquire(r))
+        || cs_registry_holders(r->server, r->pool, dbd, key, e->version,
+                               &holders) != APR_SUCCESS) {
+        cs_store_unlock_key(lock);
+        CS_COUNT(sc, registry_errors, 1);
+        return cs_unavailable(r);
+    }
+    rv = cs_store_make_parents(r->pool, sc, path, &status);
+    if (rv != APR_SUCCESS) {
+        cs_store_unlock_key(lock);
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(034)
+                      "GET %s: cannot prepare the directory for %s", key,
+                      path);
+        return status;
+    }
+    /* Live holders first; holders that look down last (they may just be
+     * late with their heartbeat). */
+    for (pass = 0; pass < 2; pass++) {
+        for (i = 0; i < holders->nelts; i++) {
+            cs_node_t *h = &APR_ARRAY_IDX(holders, i, cs_node_t);
+            apr_pool_t *sub;
+            cs_tmp_t *tmp;
+            const char *why = "cannot create a temp file";
+            int added = 0;
+
+            if (strcmp(h->name, sc->node_name) == 0
+                || (pass == 0) != (h->alive != 0)) {
+                continue;
+            }
+            tried++;
+            apr_pool_create(&sub, r->pool);
+            rv = cs_store_tmp_create(sub, sc, "fetch", &tmp);
+            if (rv == APR_SUCCESS) {
+                rv = cs_peer_fetch(sub, sc, h->url, key, e, tmp, &why);
+            }
+            if (rv == APR_SUCCESS) {
+                why = "cannot store the verified copy";
+                rv = cs_store_tmp_seal(tmp, key, e);
+                if (rv == APR_SUCCESS) {
+                    rv = cs_store_install(tmp, path);
+                }
+            }
+            if (rv == APR_SUCCESS) {
+                apr_pool_destroy(sub);
+                CS_COUNT(sc, peer_fetches, 1);
+                CS_COUNT(sc, fetch_bytes, e->size);
+                if (cs_registry_add_replica(r->server, r->pool, dbd, key,
+                                            e->version, &added)
+                    != APR_SUCCESS) {
+                    CS_COUNT(sc, registry_errors, 1);
+                }
+                cs_store_unlock_key(lock);
+                ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(050)
+                              "fetched %s v%" APR_UINT64_T_FMT " (%"
+                              APR_UINT64_T_FMT " bytes) from %s", key,
+                              e->version, e->size, h->name);
+                return OK;
+            }
+            apr_pool_destroy(sub);      /* removes the temp file */
+            CS_COUNT(sc, fetch_failures, 1);
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, CSLOG(051)
+                          "fetching %s v%" APR_UINT64_T_FMT " from %s (%s) "
+                          "failed: %s", key, e->version, h->name, h->url,
+                          why);
+        }
+    }
+    cs_store_unlock_key(lock);
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(052)
+                  "no holder of %s v%" APR_UINT64_T_FMT " could be reached "
+                  "(%d tried)", key, e->version, tried);
+    return cs_unavailable(r);
+}
+
 static int cs_handle_get(request_rec *r, cs_server_conf *sc, const char *key,
                          const char *path)
 {
@@ -563,6 +731,7 @@ static int cs_handle_get(request_rec *r, cs_server_conf *sc, const char *key,
     apr_finfo_t fi;
     apr_uint64_t v = 0;
     apr_status_t rv, lrv;
+    int status;
 
     memset(&local, 0, sizeof(local));
     rv = cs_registry_get(r, key, &e);
@@ -577,6 +746,7 @@ static int cs_handle_get(request_rec *r, cs_server_conf *sc, const char *key,
                           "registry unreachable; serving local copy of %s "
                           "unverified", key);
             local.mtime = fi.mtime;
+            CS_COUNT(sc, unverified, 1);
             return cs_serve(r, f, &fi, &local, 1);
         }
         ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(023)
@@ -594,6 +764,7 @@ static int cs_handle_get(request_rec *r, cs_server_conf *sc, const char *key,
         if (lrv == APR_SUCCESS && v > 0) {
             cs_drop_stale(r, sc, key, path, e.version ? e.version : v + 1);
         }
+        CS_COUNT(sc, not_found, 1);
         return HTTP_NOT_FOUND;
     }
     if (lrv == APR_SUCCESS && v == e.version) {
@@ -605,23 +776,29 @@ static int cs_handle_get(request_rec *r, cs_server_conf *sc, const char *key,
                           key, v);
             return cs_unavailable(r);
         }
+        CS_COUNT(sc, hits, 1);
         return cs_serve(r, f, &fi, &e, 0);
     }
-    if (lrv != APR_SUCCESS && !APR_STATUS_IS_ENOENT(rv) && lrv != APR_ENOENT) {
+    if (lrv != APR_SUCCESS && lrv != APR_ENOENT) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, lrv, r, CSLOG(025)
                       "cannot open local copy %s", path);
     }
-    /* This node lacks the current version and cannot fetch it (yet). */
-    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(026)
-                  "no reachable holder of %s version %" APR_UINT64_T_FMT,
-                  key, e.version);
-    return cs_unavailable(r);
+    /* This node lacks the current version: fetch it from a holder. */
+    if ((status = cs_fetch(r, sc, key, path, &e)) != OK) {
+        return status;
+    }
+    lrv = cs_store_open(r->pool, path, flags, &f, &fi, &v, local.sha256);
+    if (lrv != APR_SUCCESS || v != e.version) {
+        return cs_unavailable(r);
+    }
+    return cs_serve(r, f, &fi, &e, 0);
 }
 
 /* Conditional write headers against the committed current entry. */
 typedef struct {
     const char *key;
     const char *path;
+    const char *relpath;    /* path below ClusterStorageRoot */
     cs_server_conf *sc;
     cs_tmp_t *tmp;
     const char *job;
@@ -658,6 +835,7 @@ static apr_status_t cs_queue_job(request_rec *r, cs_write_ctx *w, char op,
     job.op = op;
     job.version = version;
     job.key = w->key;
+    job.relpath = w->relpath;
     return cs_queue_add(r->pool, w->sc, &job, &w->job);
 }
 
@@ -775,6 +953,7 @@ static int cs_handle_put(request_rec *r, cs_server_conf *sc, const char *key,
     memset(&w, 0, sizeof(w));
     w.key = key;
     w.path = path;
+    w.relpath = path + sc->root_len;
     w.sc = sc;
     /* Fail fast on a precondition before the body is transferred; the
      * transaction decides again under the row lock. */
@@ -817,7 +996,8 @@ static int cs_handle_put(request_rec *r, cs_server_conf *sc, const char *key,
                       "PUT %s: cannot take the key lock", key);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    status = cs_registry_put(r, key, size, sha, &ops, &e, &created);
+    status = cs_registry_put(r, key, w.relpath, size, sha, &ops, &e,
+                             &created);
     if (status == OK) {
         rv = cs_store_install(w.tmp, path);
         if (rv != APR_SUCCESS) {
@@ -838,6 +1018,7 @@ static int cs_handle_put(request_rec *r, cs_server_conf *sc, const char *key,
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(038)
                   "stored %s version %" APR_UINT64_T_FMT " (%"
                   APR_UINT64_T_FMT " bytes)", key, e.version, e.size);
+    CS_COUNT(sc, puts, 1);
     cs_version_headers(r, &e);
     if (created) {
         apr_table_setn(r->headers_out, "Location",
@@ -860,6 +1041,7 @@ static int cs_handle_delete(request_rec *r, cs_server_conf *sc,
     memset(&w, 0, sizeof(w));
     w.key = key;
     w.path = path;
+    w.relpath = path + sc->root_len;
     w.sc = sc;
     ops.precondition = cs_precondition;
     ops.prepare = cs_delete_prepare;
@@ -890,9 +1072,202 @@ static int cs_handle_delete(request_rec *r, cs_server_conf *sc,
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(040)
                   "deleted %s (tombstone version %" APR_UINT64_T_FMT ")",
                   key, e.version);
+    CS_COUNT(sc, deletes, 1);
     apr_table_setn(r->headers_out, "X-ClusterStorage-Version",
                    apr_psprintf(r->pool, "%" APR_UINT64_T_FMT, e.version));
     r->status = HTTP_NO_CONTENT;
+    return OK;
+}
+
+/* ---- node-to-node requests (authenticated in cs_check_peer) ---------- */
+
+#define CS_NOTE_PEER "clusterstorage-peer"
+
+/* A peer fetch: answered from the local copy only, never by fetching. */
+static int cs_answer_peer_get(request_rec *r, cs_server_conf *sc, const char *key,
+                       const char *path, apr_uint64_t version)
+{
+    core_dir_config *cd = ap_get_core_module_config(r->per_dir_config);
+    cs_entry_t local;
+    apr_file_t *f;
+    apr_finfo_t fi;
+    apr_uint64_t v = 0;
+
+    memset(&local, 0, sizeof(local));
+    if (cs_store_open(r->pool, path, AP_SENDFILE_ENABLED(cd->enable_sendfile),
+                      &f, &fi, &v, local.sha256) != APR_SUCCESS
+        || v != version || !local.sha256[0]) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(041)
+                      "peer %s asked for %s v%" APR_UINT64_T_FMT "; this "
+                      "node holds v%" APR_UINT64_T_FMT,
+                      apr_table_get(r->notes, CS_NOTE_PEER), key, version,
+                      v);
+        return HTTP_NOT_FOUND;
+    }
+    local.version = v;
+    local.size = (apr_uint64_t)fi.size;
+    local.mtime = fi.mtime;
+    apr_table_setn(r->headers_out, CS_SHA256_HEADER,
+                   apr_pstrdup(r->pool, local.sha256));
+    CS_COUNT(sc, peer_served, 1);
+    return cs_serve(r, f, &fi, &local, 0);
+}
+
+/* A replication PUT: verify, store atomically, register; never pass on. */
+static int cs_store_replica(request_rec *r, cs_server_conf *sc, const char *key,
+                       const char *path, apr_uint64_t version)
+{
+    const char *sha_h = apr_table_get(r->headers_in, CS_SHA256_HEADER);
+    const char *peer = apr_table_get(r->notes, CS_NOTE_PEER);
+    cs_write_ctx w;
+    cs_entry_t e;
+    apr_file_t *lock = NULL, *f;
+    apr_finfo_t fi;
+    apr_uint64_t v, size;
+    char sha[CS_SHA256_HEX_LEN + 1];
+    ap_dbd_t *dbd;
+    apr_status_t rv;
+    int status, added = 0;
+
+    if (!sha_h || !cs_is_sha256_hex(sha_h, strlen(sha_h))) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(042)
+                      "replica of %s from %s without a valid "
+                      CS_SHA256_HEADER, key, peer);
+        return HTTP_BAD_REQUEST;
+    }
+    if (cs_registry_get_db(r, key, &e) != APR_SUCCESS) {
+        CS_COUNT(sc, registry_errors, 1);
+        return cs_unavailable(r);
+    }
+    if (e.deleted || e.version != version) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, CSLOG(043)
+                      "refusing replica of %s v%" APR_UINT64_T_FMT " from %s:"
+                      " the current version is %" APR_UINT64_T_FMT "%s", key,
+                      version, peer, e.version, e.deleted ? " (deleted)" : "");
+        return HTTP_CONFLICT;
+    }
+    if (strcmp(e.sha256, sha_h) != 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(044)
+                      "replica of %s v%" APR_UINT64_T_FMT " from %s announces"
+                      " a SHA-256 the registry does not have", key, version,
+                      peer);
+        return HTTP_BAD_REQUEST;
+    }
+    if (!(cs_store_open(r->pool, path, 0, &f, &fi, &v, sha) == APR_SUCCESS
+          && v == version)) {
+        memset(&w, 0, sizeof(w));
+        w.key = key;
+        w.path = path;
+        w.sc = sc;
+        rv = cs_store_make_parents(r->pool, sc, path, &status);
+        if (rv != APR_SUCCESS) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(034)
+                          "replica of %s: cannot prepare the directory for "
+                          "%s", key, path);
+            return status;
+        }
+        rv = cs_store_tmp_create(r->pool, sc, "replica", &w.tmp);
+        if (rv != APR_SUCCESS) {
+            return APR_STATUS_IS_ENOSPC(rv) ? HTTP_INSUFFICIENT_STORAGE
+                                            : HTTP_INTERNAL_SERVER_ERROR;
+        }
+        if ((status = cs_read_body(r, &w)) != OK) {
+            return status;
+        }
+        cs_store_tmp_digest(w.tmp, &size, sha);
+        if (size != e.size || strcmp(sha, e.sha256) != 0) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(045)
+                          "replica of %s v%" APR_UINT64_T_FMT " from %s does"
+                          " not match the registry (%" APR_UINT64_T_FMT
+                          " bytes, %s); discarded", key, version, peer, size,
+                          sha);
+            return HTTP_BAD_REQUEST;
+        }
+        if ((rv = cs_store_lock_key(r->pool, sc, key, &lock))
+            != APR_SUCCESS) {
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        rv = cs_store_tmp_seal(w.tmp, key, &e);
+        if (rv == APR_SUCCESS) {
+            rv = cs_store_install(w.tmp, path);
+        }
+        cs_store_unlock_key(lock);
+        if (rv != APR_SUCCESS) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(046)
+                          "cannot store replica of %s at %s", key, path);
+            return APR_STATUS_IS_ENOSPC(rv) ? HTTP_INSUFFICIENT_STORAGE
+                                            : HTTP_INTERNAL_SERVER_ERROR;
+        }
+        CS_COUNT(sc, replicas_received, 1);
+    }
+    if (!(dbd = cs_registry_acquire(r))
+        || cs_registry_add_replica(r->server, r->pool, dbd, key, version,
+                                   &added) != APR_SUCCESS) {
+        CS_COUNT(sc, registry_errors, 1);
+        return cs_unavailable(r);
+    }
+    if (!added) {
+        return HTTP_CONFLICT;   /* superseded while it was in flight */
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(047)
+                  "stored replica of %s v%" APR_UINT64_T_FMT " from %s", key,
+                  version, peer);
+    r->status = HTTP_CREATED;
+    return OK;
+}
+
+/* Delete propagation: drop this node's copy if it is older than the
+ * tombstone (a newer PUT may already have replaced it). */
+static int cs_drop_for_peer(request_rec *r, cs_server_conf *sc, const char *key,
+                          const char *path, apr_uint64_t version)
+{
+    apr_file_t *lock = NULL, *f;
+    apr_finfo_t fi;
+    apr_uint64_t v = 0;
+    char sha[CS_SHA256_HEX_LEN + 1];
+
+    if (cs_store_lock_key(r->pool, sc, key, &lock) != APR_SUCCESS) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (cs_store_open(r->pool, path, 0, &f, &fi, &v, sha) == APR_SUCCESS
+        && v > 0 && v < version) {
+        cs_store_remove(r->pool, path);
+    }
+    cs_store_unlock_key(lock);
+    r->status = HTTP_NO_CONTENT;
+    return OK;
+}
+
+/* access_checker_ex: a request that claims to come from a node must prove
+ * it (MAC, timestamp); a proven one skips the Require rules meant for
+ * clients. */
+static int cs_check_peer(request_rec *r)
+{
+    cs_dir_conf *dc = ap_get_module_config(r->per_dir_config,
+                                           &clusterstorage_module);
+    cs_server_conf *sc = cs_sconf(r->server);
+    const char *auth, *ver, *node;
+    uint64_t v;
+    int status;
+
+    if (!dc || dc->enabled != 1 || !sc->state_dir) {
+        return DECLINED;
+    }
+    auth = apr_table_get(r->headers_in, CS_AUTH_HEADER);
+    ver = apr_table_get(r->headers_in, CS_VERSION_HEADER);
+    if (!auth && !ver) {
+        return DECLINED;
+    }
+    if (!ver || cs_parse_u64(ver, strlen(ver), &v) != 0 || v == 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(305)
+                      "malformed " CS_VERSION_HEADER " in a peer request");
+        return HTTP_BAD_REQUEST;
+    }
+    status = cs_peer_auth_check(r, sc, r->uri, v, &node);
+    if (status != OK) {
+        return status;
+    }
+    apr_table_setn(r->notes, CS_NOTE_PEER, node);
     return OK;
 }
 
@@ -958,6 +1333,29 @@ static int cs_handler(request_rec *r)
     r->allowed = (AP_METHOD_BIT << M_GET)
                  | (write ? (AP_METHOD_BIT << M_PUT)
                             | (AP_METHOD_BIT << M_DELETE) : 0);
+    /* A file below a directory that does not exist yet: let mod_mime see
+     * the real name once the path is complete. */
+    if (r->path_info && *r->path_info && r->method_number == M_GET) {
+        r->filename = (char *)path;
+        r->path_info = NULL;
+        ap_run_type_checker(r);
+    }
+    if (apr_table_get(r->notes, CS_NOTE_PEER)) {
+        apr_uint64_t v = 0;
+        cs_parse_u64(apr_table_get(r->headers_in, CS_VERSION_HEADER),
+                     strlen(apr_table_get(r->headers_in, CS_VERSION_HEADER)),
+                     &v);
+        switch (r->method_number) {
+        case M_GET:
+            return cs_answer_peer_get(r, sc, key, path, v);
+        case M_PUT:
+            return cs_store_replica(r, sc, key, path, v);
+        case M_DELETE:
+            return cs_drop_for_peer(r, sc, key, path, v);
+        default:
+            return HTTP_METHOD_NOT_ALLOWED;
+        }
+    }
     switch (r->method_number) {
     case M_GET:
         return cs_handle_get(r, sc, key, path);
@@ -986,9 +1384,15 @@ static void cs_register_hooks(apr_pool_t *p)
     ap_hook_child_init(cs_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     /* Before anything serves a file from a .clusterstorage/ directory. */
     ap_hook_fixups(cs_fixups, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    /* Node-to-node requests prove themselves with a MAC instead of the
+     * client Require rules. */
+    ap_hook_check_access_ex(cs_check_peer, NULL, NULL, APR_HOOK_FIRST,
+                            AP_AUTH_INTERNAL_PER_CONF);
     /* Ahead of the default handler and whatever SetHandler says, for the
      * URL spaces with ClusterStorage On. */
     ap_hook_handler(cs_handler, NULL, NULL, APR_HOOK_FIRST);
+    /* SetHandler clusterstorage-status. */
+    ap_hook_handler(cs_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
 AP_DECLARE_MODULE(clusterstorage) = {

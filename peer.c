@@ -88,3 +88,320 @@ int cs_peer_auth_check(request_rec *r, const cs_server_conf *sc,
     *node = apr_pstrdup(r->pool, name);
     return OK;
 }
+
+/* ------------------------------------------------------------------ */
+/* Client side: one short-lived connection per request, over apr sockets */
+/* ------------------------------------------------------------------ */
+
+#include "store.h"
+#include "apr_network_io.h"
+#include "apr_uri.h"
+#include "http_protocol.h"
+
+#define CS_IOBUF 65536
+
+typedef struct {
+    apr_pool_t *p;
+    apr_socket_t *sock;
+    const char *host;       /* host:port for the Host header */
+    char *buf;              /* read buffer */
+    apr_size_t len;         /* bytes in buf */
+    apr_size_t pos;         /* consumed */
+    /* the parsed response head */
+    int status;
+    apr_uint64_t version;
+    int have_version;
+    char sha256[CS_SHA256_HEX_LEN + 1];
+    apr_int64_t length;     /* Content-Length, -1 if absent */
+    int bad_header;
+} cs_conn_t;
+
+static apr_status_t cs_connect(apr_pool_t *p, const cs_server_conf *sc,
+                               const char *base_url, cs_conn_t **cp)
+{
+    cs_conn_t *c = apr_pcalloc(p, sizeof(*c));
+    apr_uri_t uri;
+    apr_sockaddr_t *sa;
+    apr_status_t rv;
+
+    if (apr_uri_parse(p, base_url, &uri) != APR_SUCCESS || !uri.hostname) {
+        return APR_EINVAL;
+    }
+    if (!uri.port) {
+        uri.port = 80;
+    }
+    rv = apr_sockaddr_info_get(&sa, uri.hostname, APR_UNSPEC, uri.port, 0,
+                               p);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    /* Walk the address list as proxy_util.c does. */
+    for (; sa; sa = sa->next) {
+        rv = apr_socket_create(&c->sock, sa->family, SOCK_STREAM,
+                               APR_PROTO_TCP, p);
+        if (rv != APR_SUCCESS) {
+            continue;
+        }
+        apr_socket_opt_set(c->sock, APR_TCP_NODELAY, 1);
+        apr_socket_timeout_set(c->sock, sc->peer_timeout);
+        rv = apr_socket_connect(c->sock, sa);
+        if (rv == APR_SUCCESS) {
+            break;
+        }
+        apr_socket_close(c->sock);
+        c->sock = NULL;
+    }
+    if (!c->sock) {
+        return rv != APR_SUCCESS ? rv : APR_ECONNREFUSED;
+    }
+    c->p = p;
+    c->host = apr_psprintf(p, "%s:%u", uri.hostname, uri.port);
+    c->buf = apr_palloc(p, CS_IOBUF);
+    c->length = -1;
+    *cp = c;
+    return APR_SUCCESS;
+}
+
+static apr_status_t cs_send_all(cs_conn_t *c, const char *data,
+                                apr_size_t len)
+{
+    while (len > 0) {
+        apr_size_t n = len;
+        apr_status_t rv = apr_socket_send(c->sock, data, &n);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        data += n;
+        len -= n;
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t cs_send_head(cs_conn_t *c, const cs_server_conf *sc,
+                                 const char *method, const char *key,
+                                 apr_uint64_t version, const char *extra)
+{
+    const char *head = apr_psprintf(
+        c->p, "%s %s HTTP/1.1\r\nHost: %s\r\n"
+        CS_VERSION_HEADER ": %" APR_UINT64_T_FMT "\r\n"
+        CS_AUTH_HEADER ": %s\r\nConnection: close\r\n%s\r\n",
+        method, ap_escape_uri(c->p, key), c->host, version,
+        cs_peer_auth_value(c->p, sc, method, key, version),
+        extra ? extra : "");
+
+    return cs_send_all(c, head, strlen(head));
+}
+
+static int cs_on_header(void *baton, const char *name, size_t nlen,
+                        const char *value, size_t vlen)
+{
+    cs_conn_t *c = baton;
+    uint64_t n;
+
+    if (nlen == sizeof(CS_VERSION_HEADER) - 1
+        && strncasecmp(name, CS_VERSION_HEADER, nlen) == 0) {
+        if (c->have_version || cs_parse_u64(value, vlen, &n) != 0) {
+            c->bad_header = 1;
+            return -1;
+        }
+        c->version = n;
+        c->have_version = 1;
+    }
+    else if (nlen == sizeof(CS_SHA256_HEADER) - 1
+             && strncasecmp(name, CS_SHA256_HEADER, nlen) == 0) {
+        if (c->sha256[0] || !cs_is_sha256_hex(value, vlen)) {
+            c->bad_header = 1;
+            return -1;
+        }
+        memcpy(c->sha256, value, vlen);
+        c->sha256[vlen] = '\0';
+    }
+    else if (nlen == 14 && strncasecmp(name, "Content-Length", 14) == 0) {
+        if (c->length >= 0 || cs_parse_u64(value, vlen, &n) != 0
+            || n > (uint64_t)APR_INT64_MAX) {
+            c->bad_header = 1;
+            return -1;
+        }
+        c->length = (apr_int64_t)n;
+    }
+    else if (nlen == 17 && strncasecmp(name, "Transfer-Encoding", 17) == 0) {
+        c->bad_header = 1;      /* peers always send a Content-Length */
+        return -1;
+    }
+    return 0;
+}
+
+/* Read and parse the response head; body bytes already read stay in
+ * c->buf[c->pos..c->len). */
+static apr_status_t cs_read_head(cs_conn_t *c, const char **why)
+{
+    for (;;) {
+        long n;
+        apr_size_t got;
+        apr_status_t rv;
+
+        n = cs_http_parse_head(c->buf, c->len, &c->status, cs_on_header, c);
+        if (n > 0) {
+            c->pos = (apr_size_t)n;
+            return APR_SUCCESS;
+        }
+        if (n < 0 || c->len >= CS_HTTP_HEAD_MAX) {
+            *why = c->bad_header ? "malformed X-ClusterStorage/"
+                   "Content-Length header" : "malformed response head";
+            return APR_EGENERAL;
+        }
+        got = CS_HTTP_HEAD_MAX - c->len;
+        rv = apr_socket_recv(c->sock, c->buf + c->len, &got);
+        c->len += got;
+        if (rv != APR_SUCCESS && !(APR_STATUS_IS_EOF(rv) && got > 0)) {
+            *why = APR_STATUS_IS_TIMEUP(rv) ? "timed out waiting for the "
+                   "answer" : "connection closed before the answer";
+            return rv;
+        }
+    }
+}
+
+apr_status_t cs_peer_fetch(apr_pool_t *p, const cs_server_conf *sc,
+                           const char *base_url, const char *key,
+                           const cs_entry_t *e, cs_tmp_t *tmp,
+                           const char **why)
+{
+    cs_conn_t *c;
+    apr_status_t rv;
+    apr_int64_t left;
+    apr_uint64_t size;
+    char sha[CS_SHA256_HEX_LEN + 1];
+
+    *why = "cannot connect";
+    rv = cs_connect(p, sc, base_url, &c);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    *why = "cannot send the request";
+    rv = cs_send_head(c, sc, "GET", key, e->version, NULL);
+    if (rv != APR_SUCCESS || (rv = cs_read_head(c, why)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (c->status != HTTP_OK) {
+        *why = apr_psprintf(p, "answered %d", c->status);
+        return APR_EGENERAL;
+    }
+    if (!c->have_version || c->version != e->version) {
+        *why = "answered with another version";
+        return APR_EGENERAL;
+    }
+    if (strcmp(c->sha256, e->sha256) != 0) {
+        *why = "announced another SHA-256";
+        return APR_EGENERAL;
+    }
+    if (c->length < 0 || (apr_uint64_t)c->length != e->size) {
+        *why = "announced another length";
+        return APR_EGENERAL;
+    }
+    left = c->length;
+    /* Body bytes that came with the head. */
+    if (c->len > c->pos) {
+        apr_size_t n = c->len - c->pos;
+        if ((apr_int64_t)n > left) {
+            n = (apr_size_t)left;
+        }
+        if ((rv = cs_store_tmp_write(tmp, c->buf + c->pos, n))
+            != APR_SUCCESS) {
+            *why = "cannot write the temp file";
+            return rv;
+        }
+        left -= (apr_int64_t)n;
+    }
+    while (left > 0) {
+        apr_size_t n = CS_IOBUF;
+        if ((apr_int64_t)n > left) {
+            n = (apr_size_t)left;
+        }
+        rv = apr_socket_recv(c->sock, c->buf, &n);
+        if (n > 0) {
+            apr_status_t wrv = cs_store_tmp_write(tmp, c->buf, n);
+            if (wrv != APR_SUCCESS) {
+                *why = "cannot write the temp file";
+                return wrv;
+            }
+            left -= (apr_int64_t)n;
+        }
+        if (rv != APR_SUCCESS && left > 0) {
+            *why = APR_STATUS_IS_TIMEUP(rv) ? "timed out in the body"
+                   : "body cut short";
+            return APR_STATUS_IS_EOF(rv) ? APR_EGENERAL : rv;
+        }
+    }
+    cs_store_tmp_digest(tmp, &size, sha);
+    if (size != e->size || strcmp(sha, e->sha256) != 0) {
+        *why = "sent bytes whose SHA-256 does not match the registry";
+        return APR_EGENERAL;
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_peer_push(apr_pool_t *p, const cs_server_conf *sc,
+                          const char *base_url, const char *key,
+                          const cs_entry_t *e, const char *path,
+                          int *status)
+{
+    cs_conn_t *c;
+    apr_file_t *f;
+    apr_status_t rv;
+    const char *why;
+    apr_uint64_t left = e->size;
+
+    *status = 0;
+    rv = apr_file_open(&f, path, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, p);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    rv = cs_connect(p, sc, base_url, &c);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    rv = cs_send_head(c, sc, "PUT", key, e->version,
+                      apr_psprintf(p, CS_SHA256_HEADER ": %s\r\n"
+                                   "Content-Length: %" APR_UINT64_T_FMT
+                                   "\r\n", e->sha256, e->size));
+    while (rv == APR_SUCCESS && left > 0) {
+        apr_size_t n = CS_IOBUF;
+        if (n > left) {
+            n = (apr_size_t)left;
+        }
+        rv = apr_file_read(f, c->buf, &n);
+        if (rv == APR_SUCCESS) {
+            rv = cs_send_all(c, c->buf, n);
+            left -= n;
+        }
+    }
+    /* Even if sending failed, the peer may have answered (413, 409...). */
+    c->len = 0;
+    if (cs_read_head(c, &why) == APR_SUCCESS) {
+        *status = c->status;
+        return APR_SUCCESS;
+    }
+    return rv != APR_SUCCESS ? rv : APR_EGENERAL;
+}
+
+apr_status_t cs_peer_delete(apr_pool_t *p, const cs_server_conf *sc,
+                            const char *base_url, const char *key,
+                            apr_uint64_t version, int *status)
+{
+    cs_conn_t *c;
+    apr_status_t rv;
+    const char *why;
+
+    *status = 0;
+    rv = cs_connect(p, sc, base_url, &c);
+    if (rv == APR_SUCCESS) {
+        rv = cs_send_head(c, sc, "DELETE", key, version, NULL);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = cs_read_head(c, &why);
+    }
+    if (rv == APR_SUCCESS) {
+        *status = c->status;
+    }
+    return rv;
+}

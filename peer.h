@@ -37,4 +37,34 @@ int cs_peer_auth_check(request_rec *r, const cs_server_conf *sc,
                        const char *key, apr_uint64_t version,
                        const char **node);
 
+/* Headers of the peer protocol. */
+#define CS_VERSION_HEADER "X-ClusterStorage-Version"
+#define CS_SHA256_HEADER  "X-ClusterStorage-SHA256"
+
+/* Forward declaration (store.h). */
+struct cs_tmp_t;
+
+/* Fetch version e of key from the node at base_url into tmp: a GET with
+ * X-ClusterStorage-Version, answered from the peer's local copy only.  The
+ * bytes are kept only if the status, version, SHA-256 header, length and
+ * the SHA-256 of the received bytes all match e.  APR_SUCCESS, or an error
+ * with *why saying what was wrong.  Bounded by sc->peer_timeout per
+ * connect/read. */
+apr_status_t cs_peer_fetch(apr_pool_t *p, const cs_server_conf *sc,
+                           const char *base_url, const char *key,
+                           const cs_entry_t *e, struct cs_tmp_t *tmp,
+                           const char **why);
+
+/* Push this node's copy (path, version e) of key to base_url (replication
+ * PUT).  *status is the peer's answer (0 when there was none). */
+apr_status_t cs_peer_push(apr_pool_t *p, const cs_server_conf *sc,
+                          const char *base_url, const char *key,
+                          const cs_entry_t *e, const char *path,
+                          int *status);
+
+/* Tell base_url to drop copies of key older than (tombstone) version. */
+apr_status_t cs_peer_delete(apr_pool_t *p, const cs_server_conf *sc,
+                            const char *base_url, const char *key,
+                            apr_uint64_t version, int *status);
+
 #endif /* CS_PEER_H */

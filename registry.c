@@ -27,6 +27,7 @@ static const char *const cs_schema[] = {
     " sha256 CHAR(64) CHARACTER SET ascii NOT NULL DEFAULT '',"
     " mtime BIGINT NOT NULL DEFAULT 0,"
     " deleted TINYINT(1) NOT NULL DEFAULT 0,"
+    " relpath VARBINARY(2048) NOT NULL DEFAULT '',"
     " PRIMARY KEY (path)"
     ") ENGINE=InnoDB",
     "CREATE TABLE IF NOT EXISTS cs_replicas ("
@@ -56,6 +57,9 @@ typedef enum {
     CS_ST_DROP_REPLICAS,
     CS_ST_ADD_REPLICA,
     CS_ST_HEARTBEAT,
+    CS_ST_HOLDERS,
+    CS_ST_NODES,
+    CS_ST_UNDER,
     CS_ST_COUNT
 } cs_stmt_id;
 
@@ -77,7 +81,7 @@ static const struct {
       "SELECT " CS_ENTRY_COLS " FROM cs_files WHERE path = %s FOR UPDATE" },
     { "cs_upsert",
       "UPDATE cs_files SET version = %s, size = %s, sha256 = %s,"
-      " mtime = %s, deleted = %s WHERE path = %s" },
+      " mtime = %s, deleted = %s, relpath = %s WHERE path = %s" },
     { "cs_drop_replicas",
       "DELETE FROM cs_replicas WHERE path = %s" },
     { "cs_add_replica",
@@ -90,6 +94,33 @@ static const struct {
       " VALUES (%s, %s, UNIX_TIMESTAMP(), %s, UNIX_TIMESTAMP())"
       " ON DUPLICATE KEY UPDATE url = VALUES(url),"
       " heartbeat = VALUES(heartbeat), period = VALUES(period)" },
+    /* Liveness is computed with the database's clock, so nodes' clocks
+     * never disagree about it: a node is down after three of its periods. */
+    { "cs_holders",
+      "SELECT n.name, n.url,"
+      " (UNIX_TIMESTAMP() - n.heartbeat) <= 3 * n.period"
+      " FROM cs_replicas r JOIN cs_nodes n ON n.name = r.node"
+      " WHERE r.path = %s AND r.version = %s" },
+    { "cs_nodes",
+      "SELECT name, url, (UNIX_TIMESTAMP() - heartbeat) <= 3 * period,"
+      " UNIX_TIMESTAMP() - heartbeat FROM cs_nodes ORDER BY name" },
+    /* Keys whose current version this node holds, that have fewer live
+     * holders than wanted, and for which this node is the first live
+     * holder by name (so one holder repairs, not all of them). */
+    { "cs_under",
+      "SELECT f.path, f.relpath FROM cs_files f"
+      " JOIN cs_replicas me ON me.path = f.path AND me.version = f.version"
+      "  AND me.node = %s"
+      " WHERE f.deleted = 0 AND f.version > 0 AND f.path > %s"
+      " AND (SELECT COUNT(*) FROM cs_replicas r JOIN cs_nodes n"
+      "      ON n.name = r.node WHERE r.path = f.path"
+      "      AND r.version = f.version"
+      "      AND UNIX_TIMESTAMP() - n.heartbeat <= 3 * n.period) < %s"
+      " AND NOT EXISTS (SELECT 1 FROM cs_replicas r2 JOIN cs_nodes n2"
+      "      ON n2.name = r2.node WHERE r2.path = f.path"
+      "      AND r2.version = f.version AND r2.node < me.node"
+      "      AND UNIX_TIMESTAMP() - n2.heartbeat <= 3 * n2.period)"
+      " ORDER BY f.path LIMIT 20" },
 };
 
 static APR_OPTIONAL_FN_TYPE(ap_dbd_acquire) *cs_dbd_acquire;
@@ -515,9 +546,9 @@ static const char *cs_u64(apr_pool_t *p, apr_uint64_t v)
 /* One write transaction: lock the key's row, ask the precondition, write
  * the new entry (and this node's replica row unless it is a tombstone),
  * let the caller prepare, commit.  Returns OK, an HTTP status, or 503. */
-static int cs_write_txn(request_rec *r, const char *key, cs_entry_t *next,
-                        int tombstone, const cs_write_ops_t *ops,
-                        cs_entry_t *cur)
+static int cs_write_txn(request_rec *r, const char *key, const char *relpath,
+                        cs_entry_t *next, int tombstone,
+                        const cs_write_ops_t *ops, cs_entry_t *cur)
 {
     cs_server_conf *sc = cs_sconf(r->server);
     ap_dbd_t *dbd = cs_dbd_acquire(r);
@@ -572,7 +603,7 @@ static int cs_write_txn(request_rec *r, const char *key, cs_entry_t *next,
                     cs_u64(r->pool, next->size),
                     next->sha256,
                     apr_psprintf(r->pool, "%" APR_INT64_T_FMT, next->mtime),
-                    tombstone ? "1" : "0", key, NULL);
+                    tombstone ? "1" : "0", relpath, key, NULL);
     if (rv == APR_SUCCESS) {
         rv = cs_db_exec(r->server, r->pool, dbd, CS_ST_DROP_REPLICAS, NULL, key,
                         NULL);
@@ -616,7 +647,8 @@ done:
     return status;
 }
 
-int cs_registry_put(request_rec *r, const char *key, apr_uint64_t size,
+int cs_registry_put(request_rec *r, const char *key, const char *relpath,
+                    apr_uint64_t size,
                     const char *sha256, const cs_write_ops_t *ops,
                     cs_entry_t *out, int *created)
 {
@@ -626,7 +658,7 @@ int cs_registry_put(request_rec *r, const char *key, apr_uint64_t size,
     memset(out, 0, sizeof(*out));
     out->size = size;
     apr_cpystrn(out->sha256, sha256, sizeof(out->sha256));
-    status = cs_write_txn(r, key, out, 0, ops, &cur);
+    status = cs_write_txn(r, key, relpath, out, 0, ops, &cur);
     *created = (cur.version == 0 || cur.deleted);
     return status;
 }
@@ -637,7 +669,7 @@ int cs_registry_delete(request_rec *r, const char *key,
     cs_entry_t cur;
 
     memset(out, 0, sizeof(*out));
-    return cs_write_txn(r, key, out, 1, ops, &cur);
+    return cs_write_txn(r, key, "", out, 1, ops, &cur);
 }
 
 /* ------------------------------------------------------------------ */
@@ -672,5 +704,165 @@ apr_status_t cs_registry_heartbeat(server_rec *s, apr_pool_t *p)
                     apr_psprintf(p, "%" APR_INT64_T_FMT,
                                  period > 0 ? period : 1), NULL);
     cs_dbd_close(s, dbd);
+    return rv;
+}
+
+/* ------------------------------------------------------------------ */
+/* Cluster queries (holders, members, repair)                         */
+/* ------------------------------------------------------------------ */
+
+ap_dbd_t *cs_registry_acquire(request_rec *r)
+{
+    ap_dbd_t *dbd = cs_dbd_acquire(r);
+
+    if (!dbd) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(107)
+                      "no database connection for the registry");
+    }
+    return dbd;
+}
+
+ap_dbd_t *cs_registry_open(server_rec *s, apr_pool_t *p)
+{
+    return cs_dbd_open(p, s);
+}
+
+void cs_registry_close(server_rec *s, ap_dbd_t *dbd)
+{
+    if (dbd) {
+        cs_dbd_close(s, dbd);
+    }
+}
+
+apr_status_t cs_registry_entry(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                               const char *key, cs_entry_t *e)
+{
+    return cs_db_select_entry(s, p, dbd, CS_ST_GET, key, e);
+}
+
+/* Run a SELECT and collect every row as an array of ncols strings. */
+static apr_status_t cs_db_rows(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                               cs_stmt_id id, int ncols,
+                               apr_array_header_t **out, int nargs,
+                               const char **args)
+{
+    apr_dbd_prepared_t *stmt = cs_stmt(s, dbd, id);
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;
+    int rv, i;
+
+    *out = apr_array_make(p, 4, sizeof(const char **));
+    if (!stmt) {
+        return APR_EGENERAL;
+    }
+    rv = apr_dbd_pselect(dbd->driver, p, dbd->handle, &res, stmt, 0, nargs,
+                         args);
+    if (rv != 0) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(106)
+                     "registry statement %s failed: %s",
+                     cs_stmts[id].label, cs_db_error(dbd, rv));
+        cs_forget_stmts(dbd);
+        return APR_EGENERAL;
+    }
+    while ((rv = apr_dbd_get_row(dbd->driver, p, res, &row, -1)) == 0) {
+        const char **cols = apr_pcalloc(p, ncols * sizeof(char *));
+        for (i = 0; i < ncols; i++) {
+            const char *v = apr_dbd_get_entry(dbd->driver, row, i);
+            cols[i] = apr_pstrdup(p, v ? v : "");
+        }
+        APR_ARRAY_PUSH(*out, const char **) = cols;
+    }
+    if (rv != -1) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(105)
+                     "reading rows of %s failed: %s", cs_stmts[id].label,
+                     cs_db_error(dbd, rv));
+        cs_forget_stmts(dbd);
+        return APR_EGENERAL;
+    }
+    return APR_SUCCESS;
+}
+
+static apr_array_header_t *cs_rows_to_nodes(apr_pool_t *p,
+                                            apr_array_header_t *rows,
+                                            int with_age)
+{
+    apr_array_header_t *out = apr_array_make(p, rows->nelts,
+                                             sizeof(cs_node_t));
+    int i;
+
+    for (i = 0; i < rows->nelts; i++) {
+        const char **cols = APR_ARRAY_IDX(rows, i, const char **);
+        cs_node_t *n = apr_array_push(out);
+        n->name = cols[0];
+        n->url = cols[1];
+        n->alive = cols[2][0] == '1';
+        n->age = with_age ? apr_atoi64(cols[3]) : 0;
+    }
+    return out;
+}
+
+apr_status_t cs_registry_holders(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                                 const char *key, apr_uint64_t version,
+                                 apr_array_header_t **out)
+{
+    const char *args[2];
+    apr_array_header_t *rows;
+    apr_status_t rv;
+
+    args[0] = key;
+    args[1] = cs_u64(p, version);
+    rv = cs_db_rows(s, p, dbd, CS_ST_HOLDERS, 3, &rows, 2, args);
+    *out = cs_rows_to_nodes(p, rows, 0);
+    return rv;
+}
+
+apr_status_t cs_registry_nodes(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                               apr_array_header_t **out)
+{
+    apr_array_header_t *rows;
+    apr_status_t rv = cs_db_rows(s, p, dbd, CS_ST_NODES, 4, &rows, 0, NULL);
+
+    *out = cs_rows_to_nodes(p, rows, 1);
+    return rv;
+}
+
+apr_status_t cs_registry_add_replica(server_rec *s, apr_pool_t *p,
+                                     ap_dbd_t *dbd, const char *key,
+                                     apr_uint64_t version, int *added)
+{
+    cs_server_conf *sc = cs_sconf(s);
+    cs_entry_t e;
+    apr_status_t rv;
+
+    *added = 0;
+    rv = cs_db_select_entry(s, p, dbd, CS_ST_GET, key, &e);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (e.version != version || e.deleted) {
+        return APR_SUCCESS;     /* superseded meanwhile: not a holder */
+    }
+    rv = cs_db_exec(s, p, dbd, CS_ST_ADD_REPLICA, NULL, key, sc->node_name,
+                    cs_u64(p, version), NULL);
+    *added = rv == APR_SUCCESS;
+    return rv;
+}
+
+apr_status_t cs_registry_under_replicated(server_rec *s, apr_pool_t *p,
+                                          ap_dbd_t *dbd, const char *after,
+                                          apr_array_header_t **keys)
+{
+    cs_server_conf *sc = cs_sconf(s);
+    const char *args[3];
+    apr_array_header_t *rows;
+    apr_status_t rv;
+    int i;
+
+    args[0] = sc->node_name;
+    args[1] = after;
+    args[2] = apr_itoa(p, sc->replicas);
+    rv = cs_db_rows(s, p, dbd, CS_ST_UNDER, 2, &rows, 3, args);
+    (void)i;
+    *keys = rows;
     return rv;
 }

@@ -28,6 +28,8 @@
 #define CS_REGISTRY_H
 
 #include "cs_private.h"
+#include "apr_dbd.h"
+#include "mod_dbd.h"
 
 /* Callbacks run inside the write transaction, under the key's row lock. */
 typedef struct {
@@ -59,11 +61,13 @@ apr_status_t cs_registry_get(request_rec *r, const char *key, cs_entry_t *e);
 apr_status_t cs_registry_get_db(request_rec *r, const char *key,
                                 cs_entry_t *e);
 
-/* Commit a new version of key (size, sha256) held by this node.  Returns
+/* Commit a new version of key (size, sha256) held by this node; relpath is
+ * the key's file below ClusterStorageRoot (used by background repair).  Returns
  * OK with *out the committed entry and *created set when the key had no
  * live version, or an HTTP status: the precondition's, or 503 when the
  * database cannot be reached or refuses the transaction. */
-int cs_registry_put(request_rec *r, const char *key, apr_uint64_t size,
+int cs_registry_put(request_rec *r, const char *key, const char *relpath,
+                    apr_uint64_t size,
                     const char *sha256, const cs_write_ops_t *ops,
                     cs_entry_t *out, int *created);
 
@@ -77,5 +81,42 @@ apr_status_t cs_registry_heartbeat(server_rec *s, apr_pool_t *p);
 
 /* Create the tables if missing (background thread at start-up). */
 apr_status_t cs_registry_ensure_schema(server_rec *s, apr_pool_t *p);
+
+/* ---- cluster queries, on an explicit connection ----------------------- */
+
+/* A member of the cluster as the registry sees it. */
+typedef struct {
+    const char *name;
+    const char *url;
+    int alive;              /* heartbeat younger than three periods */
+    apr_int64_t age;        /* seconds since the last heartbeat */
+} cs_node_t;
+
+/* The request's connection (NULL, logged, when the database is down). */
+ap_dbd_t *cs_registry_acquire(request_rec *r);
+/* A connection for background work; give it back with _close. */
+ap_dbd_t *cs_registry_open(server_rec *s, apr_pool_t *p);
+void cs_registry_close(server_rec *s, ap_dbd_t *dbd);
+
+apr_status_t cs_registry_entry(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                               const char *key, cs_entry_t *e);
+/* Nodes registered as holders of key at version (cs_node_t). */
+apr_status_t cs_registry_holders(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                                 const char *key, apr_uint64_t version,
+                                 apr_array_header_t **out);
+/* Every node that ever recorded a heartbeat (cs_node_t), by name. */
+apr_status_t cs_registry_nodes(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                               apr_array_header_t **out);
+/* Register s's node as a holder of key at version, if that version is
+ * still the current one (*added says whether it was). */
+apr_status_t cs_registry_add_replica(server_rec *s, apr_pool_t *p,
+                                     ap_dbd_t *dbd, const char *key,
+                                     apr_uint64_t version, int *added);
+/* Up to 20 keys after `after` (in key order; rows of {key, relpath}) that
+ * s's node holds and must repair: fewer live holders than ClusterStorageReplicas, and s's node is
+ * the first live holder by name. */
+apr_status_t cs_registry_under_replicated(server_rec *s, apr_pool_t *p,
+                                          ap_dbd_t *dbd, const char *after,
+                                          apr_array_header_t **keys);
 
 #endif /* CS_REGISTRY_H */

@@ -38,4 +38,4 @@ echo "== Apache::Test"
 rm -rf t/storage
 perl -MApache::TestMM=test -e 'Apache::TestMM::generate_script("t/TEST")'
 t/TEST -apxs "$(command -v apxs)" -httpd /usr/sbin/apache2 \
-    -httpd_conf /etc/apache2/apache2.conf "$@"
+    -httpd_conf /etc/apache2/apache2.conf -port select "$@"

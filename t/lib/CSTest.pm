@@ -14,7 +14,8 @@ use LWP::UserAgent ();
 use Time::HiRes qw(time sleep);
 
 our @EXPORT_OK = qw(req node_url svc sql mc_key mc_raw mc_set_raw wait_for
-                    storage_root tmp_files raw_http file_sha256 unique_key);
+                    storage_root tmp_files raw_http file_sha256 unique_key
+                    mc_get sql_str registry_rows restart_server);
 
 my $REPO = $ENV{CS_REPO} || do {
     require Cwd;
@@ -160,6 +161,46 @@ sub stop_all_nodes {
         my $pid = <$fh>;
         kill 'KILL', $pid if $pid && $pid =~ /^\d+$/;
     }
+}
+
+# mc_get(MCKEY) -> the raw value memcached holds for MCKEY, or undef.
+sub mc_get {
+    my ($mckey) = @_;
+    my $reply = mc_raw("get $mckey\r\n");
+    return undef unless defined $reply;
+    return undef unless $reply =~ /^VALUE \S+ \d+ (\d+)\r\n/;
+    my $len = $1;
+    return substr($reply, length($&), $len);
+}
+
+# sql_str(TEXT) -> TEXT as a quoted SQL string literal.
+sub sql_str {
+    my ($s) = @_;
+    $s =~ s/\\/\\\\/g;
+    $s =~ s/'/''/g;
+    return "'$s'";
+}
+
+# registry_rows(KEY) -> how many live-or-tombstone versions (version > 0)
+# the registry holds for KEY.
+sub registry_rows {
+    my ($key) = @_;
+    return sql('SELECT COUNT(*) FROM cs_files WHERE path = ' . sql_str($key)
+               . ' AND version > 0');
+}
+
+# Stop and start the Apache::Test server (node n1); returns true once it
+# answers again.  Apache::TestServer's progress lines go to STDERR so they
+# cannot be mistaken for TAP.
+sub restart_server {
+    require Apache::Test;
+    my $server = Apache::Test::config()->server;
+    open my $saved, '>&', \*STDOUT or die "dup STDOUT: $!";
+    open STDOUT, '>&', \*STDERR or die "redirect STDOUT: $!";
+    my $stopped = $server->stop;
+    my $ok = $stopped != -1 && $server->start;
+    open STDOUT, '>&', $saved or die "restore STDOUT: $!";
+    return $ok;
 }
 
 1;

@@ -1,0 +1,249 @@
+/* Licensed under the Apache License, Version 2.0 (see LICENSE). */
+
+/*
+ * status.c - the clusterstorage-status handler; see status.h.
+ */
+#include "status.h"
+#include "registry.h"
+#include "queue.h"
+
+#include "http_protocol.h"
+#include "apr_strings.h"
+
+/* A JSON string literal for s (bytes >= 0x80 pass through as UTF-8). */
+static const char *cs_json(apr_pool_t *p, const char *s)
+{
+    apr_size_t n = strlen(s);
+    char *out = apr_palloc(p, n * 6 + 3), *o = out;
+
+    *o++ = '"';
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)c;
+        }
+        else if (c < 0x20 || c == 0x7f) {
+            o += apr_snprintf(o, 7, "\\u%04x", c);
+        }
+        else {
+            *o++ = (char)c;
+        }
+    }
+    *o++ = '"';
+    *o = '\0';
+    return out;
+}
+
+static const char *cs_arg(request_rec *r, const char *name)
+{
+    const char *a = r->args;
+    apr_size_t n = strlen(name);
+
+    while (a && *a) {
+        if (strncmp(a, name, n) == 0 && a[n] == '=') {
+            const char *end = strchr(a + n + 1, '&');
+            char *v = apr_pstrndup(r->pool, a + n + 1,
+                                   end ? (apr_size_t)(end - a - n - 1)
+                                       : strlen(a + n + 1));
+            return ap_unescape_url(v) == OK ? v : NULL;
+        }
+        a = strchr(a, '&');
+        a = a ? a + 1 : NULL;
+    }
+    return NULL;
+}
+
+typedef struct {
+    const char *name;
+    const char *help;
+    apr_size_t offset;
+} cs_counter_def;
+
+#define CS_C(f, h) { #f, h, APR_OFFSETOF(cs_counters_t, f) }
+static const cs_counter_def cs_counter_defs[] = {
+    CS_C(hits, "GETs served from the local copy"),
+    CS_C(not_found, "404 answers"),
+    CS_C(unverified, "local copies served while the registry was down"),
+    CS_C(peer_fetches, "copies fetched from a peer"),
+    CS_C(fetch_bytes, "bytes fetched from peers"),
+    CS_C(fetch_failures, "fetch attempts that failed"),
+    CS_C(peer_served, "peer fetches this node answered"),
+    CS_C(replicas_received, "replication PUTs stored"),
+    CS_C(replications_done, "replications confirmed by a peer"),
+    CS_C(replications_failed, "replication attempts that failed"),
+    CS_C(repairs, "copies pushed by the repair sweep"),
+    CS_C(registry_errors, "registry (database) errors"),
+    CS_C(puts, "client PUTs committed"),
+    CS_C(deletes, "client DELETEs committed"),
+    CS_C(unavailable, "503 answers"),
+    { NULL, NULL, 0 }
+};
+
+static apr_uint64_t cs_counter(const cs_server_conf *sc, apr_size_t off)
+{
+    if (!sc->counters) {
+        return 0;
+    }
+    return __atomic_load_n((apr_uint64_t *)((char *)sc->counters + off),
+                           __ATOMIC_RELAXED);
+}
+
+static int cs_status_path(request_rec *r, const char *key)
+{
+    cs_server_conf *sc = cs_sconf(r->server);
+    apr_array_header_t *holders = NULL;
+    ap_dbd_t *dbd;
+    cs_entry_t e;
+    int i;
+
+    ap_set_content_type(r, "application/json");
+    if (cs_registry_get_db(r, key, &e) != APR_SUCCESS
+        || !(dbd = cs_registry_acquire(r))
+        || cs_registry_holders(r->server, r->pool, dbd, key, e.version,
+                               &holders) != APR_SUCCESS) {
+        apr_table_setn(r->err_headers_out, "Retry-After", CS_RETRY_AFTER);
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    ap_rprintf(r, "{\"key\":%s,\"exists\":%s,\"version\":%" APR_UINT64_T_FMT
+               ",\"size\":%" APR_UINT64_T_FMT ",\"sha256\":%s,"
+               "\"mtime\":%" APR_INT64_T_FMT ",\"deleted\":%s,"
+               "\"holders\":[",
+               cs_json(r->pool, key),
+               e.version && !e.deleted ? "true" : "false", e.version, e.size,
+               cs_json(r->pool, e.sha256), e.mtime,
+               e.deleted ? "true" : "false");
+    for (i = 0; i < holders->nelts; i++) {
+        cs_node_t *h = &APR_ARRAY_IDX(holders, i, cs_node_t);
+        ap_rprintf(r, "%s{\"node\":%s,\"url\":%s,\"alive\":%s}",
+                   i ? "," : "", cs_json(r->pool, h->name),
+                   cs_json(r->pool, h->url), h->alive ? "true" : "false");
+    }
+    ap_rprintf(r, "],\"this_node\":%s}\n", cs_json(r->pool, sc->node_name));
+    return OK;
+}
+
+int cs_status_handler(request_rec *r)
+{
+    cs_server_conf *sc;
+    const char *format, *path;
+    apr_array_header_t *nodes = NULL;
+    ap_dbd_t *dbd;
+    int jobs, i, registry_ok;
+    apr_int64_t oldest;
+    const cs_counter_def *d;
+
+    if (!r->handler || strcmp(r->handler, "clusterstorage-status") != 0) {
+        return DECLINED;
+    }
+    r->allowed = AP_METHOD_BIT << M_GET;
+    if (r->method_number != M_GET) {
+        return HTTP_METHOD_NOT_ALLOWED;
+    }
+    sc = cs_sconf(r->server);
+    if (!sc->state_dir) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(060)
+                      "clusterstorage-status in a server that is not a node");
+        return HTTP_NOT_FOUND;
+    }
+    if ((path = cs_arg(r, "path")) != NULL) {
+        if (cs_key_check(path, strlen(path)) == CS_KEY_TOO_LONG) {
+            return HTTP_REQUEST_URI_TOO_LARGE;
+        }
+        return cs_status_path(r, path);
+    }
+    format = cs_arg(r, "format");
+    dbd = cs_registry_acquire(r);
+    registry_ok = dbd && cs_registry_nodes(r->server, r->pool, dbd, &nodes)
+                         == APR_SUCCESS;
+    if (!registry_ok) {
+        nodes = apr_array_make(r->pool, 0, sizeof(cs_node_t));
+    }
+    cs_queue_stats(r->pool, sc, &jobs, &oldest);
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+
+    if (format && strcmp(format, "json") == 0) {
+        ap_set_content_type(r, "application/json");
+        ap_rprintf(r, "{\"node\":%s,\"url\":%s,\"replicas\":%d,"
+                   "\"registry_reachable\":%s,\"queue\":{\"jobs\":%d,"
+                   "\"oldest_seconds\":%" APR_INT64_T_FMT "},\"nodes\":[",
+                   cs_json(r->pool, sc->node_name),
+                   cs_json(r->pool, sc->node_url), sc->replicas,
+                   registry_ok ? "true" : "false", jobs, oldest);
+        for (i = 0; i < nodes->nelts; i++) {
+            cs_node_t *n = &APR_ARRAY_IDX(nodes, i, cs_node_t);
+            ap_rprintf(r, "%s{\"name\":%s,\"url\":%s,\"state\":\"%s\","
+                       "\"heartbeat_age\":%" APR_INT64_T_FMT "}",
+                       i ? "," : "", cs_json(r->pool, n->name),
+                       cs_json(r->pool, n->url), n->alive ? "up" : "down",
+                       n->age);
+        }
+        ap_rputs("],\"counters\":{", r);
+        for (d = cs_counter_defs; d->name; d++) {
+            ap_rprintf(r, "%s\"%s\":%" APR_UINT64_T_FMT,
+                       d == cs_counter_defs ? "" : ",", d->name,
+                       cs_counter(sc, d->offset));
+        }
+        ap_rputs("}}\n", r);
+        return OK;
+    }
+    if (format && strcmp(format, "prometheus") == 0) {
+        const char *lbl = apr_psprintf(r->pool, "node=\"%s\"", sc->node_name);
+        ap_set_content_type(r, "text/plain; version=0.0.4");
+        for (d = cs_counter_defs; d->name; d++) {
+            ap_rprintf(r, "# HELP clusterstorage_%s_total %s\n"
+                       "# TYPE clusterstorage_%s_total counter\n"
+                       "clusterstorage_%s_total{%s} %" APR_UINT64_T_FMT "\n",
+                       d->name, d->help, d->name, d->name, lbl,
+                       cs_counter(sc, d->offset));
+        }
+        ap_rprintf(r, "# HELP clusterstorage_queue_jobs replication jobs "
+                   "waiting\n# TYPE clusterstorage_queue_jobs gauge\n"
+                   "clusterstorage_queue_jobs{%s} %d\n"
+                   "# HELP clusterstorage_queue_oldest_seconds age of the "
+                   "oldest job\n# TYPE clusterstorage_queue_oldest_seconds "
+                   "gauge\nclusterstorage_queue_oldest_seconds{%s} %"
+                   APR_INT64_T_FMT "\n"
+                   "# HELP clusterstorage_registry_up 1 if the database "
+                   "answered\n# TYPE clusterstorage_registry_up gauge\n"
+                   "clusterstorage_registry_up{%s} %d\n"
+                   "# HELP clusterstorage_node_up 1 if the node's heartbeat "
+                   "is fresh\n# TYPE clusterstorage_node_up gauge\n",
+                   lbl, jobs, lbl, oldest, lbl, registry_ok);
+        for (i = 0; i < nodes->nelts; i++) {
+            cs_node_t *n = &APR_ARRAY_IDX(nodes, i, cs_node_t);
+            ap_rprintf(r, "clusterstorage_node_up{%s,peer=\"%s\"} %d\n", lbl,
+                       n->name, n->alive);
+        }
+        return OK;
+    }
+    ap_set_content_type(r, "text/html; charset=utf-8");
+    ap_rprintf(r, "<!DOCTYPE html>\n<html><head><title>clusterstorage "
+               "status: %s</title></head><body>\n<h1>Node %s</h1>\n"
+               "<p>URL %s, replicas %d, registry %s</p>\n"
+               "<p>Replication queue: %d jobs, oldest %" APR_INT64_T_FMT
+               " s</p>\n<h2>Nodes</h2>\n<table border=\"1\"><tr><th>name"
+               "</th><th>url</th><th>state</th><th>heartbeat age (s)</th>"
+               "</tr>\n",
+               ap_escape_html(r->pool, sc->node_name),
+               ap_escape_html(r->pool, sc->node_name),
+               ap_escape_html(r->pool, sc->node_url), sc->replicas,
+               registry_ok ? "reachable" : "<b>unreachable</b>", jobs, oldest);
+    for (i = 0; i < nodes->nelts; i++) {
+        cs_node_t *n = &APR_ARRAY_IDX(nodes, i, cs_node_t);
+        ap_rprintf(r, "<tr><td>%s</td><td>%s</td><td>%s</td><td>%"
+                   APR_INT64_T_FMT "</td></tr>\n",
+                   ap_escape_html(r->pool, n->name),
+                   ap_escape_html(r->pool, n->url), n->alive ? "up" : "down",
+                   n->age);
+    }
+    ap_rputs("</table>\n<h2>Counters since start</h2>\n<table border=\"1\">"
+             "\n", r);
+    for (d = cs_counter_defs; d->name; d++) {
+        ap_rprintf(r, "<tr><td>%s</td><td>%" APR_UINT64_T_FMT "</td><td>%s"
+                   "</td></tr>\n", d->name, cs_counter(sc, d->offset),
+                   d->help);
+    }
+    ap_rputs("</table>\n</body></html>\n", r);
+    return OK;
+}

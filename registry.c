@@ -182,12 +182,17 @@ static apr_dbd_prepared_t *cs_stmt(server_rec *s, ap_dbd_t *dbd,
     if (stmt) {
         return stmt;
     }
-    if (cs_db_schema(s, dbd) != APR_SUCCESS) {
-        return NULL;
-    }
     stmt = NULL;
     rv = apr_dbd_prepare(dbd->driver, dbd->pool, dbd->handle,
                          cs_stmts[id].sql, cs_stmts[id].label, &stmt);
+    /* Tables missing (first start)?  Create them once and try again; a
+     * database user without CREATE works as long as they exist. */
+    if ((rv != 0 || !stmt) && !apr_atomic_read32(&cs_schema_ready)
+        && cs_db_schema(s, dbd) == APR_SUCCESS) {
+        stmt = NULL;
+        rv = apr_dbd_prepare(dbd->driver, dbd->pool, dbd->handle,
+                             cs_stmts[id].sql, cs_stmts[id].label, &stmt);
+    }
     if (rv != 0 || !stmt) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(102)
                      "cannot prepare statement %s: %s",

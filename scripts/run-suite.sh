@@ -11,6 +11,7 @@ echo "== build"
 make -f Makefile.apxs ${SANITIZE:+SANITIZE=$SANITIZE} >build.log 2>&1 || { cat build.log; exit 1; }
 grep -E "(warning|error):" build.log && { echo "build has warnings"; exit 1; }
 echo "== C unit tests"
+bash scripts/check-schema.sh
 make -f Makefile.apxs unit
 
 export CS_STATE_DIR=$(mktemp -d /tmp/cs-test-state.XXXXXX)

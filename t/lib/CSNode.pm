@@ -1,0 +1,168 @@
+package CSNode;
+# Extra cluster nodes for multi-node tests: each node is its own httpd
+# process (config from t/lib/node.conf.tmpl) with its own root, name and
+# port, so a test can stop it, kill -9 it and start it again.  The
+# Apache::Test server is node n1; these are n2, n3, ...
+use strict;
+use warnings;
+
+use File::Path qw(make_path);
+use IO::Socket::INET ();
+use JSON::PP ();
+use Time::HiRes qw(time sleep);
+use CSTest qw(req wait_for);
+
+my $REPO = $ENV{CS_REPO} or die "CS_REPO is not set (run via scripts/test.sh)";
+
+sub free_port {
+    for (1 .. 200) {
+        my $port = 20000 + int(rand(12000));
+        my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                      LocalPort => $port, Listen => 1,
+                                      ReuseAddr => 1) or next;
+        close $s;
+        return $port;
+    }
+    die "no free port";
+}
+
+# CSNode->new(NAME, replicas => N, timeout => SECONDS)
+sub new {
+    my ($class, $name, %opt) = @_;
+    my $dir = "$ENV{CS_STATE_DIR}/nodes/$name";
+    my $self = bless {
+        name     => $name,
+        dir      => $dir,
+        root     => "$REPO/t/storage/$name",
+        port     => free_port(),
+        replicas => $opt{replicas} || 2,
+        timeout  => $opt{timeout} || 3,
+    }, $class;
+    make_path($dir, "$self->{root}/files", "$self->{root}/htdocs");
+    $self->write_conf;
+    return $self;
+}
+
+sub write_conf {
+    my ($self) = @_;
+    open my $in, '<', "$REPO/t/lib/node.conf.tmpl" or die $!;
+    local $/;
+    my $conf = <$in>;
+    my %v = (
+        DIR => $self->{dir}, ROOT => $self->{root}, NAME => $self->{name},
+        PORT => $self->{port}, REPLICAS => $self->{replicas},
+        TIMEOUT => $self->{timeout}, MODULES => $ENV{CS_APACHE_MODULES},
+        SO => "$REPO/.libs/mod_clusterstorage.so",
+        MCPORT => $ENV{CS_MC_PORT}, DBPORT => $ENV{CS_DB_PORT},
+        DBUSER => $ENV{CS_DB_USER}, DBPASS => $ENV{CS_DB_PASS},
+        DBNAME => $ENV{CS_DB_NAME},
+    );
+    $conf =~ s/@(\w+)@/exists $v{$1} ? $v{$1} : die "no value for $1"/ge;
+    open my $out, '>', "$self->{dir}/httpd.conf" or die $!;
+    print $out $conf;
+    close $out;
+}
+
+sub name { $_[0]{name} }
+sub root { $_[0]{root} }
+sub url  { "http://127.0.0.1:$_[0]{port}" }
+sub error_log { "$_[0]{dir}/error_log" }
+
+sub pid {
+    my ($self) = @_;
+    open my $fh, '<', "$self->{dir}/httpd.pid" or return undef;
+    my $pid = <$fh>;
+    chomp $pid if defined $pid;
+    return $pid && $pid =~ /^\d+$/ ? $pid : undef;
+}
+
+sub alive {
+    my ($self) = @_;
+    my $pid = $self->pid or return 0;
+    return kill 0, $pid;
+}
+
+# Start and wait until it answers and has recorded a heartbeat.
+sub start {
+    my ($self) = @_;
+    my $out = qx{/usr/sbin/apache2 -f "$self->{dir}/httpd.conf" -k start 2>&1};
+    die "node $self->{name} did not start: $out" if $?;
+    wait_for(30, sub {
+        my $r = req(GET => $self->url . '/cluster-status?format=json');
+        return 0 unless $r->code == 200;
+        my $j = eval { JSON::PP::decode_json($r->content) } or return 0;
+        return grep { $_->{name} eq $self->{name} && $_->{state} eq 'up' }
+               @{ $j->{nodes} };
+    }) or die "node $self->{name} did not come up: " . $self->log_tail;
+    $self->register_pid;
+    return $self;
+}
+
+# Remember pids so the runner can kill leftovers (CSTest::stop_all_nodes).
+sub register_pid {
+    my ($self) = @_;
+    my $pid = $self->pid or return;
+    open my $fh, '>', "$ENV{CS_STATE_DIR}/nodes/$self->{name}.pid" or return;
+    print $fh $pid;
+}
+
+sub stop {
+    my ($self) = @_;
+    my $pid = $self->pid or return;
+    system('/usr/sbin/apache2', '-f', "$self->{dir}/httpd.conf", '-k', 'stop');
+    wait_for(30, sub { !kill 0, $pid }) or kill 'KILL', -$pid;
+    unlink "$self->{dir}/httpd.pid";
+}
+
+# SIGKILL the whole process group (parent and children) at once.
+sub kill9 {
+    my ($self) = @_;
+    my $pid = $self->pid or return;
+    kill 'KILL', -$pid;
+    wait_for(10, sub { !kill 0, $pid });
+    unlink "$self->{dir}/httpd.pid";
+}
+
+sub log_tail {
+    my ($self) = @_;
+    open my $fh, '<', $self->error_log or return '';
+    my @l = <$fh>;
+    my $n = @l > 20 ? 20 : scalar @l;
+    return join '', @l[ -$n .. -1 ];
+}
+
+sub status {
+    my ($self) = @_;
+    my $r = req(GET => $self->url . '/cluster-status?format=json');
+    return undef unless $r->code == 200;
+    return eval { JSON::PP::decode_json($r->content) };
+}
+
+sub counter {
+    my ($self, $name) = @_;
+    my $s = $self->status or return undef;
+    return $s->{counters}{$name};
+}
+
+# The registry entry of a key as a node reports it (?path=).
+sub entry {
+    my ($self, $key) = @_;
+    my $esc = $key;
+    $esc =~ s/([^A-Za-z0-9\/._-])/sprintf('%%%02X', ord $1)/ge;
+    my $r = req(GET => $self->url . "/cluster-status?path=$esc");
+    return undef unless $r->code == 200;
+    return eval { JSON::PP::decode_json($r->content) };
+}
+
+sub live_holders {
+    my ($self, $key) = @_;
+    my $e = $self->entry($key) or return ();
+    return sort map { $_->{node} } grep { $_->{alive} } @{ $e->{holders} };
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    $self->kill9 if $self->{kill_on_destroy} && $self->alive;
+}
+
+1;

@@ -44,6 +44,8 @@ static APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *cs_wd_register;
 /* State directories of all nodes: never served, whatever maps to them.
  * Built in post_config, read-only in the children. */
 static apr_array_header_t *cs_state_dirs;
+/* The roots themselves, for the early key-length check. */
+static apr_array_header_t *cs_roots;
 
 /* ------------------------------------------------------------------ */
 /* Configuration                                                      */
@@ -428,6 +430,7 @@ static int cs_post_config(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
 
     (void)plog;
     cs_state_dirs = apr_array_make(p, 4, sizeof(const char *));
+    cs_roots = apr_array_make(p, 4, sizeof(const char *));
     for (vs = s; vs; vs = vs->next) {
         cs_server_conf *sc = cs_sconf(vs);
         const char *other;
@@ -465,6 +468,7 @@ static int cs_post_config(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
             apr_hash_set(nodes, sc->root, APR_HASH_KEY_STRING,
                          sc->node_name);
             APR_ARRAY_PUSH(cs_state_dirs, const char *) = sc->state_dir;
+            APR_ARRAY_PUSH(cs_roots, const char *) = sc->root;
             APR_ARRAY_PUSH(node_servers, server_rec *) = vs;
         }
     }
@@ -547,6 +551,28 @@ static int cs_fixups(request_rec *r)
     return DECLINED;
 }
 
+/* Overlong keys get 414 before the core's directory walk stumbles over
+ * a name the file system cannot hold (it would answer 403). */
+static int cs_map_to_storage(request_rec *r)
+{
+    int i;
+
+    if (!cs_roots || !r->filename || strlen(r->uri) <= CS_KEY_MAX) {
+        return DECLINED;
+    }
+    for (i = 0; i < cs_roots->nelts; i++) {
+        const char *d = APR_ARRAY_IDX(cs_roots, i, const char *);
+        apr_size_t n = strlen(d);
+        if (strncmp(r->filename, d, n) == 0 && r->filename[n] == '/') {
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, CSLOG(012)
+                          "key of %" APR_SIZE_T_FMT " bytes is longer than "
+                          "%d", strlen(r->uri), CS_KEY_MAX);
+            return HTTP_REQUEST_URI_TOO_LARGE;
+        }
+    }
+    return DECLINED;
+}
+
 static int cs_unavailable(request_rec *r)
 {
     CS_COUNT(cs_sconf(r->server), unavailable, 1);
@@ -611,7 +637,7 @@ static void cs_drop_stale(request_rec *r, cs_server_conf *sc, const char *key,
     if (cs_store_lock_key(r->pool, sc, key, &lock) != APR_SUCCESS) {
         return;
     }
-    if (cs_store_open(r->pool, path, 0, &f, &fi, &v, sha) == APR_SUCCESS
+    if (cs_store_open(r->pool, path, key, 0, &f, &fi, &v, sha) == APR_SUCCESS
         && v > 0 && v < below) {
         cs_store_remove(r->pool, path);
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(021)
@@ -643,7 +669,7 @@ static int cs_fetch(request_rec *r, cs_server_conf *sc, const char *key,
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     /* Another request may have fetched it while this one waited. */
-    if (cs_store_open(r->pool, path, 0, &f, &fi, &v, sha) == APR_SUCCESS
+    if (cs_store_open(r->pool, path, key, 0, &f, &fi, &v, sha) == APR_SUCCESS
         && v == e->version) {
         cs_store_unlock_key(lock);
         return OK;
@@ -735,7 +761,7 @@ static int cs_handle_get(request_rec *r, cs_server_conf *sc, const char *key,
 
     memset(&local, 0, sizeof(local));
     rv = cs_registry_get(r, key, &e);
-    lrv = cs_store_open(r->pool, path, flags, &f, &fi, &v, local.sha256);
+    lrv = cs_store_open(r->pool, path, key, flags, &f, &fi, &v, local.sha256);
     local.version = v;
     local.size = (apr_uint64_t)fi.size;
     if (rv != APR_SUCCESS) {
@@ -753,8 +779,10 @@ static int cs_handle_get(request_rec *r, cs_server_conf *sc, const char *key,
                       "registry unreachable and no local copy of %s", key);
         return cs_unavailable(r);
     }
-    if (lrv == APR_SUCCESS && v > 0 && v != e.version) {
-        /* The cache may lag behind a commit: ask the database itself. */
+    if (!(lrv == APR_SUCCESS && v == e.version && !e.deleted)
+        && !(lrv != APR_SUCCESS && (e.version == 0 || e.deleted))) {
+        /* Before dropping a copy, fetching one or answering 404 for a
+         * deleted key, make sure the cache is not behind the database. */
         cs_entry_t db;
         if (cs_registry_get_db(r, key, &db) == APR_SUCCESS) {
             e = db;
@@ -779,6 +807,13 @@ static int cs_handle_get(request_rec *r, cs_server_conf *sc, const char *key,
         CS_COUNT(sc, hits, 1);
         return cs_serve(r, f, &fi, &e, 0);
     }
+    if (lrv == APR_EEXIST) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(027)
+                      "%s maps onto %s, the copy of another key; each key "
+                      "needs its own file (check Alias/DocumentRoot)", key,
+                      path);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     if (lrv != APR_SUCCESS && lrv != APR_ENOENT) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, lrv, r, CSLOG(025)
                       "cannot open local copy %s", path);
@@ -787,7 +822,7 @@ static int cs_handle_get(request_rec *r, cs_server_conf *sc, const char *key,
     if ((status = cs_fetch(r, sc, key, path, &e)) != OK) {
         return status;
     }
-    lrv = cs_store_open(r->pool, path, flags, &f, &fi, &v, local.sha256);
+    lrv = cs_store_open(r->pool, path, key, flags, &f, &fi, &v, local.sha256);
     if (lrv != APR_SUCCESS || v != e.version) {
         return cs_unavailable(r);
     }
@@ -955,6 +990,11 @@ static int cs_handle_put(request_rec *r, cs_server_conf *sc, const char *key,
     w.path = path;
     w.relpath = path + sc->root_len;
     w.sc = sc;
+    /* No registry, no write: answer before the body is transferred. */
+    if (!cs_registry_acquire(r)) {
+        CS_COUNT(sc, registry_errors, 1);
+        return cs_unavailable(r);
+    }
     /* Fail fast on a precondition before the body is transferred; the
      * transaction decides again under the row lock. */
     if (apr_table_get(r->headers_in, "If-Match")
@@ -964,6 +1004,19 @@ static int cs_handle_put(request_rec *r, cs_server_conf *sc, const char *key,
         }
         if ((status = cs_precondition(r, &e, &w)) != OK) {
             return status;
+        }
+    }
+    {
+        apr_file_t *f;
+        apr_finfo_t fi;
+        apr_uint64_t v;
+        char sha[CS_SHA256_HEX_LEN + 1];
+        if (cs_store_open(r->pool, path, key, 0, &f, &fi, &v, sha)
+            == APR_EEXIST) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(027)
+                          "%s maps onto %s, the copy of another key; each "
+                          "key needs its own file (check Alias)", key, path);
+            return HTTP_CONFLICT;
         }
     }
     rv = cs_store_make_parents(r->pool, sc, path, &status);
@@ -1094,9 +1147,20 @@ static int cs_answer_peer_get(request_rec *r, cs_server_conf *sc, const char *ke
     apr_uint64_t v = 0;
 
     memset(&local, 0, sizeof(local));
-    if (cs_store_open(r->pool, path, AP_SENDFILE_ENABLED(cd->enable_sendfile),
+    if (cs_store_open(r->pool, path, key, AP_SENDFILE_ENABLED(cd->enable_sendfile),
                       &f, &fi, &v, local.sha256) != APR_SUCCESS
-        || v != version || !local.sha256[0]) {
+        || v < version) {
+        /* A writer on this node may be between its commit and its rename
+         * (it holds the key lock meanwhile): wait for it, then look again. */
+        apr_file_t *lock = NULL;
+        if (cs_store_lock_key(r->pool, sc, key, &lock) == APR_SUCCESS) {
+            cs_store_open(r->pool, path, key,
+                          AP_SENDFILE_ENABLED(cd->enable_sendfile), &f, &fi,
+                          &v, local.sha256);
+            cs_store_unlock_key(lock);
+        }
+    }
+    if (v != version || !local.sha256[0]) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(041)
                       "peer %s asked for %s v%" APR_UINT64_T_FMT "; this "
                       "node holds v%" APR_UINT64_T_FMT,
@@ -1153,7 +1217,7 @@ static int cs_store_replica(request_rec *r, cs_server_conf *sc, const char *key,
                       peer);
         return HTTP_BAD_REQUEST;
     }
-    if (!(cs_store_open(r->pool, path, 0, &f, &fi, &v, sha) == APR_SUCCESS
+    if (!(cs_store_open(r->pool, path, key, 0, &f, &fi, &v, sha) == APR_SUCCESS
           && v == version)) {
         memset(&w, 0, sizeof(w));
         w.key = key;
@@ -1229,7 +1293,7 @@ static int cs_drop_for_peer(request_rec *r, cs_server_conf *sc, const char *key,
     if (cs_store_lock_key(r->pool, sc, key, &lock) != APR_SUCCESS) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    if (cs_store_open(r->pool, path, 0, &f, &fi, &v, sha) == APR_SUCCESS
+    if (cs_store_open(r->pool, path, key, 0, &f, &fi, &v, sha) == APR_SUCCESS
         && v > 0 && v < version) {
         cs_store_remove(r->pool, path);
     }
@@ -1333,6 +1397,11 @@ static int cs_handler(request_rec *r)
     r->allowed = (AP_METHOD_BIT << M_GET)
                  | (write ? (AP_METHOD_BIT << M_PUT)
                             | (AP_METHOD_BIT << M_DELETE) : 0);
+    /* What a 405 lists in Allow. */
+    ap_allow_methods(r, REPLACE_ALLOW, "GET", "HEAD", NULL);
+    if (write) {
+        ap_allow_methods(r, MERGE_ALLOW, "PUT", "DELETE", NULL);
+    }
     /* A file below a directory that does not exist yet: let mod_mime see
      * the real name once the path is complete. */
     if (r->path_info && *r->path_info && r->method_number == M_GET) {
@@ -1382,6 +1451,9 @@ static void cs_register_hooks(apr_pool_t *p)
     ap_hook_post_config(cs_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     /* Per child: memcached clients. */
     ap_hook_child_init(cs_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    /* Before the core's directory walk: overlong keys. */
+    ap_hook_map_to_storage(cs_map_to_storage, NULL, NULL,
+                           APR_HOOK_REALLY_FIRST);
     /* Before anything serves a file from a .clusterstorage/ directory. */
     ap_hook_fixups(cs_fixups, NULL, NULL, APR_HOOK_REALLY_FIRST);
     /* Node-to-node requests prove themselves with a MAC instead of the

@@ -208,7 +208,7 @@ static cs_job_result cs_replicate(server_rec *s, apr_pool_t *p,
         return CS_JOB_DONE;
     }
     path = apr_pstrcat(p, sc->root, relpath, NULL);
-    if (cs_store_open(p, path, 0, &f, &fi, &v, sha) != APR_SUCCESS
+    if (cs_store_open(p, path, key, 0, &f, &fi, &v, sha) != APR_SUCCESS
         || v != version) {
         path = NULL;
     }

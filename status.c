@@ -8,6 +8,7 @@
 #include "queue.h"
 
 #include "http_protocol.h"
+#include "http_request.h"
 #include "apr_strings.h"
 
 /* A JSON string literal for s (bytes >= 0x80 pass through as UTF-8). */
@@ -137,6 +138,7 @@ int cs_status_handler(request_rec *r)
         return DECLINED;
     }
     r->allowed = AP_METHOD_BIT << M_GET;
+    ap_allow_methods(r, REPLACE_ALLOW, "GET", "HEAD", NULL);
     if (r->method_number != M_GET) {
         return HTTP_METHOD_NOT_ALLOWED;
     }

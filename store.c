@@ -167,7 +167,7 @@ static apr_status_t cs_close_fd(void *data)
     return APR_SUCCESS;
 }
 
-apr_status_t cs_store_open(apr_pool_t *p, const char *path,
+apr_status_t cs_store_open(apr_pool_t *p, const char *path, const char *key,
                            apr_int32_t flags, apr_file_t **f,
                            apr_finfo_t *fi, apr_uint64_t *version,
                            char sha256[CS_SHA256_HEX_LEN + 1])
@@ -201,6 +201,16 @@ apr_status_t cs_store_open(apr_pool_t *p, const char *path,
         return APR_ENOENT;
     }
     fi->fname = path;
+    if (key) {
+        /* Another URL may map onto this file: it is this key's copy only
+         * if it says so. */
+        apr_size_t klen = strlen(key);
+        char *kbuf = apr_palloc(p, klen + 2);
+        n = fgetxattr(fd, CS_XATTR_KEY, kbuf, klen + 1);
+        if (n >= 0 && ((apr_size_t)n != klen || memcmp(kbuf, key, klen))) {
+            return APR_EEXIST;
+        }
+    }
     n = fgetxattr(fd, CS_XATTR_VERSION, buf, sizeof(buf) - 1);
     if (n > 0 && cs_parse_u64(buf, (size_t)n, version) != 0) {
         *version = 0;

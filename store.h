@@ -39,9 +39,11 @@ apr_status_t cs_store_init_root(apr_pool_t *p, const char *root,
                                 const char **why);
 
 /* Open this node's copy of path for serving.  APR_ENOENT when there is no
- * regular file there (a symlink counts as none).  *version is 0 for a file
- * without our attributes (never written by the module). */
-apr_status_t cs_store_open(apr_pool_t *p, const char *path,
+ * regular file there (a symlink counts as none); APR_EEXIST when key is
+ * given and the file is the copy of another key (another URL maps onto the
+ * same file).  *version is 0 for a file without our attributes (never
+ * written by the module). */
+apr_status_t cs_store_open(apr_pool_t *p, const char *path, const char *key,
                            apr_int32_t flags, apr_file_t **f,
                            apr_finfo_t *fi, apr_uint64_t *version,
                            char sha256[CS_SHA256_HEX_LEN + 1]);

@@ -300,3 +300,36 @@ long cs_http_parse_head(const char *buf, size_t len, int *status,
     }
     return (long)end;
 }
+
+int cs_auth_parse(const char *in, size_t len, char *node, uint64_t *ts,
+                  char *mac)
+{
+    const char *p = in, *end = in + len, *tok;
+    size_t toklen, i;
+
+    if (len > 200 || cs_next_token(&p, end, &tok, &toklen) != 0
+        || toklen > 64) {
+        return -1;
+    }
+    for (i = 0; i < toklen; i++) {
+        char c = tok[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '.' || c == '_'
+              || c == '-')) {
+            return -1;
+        }
+    }
+    memcpy(node, tok, toklen);
+    node[toklen] = '\0';
+    if (cs_next_token(&p, end, &tok, &toklen) != 0
+        || cs_parse_u64(tok, toklen, ts) != 0 || *ts > (uint64_t)INT64_MAX) {
+        return -1;
+    }
+    if (cs_next_token(&p, end, &tok, &toklen) != 0
+        || !cs_is_sha256_hex(tok, toklen) || p != end) {
+        return -1;
+    }
+    memcpy(mac, tok, toklen);
+    mac[toklen] = '\0';
+    return 0;
+}

@@ -77,4 +77,11 @@ typedef int (*cs_header_cb)(void *baton, const char *name, size_t nlen,
 long cs_http_parse_head(const char *buf, size_t len, int *status,
                         cs_header_cb cb, void *baton);
 
+/* Parse an X-ClusterStorage-Auth value "NODE TIMESTAMP MAC": NODE as in
+ * ClusterStorageNode (1-64 of [A-Za-z0-9._-]), TIMESTAMP decimal seconds,
+ * MAC 64 lowercase hex digits, single spaces.  node needs 65 bytes, mac 65.
+ * Returns 0 or -1. */
+int cs_auth_parse(const char *in, size_t len, char *node, uint64_t *ts,
+                  char *mac);
+
 #endif /* CS_CODEC_H */

@@ -61,16 +61,12 @@ int cs_peer_auth_check(request_rec *r, const cs_server_conf *sc,
                       "peer request without " CS_AUTH_HEADER);
         return HTTP_FORBIDDEN;
     }
-    if (strlen(h) > 200
-        || sscanf(h, "%64[A-Za-z0-9._-] %23[0-9] %65[0-9a-f]", name, ts,
-                  mac) != 3
-        || strlen(mac) != CS_SHA256_HEX_LEN
-        || cs_parse_u64(ts, strlen(ts), &t) != 0
-        || t > (uint64_t)APR_INT64_MAX) {
+    if (cs_auth_parse(h, strlen(h), name, &t, mac) != 0) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(302)
                       "malformed " CS_AUTH_HEADER " header");
         return HTTP_FORBIDDEN;
     }
+    apr_snprintf(ts, sizeof(ts), "%" APR_UINT64_T_FMT, (apr_uint64_t)t);
     if ((apr_int64_t)t < now - CS_AUTH_WINDOW
         || (apr_int64_t)t > now + CS_AUTH_WINDOW) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(303)

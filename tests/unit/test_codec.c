@@ -118,8 +118,58 @@ static void test_hex(void)
     CHECK(!cs_is_sha256_hex("9F86", 4), "short hex");
 }
 
+static void test_auth(void)
+{
+    char node[65], mac[65];
+    uint64_t ts;
+    char ok[200];
+
+    snprintf(ok, sizeof(ok), "n1 1700000000 %s", SHA);
+    CHECK(cs_auth_parse(ok, strlen(ok), node, &ts, mac) == 0
+          && strcmp(node, "n1") == 0 && ts == 1700000000ULL
+          && strcmp(mac, SHA) == 0, "auth parse");
+    CHECK(cs_auth_parse("n1 1700000000", 13, node, &ts, mac) != 0,
+          "auth without mac");
+    snprintf(ok, sizeof(ok), "n/1 1 %s", SHA);
+    CHECK(cs_auth_parse(ok, strlen(ok), node, &ts, mac) != 0, "bad name");
+    snprintf(ok, sizeof(ok), "n1 -1 %s", SHA);
+    CHECK(cs_auth_parse(ok, strlen(ok), node, &ts, mac) != 0, "bad ts");
+    snprintf(ok, sizeof(ok), "n1 1 %s ", SHA);
+    CHECK(cs_auth_parse(ok, strlen(ok), node, &ts, mac) != 0, "trailing");
+}
+
+static int cs_count_hdr(void *b, const char *n, size_t nl, const char *v,
+                        size_t vl)
+{
+    (void)n; (void)nl; (void)v; (void)vl;
+    (*(int *)b)++;
+    return 0;
+}
+
+static void test_http(void)
+{
+    const char *ok = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+                     "X-ClusterStorage-Version: 3\r\n\r\nhello";
+    int status = 0, n = 0;
+    long len = cs_http_parse_head(ok, strlen(ok), &status, cs_count_hdr, &n);
+
+    CHECK(len == (long)strlen(ok) - 5 && status == 200 && n == 2,
+          "http head");
+    CHECK(cs_http_parse_head(ok, 20, &status, NULL, NULL) == 0, "partial");
+    CHECK(cs_http_parse_head("HTTP/1.1 20 OK\r\n\r\n", 19, &status, NULL,
+                             NULL) == -1, "short status");
+    CHECK(cs_http_parse_head("HTTX/1.1 200 OK\r\n\r\n", 19, &status,
+                             NULL, NULL) == -1, "bad protocol");
+    CHECK(cs_http_parse_head("HTTP/1.1 200 OK\r\n folded\r\n\r\n", 29,
+                             &status, NULL, NULL) == -1, "obs-fold");
+    CHECK(cs_http_parse_head("HTTP/1.1 200 OK\r\nA\x01: b\r\n\r\n", 26,
+                             &status, NULL, NULL) == -1, "bad name");
+}
+
 int main(void)
 {
+    test_auth();
+    test_http();
     test_keys();
     test_u64();
     test_entry();

@@ -22,11 +22,18 @@ if [ "$(id -u)" = 0 ]; then
     # The tree as it is (committed or not), without build and run leftovers.
     tar -C "$REPO" --exclude=./.git --exclude=./.state --exclude=./t/logs \
         --exclude=./t/storage --exclude=./.libs -cf - . | tar -C "$WORK" -xf -
+    # Special file systems for the tests that need them: one without user
+    # extended attributes (ramfs) and a small one that fills up (tmpfs).
+    mkdir -p "$WORK/t/mnt/noxattr" "$WORK/t/mnt/small"
+    mount -t ramfs -o size=1m ramfs "$WORK/t/mnt/noxattr"
+    mount -t tmpfs -o size=4m,mode=0755 tmpfs "$WORK/t/mnt/small"
     chown -R cstest:cstest "$WORK"
     chmod 755 "$WORK"
     rc=0
     runuser -u cstest -- env -u CS_STATE_DIR SANITIZE="${SANITIZE:-}" \
+        CS_MNT_NOXATTR="$WORK/t/mnt/noxattr" CS_MNT_SMALL="$WORK/t/mnt/small" \
         bash "$WORK/scripts/run-suite.sh" "$@" || rc=$?
+    umount "$WORK/t/mnt/noxattr" "$WORK/t/mnt/small" || true
     if [ "$rc" != 0 ] && [ -d "$WORK/t/logs" ]; then
         echo "== error_log of the failed run (last 60 lines)"
         tail -n 60 "$WORK/t/logs/error_log" || true

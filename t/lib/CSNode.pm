@@ -37,7 +37,10 @@ sub new {
         port     => free_port(),
         replicas => $opt{replicas} || 2,
         timeout  => $opt{timeout} || 3,
+        root_override => $opt{root},
+        edit     => $opt{edit},       # sub { $_[0] is the config text }
     }, $class;
+    $self->{root} = $opt{root} if $opt{root};
     make_path($dir, "$self->{root}/files", "$self->{root}/htdocs");
     $self->write_conf;
     return $self;
@@ -58,6 +61,7 @@ sub write_conf {
         DBNAME => $ENV{CS_DB_NAME},
     );
     $conf =~ s/@(\w+)@/exists $v{$1} ? $v{$1} : die "no value for $1"/ge;
+    $self->{edit}->($conf) if $self->{edit};
     open my $out, '>', "$self->{dir}/httpd.conf" or die $!;
     print $out $conf;
     close $out;
@@ -104,6 +108,26 @@ sub register_pid {
     my $pid = $self->pid or return;
     open my $fh, '>', "$ENV{CS_STATE_DIR}/nodes/$self->{name}.pid" or return;
     print $fh $pid;
+}
+
+# Try to start; returns (exit status, everything httpd said on the console
+# and in its error log).  For tests of start-up errors.
+sub try_start {
+    my ($self) = @_;
+    truncate $self->error_log, 0 if -e $self->error_log;
+    my $out = qx{/usr/sbin/apache2 -f "$self->{dir}/httpd.conf" -k start 2>&1};
+    my $rc = $? >> 8;
+    if ($rc == 0) {
+        # It started after all: wait for the pid file, then stop it.
+        wait_for(10, sub { $self->pid });
+        $self->register_pid;
+    }
+    my $log = '';
+    if (open my $fh, '<', $self->error_log) {
+        local $/;
+        $log = <$fh> // '';
+    }
+    return ($rc, $out . $log);
 }
 
 sub stop {

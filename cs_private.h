@@ -37,6 +37,8 @@ APLOG_USE_MODULE(clusterstorage);
 #define CS_DEFAULT_HEARTBEAT apr_time_from_sec(5)
 #define CS_SECRET_MIN       16
 #define CS_RETRY_AFTER      "5"
+/* Clock skew allowed between nodes and the database (cache leases). */
+#define CS_LEASE_MARGIN     2
 
 /* Counters of one node since start, in shared memory so that every child
  * adds to the same numbers (anonymous shm created in post_config and
@@ -83,6 +85,7 @@ typedef struct {
     const char *state_dir;      /* root/.clusterstorage */
     apr_size_t root_len;
     cs_counters_t *counters;    /* this node's block in shared memory */
+    struct cs_cache_t *cache;   /* node-local registry cache (cache.h) */
     /* Per child, set in child_init (children are forked copies). */
     apr_memcache_t *mc;
 } cs_server_conf;

@@ -21,6 +21,7 @@
 #define CS_MODULE_MAIN
 #include "cs_private.h"
 #include "registry.h"
+#include "cache.h"
 #include "store.h"
 #include "queue.h"
 #include "peer.h"
@@ -313,6 +314,7 @@ static apr_status_t cs_wd_heartbeat(int state, void *data, apr_pool_t *pool)
     server_rec *s = data;
     cs_server_conf *sc = cs_sconf(s);
     apr_status_t rv;
+    apr_time_t t0;
 
     switch (state) {
     case AP_WATCHDOG_STATE_STARTING:
@@ -325,7 +327,13 @@ static apr_status_t cs_wd_heartbeat(int state, void *data, apr_pool_t *pool)
         /* record the first heartbeat right away */
         /* fall through */
     case AP_WATCHDOG_STATE_RUNNING:
+        t0 = apr_time_now();
         rv = cs_registry_heartbeat(s, pool);
+        if (rv == APR_SUCCESS) {
+            /* cache.h point 1: the lease counts from before the heartbeat
+             * and the invalidations applied with it. */
+            cs_cache_set_lease(sc->cache, t0 + 2 * sc->heartbeat);
+        }
         if (rv != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, CSLOG(202)
                          "node %s: cannot record heartbeat", sc->node_name);
@@ -496,6 +504,39 @@ static int cs_post_config(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
             if (strcmp(cs_sconf(ns)->root, sc->root) == 0) {
                 sc->counters = &blocks[i];
             }
+        }
+    }
+    /* Registry caches: created once per httpd and kept across graceful
+     * restarts (cache.h point 4), one per node. */
+    {
+        void *data = NULL;
+        apr_hash_t *caches;
+        apr_pool_t *pp = s->process->pool;
+        apr_pool_userdata_get(&data, "clusterstorage-caches", pp);
+        caches = data;
+        if (!caches) {
+            caches = apr_hash_make(pp);
+            apr_pool_userdata_set(caches, "clusterstorage-caches",
+                                  apr_pool_cleanup_null, pp);
+        }
+        for (vs = s; vs; vs = vs->next) {
+            cs_server_conf *sc = cs_sconf(vs);
+            cs_cache_t *c;
+            if (!sc->state_dir) {
+                continue;
+            }
+            c = apr_hash_get(caches, sc->root, APR_HASH_KEY_STRING);
+            if (!c) {
+                rv = cs_cache_create(pp, 65536, &c);
+                if (rv != APR_SUCCESS) {
+                    ap_log_error(APLOG_MARK, APLOG_CRIT, rv, vs, CSLOG(008)
+                                 "cannot create the registry cache");
+                    return !OK;
+                }
+                apr_hash_set(caches, apr_pstrdup(pp, sc->root),
+                             APR_HASH_KEY_STRING, c);
+            }
+            sc->cache = c;
         }
     }
     /* Background work: two singleton watchdog threads per httpd. */
@@ -919,6 +960,94 @@ static void cs_write_abort(request_rec *r, const cs_entry_t *next, void *b)
     }
 }
 
+/* cache.h point 2: before a write is answered, every node whose cache
+ * lease may still run forgets the key, or its lease runs out. */
+static void cs_invalidate_cluster(request_rec *r, cs_server_conf *sc,
+                                  const char *key, apr_uint64_t version)
+{
+    apr_array_header_t *nodes, *pending;
+    ap_dbd_t *dbd;
+    apr_time_t deadline;
+    int i;
+
+    cs_cache_invalidate(sc->cache, key);
+    if (!(dbd = cs_registry_acquire(r))
+        || cs_registry_nodes(r->server, r->pool, dbd, &nodes)
+           != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(070)
+                      "%s: cannot list the nodes to invalidate their "
+                      "caches", key);
+        return;
+    }
+    pending = apr_array_make(r->pool, 2, sizeof(cs_node_t *));
+    for (i = 0; i < nodes->nelts; i++) {
+        cs_node_t *n = &APR_ARRAY_IDX(nodes, i, cs_node_t);
+        apr_pool_t *sub;
+        int status = 0;
+
+        if (strcmp(n->name, sc->node_name) == 0
+            || n->age > 2 * n->period + CS_LEASE_MARGIN) {
+            continue;           /* itself, or its lease has lapsed */
+        }
+        apr_pool_create(&sub, r->pool);
+        if (cs_peer_purge(sub, sc, n->url, key, version, &status)
+            != APR_SUCCESS || status < 200 || status >= 300) {
+            APR_ARRAY_PUSH(pending, cs_node_t *) = n;
+        }
+        apr_pool_destroy(sub);
+    }
+    if (pending->nelts == 0) {
+        return;
+    }
+    for (i = 0; i < pending->nelts; i++) {
+        cs_node_t *n = APR_ARRAY_IDX(pending, i, cs_node_t *);
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(071)
+                      "%s: node %s could not be told to drop it from its "
+                      "cache; waiting until it has or its lease ends", key,
+                      n->name);
+        cs_registry_inv_add(r->server, r->pool, dbd, n->name, key, version);
+    }
+    /* Wait: each pending node either applies the queued invalidation when
+     * it renews its lease, or its lease lapses.  Bounded in any case. */
+    deadline = apr_time_now() + apr_time_from_sec(60);
+    while (pending->nelts > 0 && apr_time_now() < deadline) {
+        apr_array_header_t *still = apr_array_make(r->pool, pending->nelts,
+                                                   sizeof(cs_node_t *));
+        if (cs_registry_nodes(r->server, r->pool, dbd, &nodes)
+            != APR_SUCCESS) {
+            break;
+        }
+        for (i = 0; i < pending->nelts; i++) {
+            cs_node_t *p = APR_ARRAY_IDX(pending, i, cs_node_t *);
+            int j, waiting = 0, queued = 1;
+            for (j = 0; j < nodes->nelts; j++) {
+                cs_node_t *n = &APR_ARRAY_IDX(nodes, j, cs_node_t);
+                if (strcmp(n->name, p->name) == 0) {
+                    waiting = n->age <= 2 * n->period + CS_LEASE_MARGIN;
+                }
+            }
+            if (waiting
+                && cs_registry_inv_pending(r->server, r->pool, dbd, p->name,
+                                           key, &queued) == APR_SUCCESS
+                && !queued) {
+                waiting = 0;
+            }
+            if (waiting) {
+                APR_ARRAY_PUSH(still, cs_node_t *) = p;
+            }
+        }
+        pending = still;
+        if (pending->nelts) {
+            apr_sleep(apr_time_from_msec(100));
+        }
+    }
+    if (pending->nelts) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(072)
+                      "%s: gave up waiting for %d node(s) to drop it from "
+                      "their caches", key, pending->nelts);
+    }
+}
+
 /* Stream the request body into w->tmp.  OK or the HTTP status to answer. */
 static int cs_read_body(request_rec *r, cs_write_ctx *w)
 {
@@ -1068,6 +1197,7 @@ static int cs_handle_put(request_rec *r, cs_server_conf *sc, const char *key,
     if (status != OK) {
         return status;
     }
+    cs_invalidate_cluster(r, sc, key, e.version);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(038)
                   "stored %s version %" APR_UINT64_T_FMT " (%"
                   APR_UINT64_T_FMT " bytes)", key, e.version, e.size);
@@ -1122,6 +1252,7 @@ static int cs_handle_delete(request_rec *r, cs_server_conf *sc,
     if (status != OK) {
         return status;
     }
+    cs_invalidate_cluster(r, sc, key, e.version);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(040)
                   "deleted %s (tombstone version %" APR_UINT64_T_FMT ")",
                   key, e.version);
@@ -1414,6 +1545,11 @@ static int cs_handler(request_rec *r)
         cs_parse_u64(apr_table_get(r->headers_in, CS_VERSION_HEADER),
                      strlen(apr_table_get(r->headers_in, CS_VERSION_HEADER)),
                      &v);
+        if (strcmp(r->method, "PURGE") == 0) {
+            cs_cache_invalidate(sc->cache, key);
+            r->status = HTTP_NO_CONTENT;
+            return OK;
+        }
         switch (r->method_number) {
         case M_GET:
             return cs_answer_peer_get(r, sc, key, path, v);

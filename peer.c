@@ -401,3 +401,25 @@ apr_status_t cs_peer_delete(apr_pool_t *p, const cs_server_conf *sc,
     }
     return rv;
 }
+
+apr_status_t cs_peer_purge(apr_pool_t *p, const cs_server_conf *sc,
+                           const char *base_url, const char *key,
+                           apr_uint64_t version, int *status)
+{
+    cs_conn_t *c;
+    apr_status_t rv;
+    const char *why;
+
+    *status = 0;
+    rv = cs_connect(p, sc, base_url, &c);
+    if (rv == APR_SUCCESS) {
+        rv = cs_send_head(c, sc, "PURGE", key, version, NULL);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = cs_read_head(c, &why);
+    }
+    if (rv == APR_SUCCESS) {
+        *status = c->status;
+    }
+    return rv;
+}

@@ -67,4 +67,9 @@ apr_status_t cs_peer_delete(apr_pool_t *p, const cs_server_conf *sc,
                             const char *base_url, const char *key,
                             apr_uint64_t version, int *status);
 
+/* Tell base_url to drop key from its registry cache (cache.h). */
+apr_status_t cs_peer_purge(apr_pool_t *p, const cs_server_conf *sc,
+                           const char *base_url, const char *key,
+                           apr_uint64_t version, int *status);
+
 #endif /* CS_PEER_H */

@@ -11,6 +11,7 @@
 #include "apr_dbd.h"
 #include "mod_dbd.h"
 #include "peer.h"
+#include "cache.h"
 #include "apr_strings.h"
 
 #include <openssl/crypto.h>
@@ -46,6 +47,12 @@ static const char *const cs_schema[] = {
     " started BIGINT NOT NULL,"
     " PRIMARY KEY (name)"
     ") ENGINE=InnoDB",
+    "CREATE TABLE IF NOT EXISTS cs_invalidations ("
+    " node VARCHAR(64) CHARACTER SET ascii NOT NULL,"
+    " path VARBINARY(2048) NOT NULL,"
+    " version BIGINT UNSIGNED NOT NULL,"
+    " PRIMARY KEY (node, path)"
+    ") ENGINE=InnoDB",
     NULL
 };
 
@@ -60,6 +67,10 @@ typedef enum {
     CS_ST_HOLDERS,
     CS_ST_NODES,
     CS_ST_UNDER,
+    CS_ST_INV_ADD,
+    CS_ST_INV_LIST,
+    CS_ST_INV_DEL,
+    CS_ST_INV_PENDING,
     CS_ST_COUNT
 } cs_stmt_id;
 
@@ -103,7 +114,7 @@ static const struct {
       " WHERE r.path = %s AND r.version = %s" },
     { "cs_nodes",
       "SELECT name, url, (UNIX_TIMESTAMP() - heartbeat) <= 3 * period,"
-      " UNIX_TIMESTAMP() - heartbeat FROM cs_nodes ORDER BY name" },
+      " UNIX_TIMESTAMP() - heartbeat, period FROM cs_nodes ORDER BY name" },
     /* Keys whose current version this node holds, that have fewer live
      * holders than wanted, and for which this node is the first live
      * holder by name (so one holder repairs, not all of them). */
@@ -121,6 +132,17 @@ static const struct {
       "      AND r2.version = f.version AND r2.node < me.node"
       "      AND UNIX_TIMESTAMP() - n2.heartbeat <= 3 * n2.period)"
       " ORDER BY f.path LIMIT 20" },
+    /* Invalidations a writer could not deliver (cache.h, point 2). */
+    { "cs_inv_add",
+      "INSERT INTO cs_invalidations (node, path, version) VALUES (%s, %s, %s)"
+      " ON DUPLICATE KEY UPDATE version = GREATEST(version, VALUES(version))" },
+    { "cs_inv_list",
+      "SELECT path, version FROM cs_invalidations WHERE node = %s" },
+    { "cs_inv_del",
+      "DELETE FROM cs_invalidations WHERE node = %s AND path = %s"
+      " AND version <= %s" },
+    { "cs_inv_pending",
+      "SELECT COUNT(*) FROM cs_invalidations WHERE node = %s AND path = %s" },
 };
 
 static APR_OPTIONAL_FN_TYPE(ap_dbd_acquire) *cs_dbd_acquire;
@@ -495,22 +517,39 @@ apr_status_t cs_registry_child_init(apr_pool_t *p, server_rec *s)
 apr_status_t cs_registry_get_db(request_rec *r, const char *key,
                                 cs_entry_t *e)
 {
+    cs_server_conf *sc = cs_sconf(r->server);
+    apr_uint64_t epoch = cs_cache_epoch(sc->cache);
     ap_dbd_t *dbd = cs_dbd_acquire(r);
+    apr_status_t rv;
 
     if (!dbd) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(107)
                       "no database connection for the registry");
+        CS_COUNT(sc, registry_errors, 1);
         return APR_ECONNREFUSED;
     }
-    return cs_db_select_entry(r->server, r->pool, dbd, CS_ST_GET, key, e);
+    rv = cs_db_select_entry(r->server, r->pool, dbd, CS_ST_GET, key, e);
+    if (rv == APR_SUCCESS) {
+        cs_cache_put(sc->cache, key, e, epoch);
+    }
+    else {
+        CS_COUNT(sc, registry_errors, 1);
+    }
+    return rv;
 }
 
 apr_status_t cs_registry_get(request_rec *r, const char *key, cs_entry_t *e)
 {
     cs_server_conf *sc = cs_sconf(r->server);
     char mckey[CS_MC_KEY_LEN + 1];
+    apr_uint64_t epoch;
     apr_status_t rv;
 
+    /* The hit path: this node's own cache, no network (cache.h). */
+    if (cs_cache_get(sc->cache, key, e)) {
+        return APR_SUCCESS;
+    }
+    epoch = cs_cache_epoch(sc->cache);
     if (sc->mc) {
         char *val = NULL;
         apr_size_t len = 0;
@@ -520,6 +559,7 @@ apr_status_t cs_registry_get(request_rec *r, const char *key, cs_entry_t *e)
         rv = apr_memcache_getp(sc->mc, r->pool, mckey, &val, &len, &flags);
         if (rv == APR_SUCCESS) {
             if (cs_mc_decode(sc, key, val, len, e) == 0) {
+                cs_cache_put(sc->cache, key, e, epoch);
                 return APR_SUCCESS;
             }
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(113)
@@ -694,6 +734,11 @@ apr_status_t cs_registry_ensure_schema(server_rec *s, apr_pool_t *p)
     return rv;
 }
 
+static void cs_apply_invalidation(void *baton, const char *key)
+{
+    cs_cache_invalidate(baton, key);
+}
+
 apr_status_t cs_registry_heartbeat(server_rec *s, apr_pool_t *p)
 {
     cs_server_conf *sc = cs_sconf(s);
@@ -708,6 +753,12 @@ apr_status_t cs_registry_heartbeat(server_rec *s, apr_pool_t *p)
                     sc->node_url,
                     apr_psprintf(p, "%" APR_INT64_T_FMT,
                                  period > 0 ? period : 1), NULL);
+    /* Then the invalidations nobody could deliver to this node: applied
+     * before the caller extends the cache lease. */
+    if (rv == APR_SUCCESS) {
+        rv = cs_registry_inv_apply(s, p, dbd, cs_apply_invalidation,
+                                   sc->cache);
+    }
     cs_dbd_close(s, dbd);
     return rv;
 }
@@ -802,6 +853,7 @@ static apr_array_header_t *cs_rows_to_nodes(apr_pool_t *p,
         n->url = cols[1];
         n->alive = cols[2][0] == '1';
         n->age = with_age ? apr_atoi64(cols[3]) : 0;
+        n->period = with_age ? atoi(cols[4]) : 0;
     }
     return out;
 }
@@ -825,7 +877,7 @@ apr_status_t cs_registry_nodes(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
                                apr_array_header_t **out)
 {
     apr_array_header_t *rows;
-    apr_status_t rv = cs_db_rows(s, p, dbd, CS_ST_NODES, 4, &rows, 0, NULL);
+    apr_status_t rv = cs_db_rows(s, p, dbd, CS_ST_NODES, 5, &rows, 0, NULL);
 
     *out = cs_rows_to_nodes(p, rows, 1);
     return rv;
@@ -869,5 +921,56 @@ apr_status_t cs_registry_under_replicated(server_rec *s, apr_pool_t *p,
     rv = cs_db_rows(s, p, dbd, CS_ST_UNDER, 2, &rows, 3, args);
     (void)i;
     *keys = rows;
+    return rv;
+}
+
+/* ------------------------------------------------------------------ */
+/* Undelivered cache invalidations                                    */
+/* ------------------------------------------------------------------ */
+
+apr_status_t cs_registry_inv_add(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                                 const char *node, const char *key,
+                                 apr_uint64_t version)
+{
+    return cs_db_exec(s, p, dbd, CS_ST_INV_ADD, NULL, node, key,
+                      cs_u64(p, version), NULL);
+}
+
+apr_status_t cs_registry_inv_pending(server_rec *s, apr_pool_t *p,
+                                     ap_dbd_t *dbd, const char *node,
+                                     const char *key, int *pending)
+{
+    const char *args[2];
+    apr_array_header_t *rows;
+    apr_status_t rv;
+
+    args[0] = node;
+    args[1] = key;
+    rv = cs_db_rows(s, p, dbd, CS_ST_INV_PENDING, 1, &rows, 2, args);
+    *pending = rv != APR_SUCCESS || (rows->nelts
+               && atoi(APR_ARRAY_IDX(rows, 0, const char **)[0]) > 0);
+    return rv;
+}
+
+apr_status_t cs_registry_inv_apply(server_rec *s, apr_pool_t *p,
+                                   ap_dbd_t *dbd,
+                                   void (*apply)(void *baton,
+                                                 const char *key),
+                                   void *baton)
+{
+    cs_server_conf *sc = cs_sconf(s);
+    const char *args[1];
+    apr_array_header_t *rows;
+    apr_status_t rv;
+    int i;
+
+    args[0] = sc->node_name;
+    rv = cs_db_rows(s, p, dbd, CS_ST_INV_LIST, 2, &rows, 1, args);
+    for (i = 0; rv == APR_SUCCESS && i < rows->nelts; i++) {
+        const char **row = APR_ARRAY_IDX(rows, i, const char **);
+        apply(baton, row[0]);
+        rv = cs_db_exec(s, p, dbd, CS_ST_INV_DEL, NULL, sc->node_name,
+                        row[0], row[1], NULL);
+    }
     return rv;
 }

@@ -76,7 +76,8 @@ int cs_registry_put(request_rec *r, const char *key, const char *relpath,
 int cs_registry_delete(request_rec *r, const char *key,
                        const cs_write_ops_t *ops, cs_entry_t *out);
 
-/* Record this node's URL and heartbeat (background thread). */
+/* Record this node's URL and heartbeat, then apply (to this node's cache)
+ * and remove the invalidations queued for it (background thread). */
 apr_status_t cs_registry_heartbeat(server_rec *s, apr_pool_t *p);
 
 /* Create the tables if missing (background thread at start-up). */
@@ -90,6 +91,7 @@ typedef struct {
     const char *url;
     int alive;              /* heartbeat younger than three periods */
     apr_int64_t age;        /* seconds since the last heartbeat */
+    int period;             /* its heartbeat period, seconds */
 } cs_node_t;
 
 /* The request's connection (NULL, logged, when the database is down). */
@@ -118,5 +120,23 @@ apr_status_t cs_registry_add_replica(server_rec *s, apr_pool_t *p,
 apr_status_t cs_registry_under_replicated(server_rec *s, apr_pool_t *p,
                                           ap_dbd_t *dbd, const char *after,
                                           apr_array_header_t **keys);
+
+/* ---- undelivered cache invalidations (see cache.h) ------------------ */
+
+/* Queue an invalidation of key for node (it could not be told directly). */
+apr_status_t cs_registry_inv_add(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                                 const char *node, const char *key,
+                                 apr_uint64_t version);
+/* *pending: is an invalidation of key still queued for node? */
+apr_status_t cs_registry_inv_pending(server_rec *s, apr_pool_t *p,
+                                     ap_dbd_t *dbd, const char *node,
+                                     const char *key, int *pending);
+/* Apply (call apply for) and remove every invalidation queued for s's
+ * node.  APR_SUCCESS only if all of them were applied and removed. */
+apr_status_t cs_registry_inv_apply(server_rec *s, apr_pool_t *p,
+                                   ap_dbd_t *dbd,
+                                   void (*apply)(void *baton,
+                                                 const char *key),
+                                   void *baton);
 
 #endif /* CS_REGISTRY_H */

@@ -6,6 +6,7 @@
 #include "status.h"
 #include "registry.h"
 #include "queue.h"
+#include "cache.h"
 
 #include "http_protocol.h"
 #include "http_request.h"
@@ -180,7 +181,19 @@ int cs_status_handler(request_rec *r)
                        cs_json(r->pool, n->url), n->alive ? "up" : "down",
                        n->age);
         }
-        ap_rputs("],\"counters\":{", r);
+        {
+            apr_uint64_t h, m, inv;
+            apr_time_t lease = cs_cache_lease(sc->cache);
+            cs_cache_stats(sc->cache, &h, &m, &inv);
+            ap_rprintf(r, "],\"cache\":{\"hits\":%" APR_UINT64_T_FMT
+                       ",\"misses\":%" APR_UINT64_T_FMT ",\"invalidations\":%"
+                       APR_UINT64_T_FMT ",\"lease_ms\":%" APR_INT64_T_FMT "}",
+                       h, m, inv,
+                       lease > apr_time_now()
+                       ? (apr_int64_t)apr_time_as_msec(lease - apr_time_now())
+                       : 0);
+        }
+        ap_rputs(",\"counters\":{", r);
         for (d = cs_counter_defs; d->name; d++) {
             ap_rprintf(r, "%s\"%s\":%" APR_UINT64_T_FMT,
                        d == cs_counter_defs ? "" : ",", d->name,

@@ -46,3 +46,10 @@ CREATE TABLE IF NOT EXISTS cs_nodes (
     started BIGINT NOT NULL,
     PRIMARY KEY (name)
 ) ENGINE=InnoDB;
+
+CREATE TABLE IF NOT EXISTS cs_invalidations (
+    node VARCHAR(64) CHARACTER SET ascii NOT NULL,
+    path VARBINARY(2048) NOT NULL,
+    version BIGINT UNSIGNED NOT NULL,
+    PRIMARY KEY (node, path)
+) ENGINE=InnoDB;

@@ -1,0 +1,66 @@
+# The node-local registry cache (cache.h): hits need no network, and no
+# node serves an older version once a write is answered — also when a node
+# misses the invalidation (stopped), cannot be reached by the writer
+# (partitioned but alive), or restarts.
+use strict;
+use warnings;
+use Apache::Test qw(-withtestmore);
+use lib 't/lib';
+use CSTest qw(req unique_key wait_for);
+use CSNode;
+use Time::HiRes qw(time);
+
+my $a = CSNode->new('k20a', replicas => 1)->start;
+my $b = CSNode->new('k20b', replicas => 1, timeout => 2)->start;
+
+my $key = '/files/' . unique_key('cache') . '.txt';
+is req(PUT => $a->url . $key, "v1\n")->code, 201, 'v1 stored on A';
+is req(GET => $b->url . $key)->content, "v1\n", 'B serves v1';
+
+# Hits on B come from its cache: the counter moves, memcached is not asked.
+my $hits0 = $b->status->{cache}{hits};
+is req(GET => $b->url . $key)->content, "v1\n" for 1 .. 5;
+ok $b->status->{cache}{hits} >= $hits0 + 5, 'repeated GETs on B are cache hits';
+
+# 1. B misses the invalidation: its whole httpd is stopped (SIGSTOP).
+my $pgid = $b->pid;
+kill 'STOP', -$pgid;
+my $t0 = time;
+my $r = req(PUT => $a->url . $key, "v2\n");
+my $took = time - $t0;
+is $r->code, 204, 'v2 stored on A while B is frozen';
+ok $took < 15, sprintf('the writer waited for B\'s lease, boundedly (%.1f s)', $took);
+kill 'CONT', -$pgid;
+$r = req(GET => $b->url . $key);
+is $r->content, "v2\n", 'B, thawed, serves v2 at once (never v1)';
+like do { local (@ARGV, $/) = $a->error_log; <> }, qr/CS071: \Q$key\E: node k20b could not be told/,
+    'A logged that B could not be told';
+
+# 2. A node the writer cannot reach but that keeps its heartbeat (it
+#    advertises an address nobody answers on).
+my $dead = CSNode::free_port();
+my $c = CSNode->new('k20c', replicas => 1, edit => sub {
+    $_[0] =~ s{^(ClusterStorageNode k20c) \S+}{$1 http://127.0.0.1:$dead}m;
+})->start;
+is req(GET => $c->url . $key)->content, "v2\n", 'C serves v2';
+is req(GET => $c->url . $key)->content, "v2\n", 'C serves v2 again (cached)';
+$t0 = time;
+$r = req(PUT => $a->url . $key, "v3\n");
+$took = time - $t0;
+is $r->code, 204, 'v3 stored on A while C cannot be reached';
+ok $took < 10, sprintf('A answered once C applied the queued invalidation (%.1f s)', $took);
+is req(GET => $c->url . $key)->content, "v3\n", 'C serves v3, not v2';
+
+# 3. A delete reaches the caches too.
+is req(DELETE => $a->url . $key)->code, 204, 'deleted on A';
+is req(GET => $b->url . $key)->code, 404, 'B answers 404';
+is req(GET => $c->url . $key)->code, 404, 'C answers 404';
+
+# 4. Restart: an empty cache, still correct.
+is req(PUT => $a->url . $key, "v5\n")->code, 201, 'stored again';
+$b->stop;
+$b->start;
+is req(GET => $b->url . $key)->content, "v5\n", 'B after a restart serves v5';
+
+$_->stop for $a, $b, $c;
+done_testing;

@@ -49,7 +49,14 @@ typedef struct {
     apr_uint64_t unverified;        /* served while the registry was down */
     apr_uint64_t peer_fetches;      /* completed fetches from a peer */
     apr_uint64_t fetch_bytes;       /* bytes received by those fetches */
-    apr_uint64_t fetch_failures;    /* fetch attempts that failed */
+    apr_uint64_t fetch_failures;    /* fetch attempts that failed, ... */
+    apr_uint64_t fetch_fail_connect;    /* ... could not connect/send */
+    apr_uint64_t fetch_fail_answer;     /* ... wrong status/headers */
+    apr_uint64_t fetch_fail_body;       /* ... body cut short/timed out */
+    apr_uint64_t fetch_fail_checksum;   /* ... bytes did not match */
+    apr_uint64_t fetch_fail_local;      /* ... could not store locally */
+    apr_uint64_t mc_hits;           /* registry lookups answered by memcached */
+    apr_uint64_t mc_misses;         /* ... that memcached could not answer */
     apr_uint64_t peer_served;       /* peer GETs this node answered 200 */
     apr_uint64_t replicas_received; /* replication PUTs stored */
     apr_uint64_t replications_done; /* pushes confirmed by a peer */

@@ -738,6 +738,7 @@ static int cs_fetch(request_rec *r, cs_server_conf *sc, const char *key,
             apr_pool_t *sub;
             cs_tmp_t *tmp;
             const char *why = "cannot create a temp file";
+            cs_fetch_cause_t cause = CS_FETCH_LOCAL;
             int added = 0;
 
             if (strcmp(h->name, sc->node_name) == 0
@@ -748,10 +749,12 @@ static int cs_fetch(request_rec *r, cs_server_conf *sc, const char *key,
             apr_pool_create(&sub, r->pool);
             rv = cs_store_tmp_create(sub, sc, "fetch", &tmp);
             if (rv == APR_SUCCESS) {
-                rv = cs_peer_fetch(sub, sc, h->url, key, e, tmp, &why);
+                rv = cs_peer_fetch(sub, sc, h->url, key, e, tmp, &why,
+                                   &cause);
             }
             if (rv == APR_SUCCESS) {
                 why = "cannot store the verified copy";
+                cause = CS_FETCH_LOCAL;
                 rv = cs_store_tmp_seal(tmp, key, e);
                 if (rv == APR_SUCCESS) {
                     rv = cs_store_install(tmp, path);
@@ -775,6 +778,23 @@ static int cs_fetch(request_rec *r, cs_server_conf *sc, const char *key,
             }
             apr_pool_destroy(sub);      /* removes the temp file */
             CS_COUNT(sc, fetch_failures, 1);
+            switch (cause) {
+            case CS_FETCH_CONNECT:
+                CS_COUNT(sc, fetch_fail_connect, 1);
+                break;
+            case CS_FETCH_ANSWER:
+                CS_COUNT(sc, fetch_fail_answer, 1);
+                break;
+            case CS_FETCH_BODY:
+                CS_COUNT(sc, fetch_fail_body, 1);
+                break;
+            case CS_FETCH_CHECKSUM:
+                CS_COUNT(sc, fetch_fail_checksum, 1);
+                break;
+            default:
+                CS_COUNT(sc, fetch_fail_local, 1);
+                break;
+            }
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, CSLOG(051)
                           "fetching %s v%" APR_UINT64_T_FMT " from %s (%s) "
                           "failed: %s", key, e->version, h->name, h->url,

@@ -260,7 +260,7 @@ static apr_status_t cs_read_head(cs_conn_t *c, const char **why)
 apr_status_t cs_peer_fetch(apr_pool_t *p, const cs_server_conf *sc,
                            const char *base_url, const char *key,
                            const cs_entry_t *e, cs_tmp_t *tmp,
-                           const char **why)
+                           const char **why, cs_fetch_cause_t *cause)
 {
     cs_conn_t *c;
     apr_status_t rv;
@@ -269,13 +269,18 @@ apr_status_t cs_peer_fetch(apr_pool_t *p, const cs_server_conf *sc,
     char sha[CS_SHA256_HEX_LEN + 1];
 
     *why = "cannot connect";
+    *cause = CS_FETCH_CONNECT;
     rv = cs_connect(p, sc, base_url, &c);
     if (rv != APR_SUCCESS) {
         return rv;
     }
     *why = "cannot send the request";
     rv = cs_send_head(c, sc, "GET", key, e->version, NULL);
-    if (rv != APR_SUCCESS || (rv = cs_read_head(c, why)) != APR_SUCCESS) {
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    *cause = CS_FETCH_ANSWER;
+    if ((rv = cs_read_head(c, why)) != APR_SUCCESS) {
         return rv;
     }
     if (c->status != HTTP_OK) {
@@ -295,6 +300,7 @@ apr_status_t cs_peer_fetch(apr_pool_t *p, const cs_server_conf *sc,
         return APR_EGENERAL;
     }
     left = c->length;
+    *cause = CS_FETCH_BODY;
     /* Body bytes that came with the head. */
     if (c->len > c->pos) {
         apr_size_t n = c->len - c->pos;
@@ -304,6 +310,7 @@ apr_status_t cs_peer_fetch(apr_pool_t *p, const cs_server_conf *sc,
         if ((rv = cs_store_tmp_write(tmp, c->buf + c->pos, n))
             != APR_SUCCESS) {
             *why = "cannot write the temp file";
+            *cause = CS_FETCH_LOCAL;
             return rv;
         }
         left -= (apr_int64_t)n;
@@ -318,6 +325,7 @@ apr_status_t cs_peer_fetch(apr_pool_t *p, const cs_server_conf *sc,
             apr_status_t wrv = cs_store_tmp_write(tmp, c->buf, n);
             if (wrv != APR_SUCCESS) {
                 *why = "cannot write the temp file";
+                *cause = CS_FETCH_LOCAL;
                 return wrv;
             }
             left -= (apr_int64_t)n;
@@ -330,6 +338,7 @@ apr_status_t cs_peer_fetch(apr_pool_t *p, const cs_server_conf *sc,
     }
     cs_store_tmp_digest(tmp, &size, sha);
     if (size != e->size || strcmp(sha, e->sha256) != 0) {
+        *cause = CS_FETCH_CHECKSUM;
         *why = "sent bytes whose SHA-256 does not match the registry";
         return APR_EGENERAL;
     }

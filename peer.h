@@ -50,10 +50,18 @@ struct cs_tmp_t;
  * the SHA-256 of the received bytes all match e.  APR_SUCCESS, or an error
  * with *why saying what was wrong.  Bounded by sc->peer_timeout per
  * connect/read. */
+typedef enum {
+    CS_FETCH_CONNECT,       /* no connection, or the request not sent */
+    CS_FETCH_ANSWER,        /* wrong status, version, checksum or length */
+    CS_FETCH_BODY,          /* body cut short or timed out */
+    CS_FETCH_CHECKSUM,      /* the received bytes do not match */
+    CS_FETCH_LOCAL          /* this node could not write them */
+} cs_fetch_cause_t;
+
 apr_status_t cs_peer_fetch(apr_pool_t *p, const cs_server_conf *sc,
                            const char *base_url, const char *key,
                            const cs_entry_t *e, struct cs_tmp_t *tmp,
-                           const char **why);
+                           const char **why, cs_fetch_cause_t *cause);
 
 /* Push this node's copy (path, version e) of key to base_url (replication
  * PUT).  *status is the peer's answer (0 when there was none). */

@@ -559,6 +559,7 @@ apr_status_t cs_registry_get(request_rec *r, const char *key, cs_entry_t *e)
         rv = apr_memcache_getp(sc->mc, r->pool, mckey, &val, &len, &flags);
         if (rv == APR_SUCCESS) {
             if (cs_mc_decode(sc, key, val, len, e) == 0) {
+                CS_COUNT(sc, mc_hits, 1);
                 cs_cache_put(sc->cache, key, e, epoch);
                 return APR_SUCCESS;
             }
@@ -571,6 +572,9 @@ apr_status_t cs_registry_get(request_rec *r, const char *key, cs_entry_t *e)
                           "memcached get failed for %s; using the database",
                           key);
         }
+    }
+    if (sc->mc) {
+        CS_COUNT(sc, mc_misses, 1);
     }
     rv = cs_registry_get_db(r, key, e);
     if (rv == APR_SUCCESS && sc->mc) {

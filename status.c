@@ -70,6 +70,13 @@ static const cs_counter_def cs_counter_defs[] = {
     CS_C(peer_fetches, "copies fetched from a peer"),
     CS_C(fetch_bytes, "bytes fetched from peers"),
     CS_C(fetch_failures, "fetch attempts that failed"),
+    CS_C(fetch_fail_connect, "fetch failures: no connection"),
+    CS_C(fetch_fail_answer, "fetch failures: wrong status or headers"),
+    CS_C(fetch_fail_body, "fetch failures: body cut short or timed out"),
+    CS_C(fetch_fail_checksum, "fetch failures: bytes did not match"),
+    CS_C(fetch_fail_local, "fetch failures: could not store locally"),
+    CS_C(mc_hits, "registry lookups answered by memcached"),
+    CS_C(mc_misses, "registry lookups memcached could not answer"),
     CS_C(peer_served, "peer fetches this node answered"),
     CS_C(replicas_received, "replication PUTs stored"),
     CS_C(replications_done, "replications confirmed by a peer"),
@@ -206,11 +213,46 @@ int cs_status_handler(request_rec *r)
         const char *lbl = apr_psprintf(r->pool, "node=\"%s\"", sc->node_name);
         ap_set_content_type(r, "text/plain; version=0.0.4");
         for (d = cs_counter_defs; d->name; d++) {
+            if (strncmp(d->name, "fetch_fail_", 11) == 0) {
+                continue;       /* below, as one family with a cause */
+            }
             ap_rprintf(r, "# HELP clusterstorage_%s_total %s\n"
                        "# TYPE clusterstorage_%s_total counter\n"
                        "clusterstorage_%s_total{%s} %" APR_UINT64_T_FMT "\n",
                        d->name, d->help, d->name, d->name, lbl,
                        cs_counter(sc, d->offset));
+        }
+        ap_rputs("# HELP clusterstorage_fetch_failures_by_cause_total failed "
+                 "fetch attempts by cause\n# TYPE clusterstorage_fetch_"
+                 "failures_by_cause_total counter\n", r);
+        for (d = cs_counter_defs; d->name; d++) {
+            if (strncmp(d->name, "fetch_fail_", 11) == 0) {
+                ap_rprintf(r, "clusterstorage_fetch_failures_by_cause_total"
+                           "{%s,cause=\"%s\"} %" APR_UINT64_T_FMT "\n", lbl,
+                           d->name + 11, cs_counter(sc, d->offset));
+            }
+        }
+        {
+            apr_uint64_t h, m, inv;
+            cs_cache_stats(sc->cache, &h, &m, &inv);
+            ap_rprintf(r, "# HELP clusterstorage_cache_hits_total registry "
+                       "lookups answered by the node's own cache\n"
+                       "# TYPE clusterstorage_cache_hits_total counter\n"
+                       "clusterstorage_cache_hits_total{%s} %" APR_UINT64_T_FMT
+                       "\n# HELP clusterstorage_cache_misses_total lookups "
+                       "the cache could not answer\n# TYPE clusterstorage_"
+                       "cache_misses_total counter\nclusterstorage_cache_"
+                       "misses_total{%s} %" APR_UINT64_T_FMT "\n"
+                       "# HELP clusterstorage_cache_invalidations_total keys "
+                       "dropped from the cache by writes\n# TYPE "
+                       "clusterstorage_cache_invalidations_total counter\n"
+                       "clusterstorage_cache_invalidations_total{%s} %"
+                       APR_UINT64_T_FMT "\n# HELP clusterstorage_cache_lease_"
+                       "valid 1 while the cache may be trusted\n# TYPE "
+                       "clusterstorage_cache_lease_valid gauge\n"
+                       "clusterstorage_cache_lease_valid{%s} %d\n",
+                       lbl, h, lbl, m, lbl, inv, lbl,
+                       cs_cache_lease_valid(sc->cache));
         }
         ap_rprintf(r, "# HELP clusterstorage_queue_jobs replication jobs "
                    "waiting\n# TYPE clusterstorage_queue_jobs gauge\n"
@@ -252,8 +294,17 @@ int cs_status_handler(request_rec *r)
                    ap_escape_html(r->pool, n->url), n->alive ? "up" : "down",
                    n->age);
     }
-    ap_rputs("</table>\n<h2>Counters since start</h2>\n<table border=\"1\">"
-             "\n", r);
+    {
+        apr_uint64_t h, m, inv;
+        cs_cache_stats(sc->cache, &h, &m, &inv);
+        ap_rprintf(r, "</table>\n<h2>Registry cache</h2>\n<p>%s; %"
+                   APR_UINT64_T_FMT " hits, %" APR_UINT64_T_FMT " misses, %"
+                   APR_UINT64_T_FMT " invalidations</p>\n",
+                   cs_cache_lease_valid(sc->cache) ? "lease valid"
+                   : "<b>lease expired</b> (lookups go to memcached/database)",
+                   h, m, inv);
+    }
+    ap_rputs("<h2>Counters since start</h2>\n<table border=\"1\">\n", r);
     for (d = cs_counter_defs; d->name; d++) {
         ap_rprintf(r, "<tr><td>%s</td><td>%" APR_UINT64_T_FMT "</td><td>%s"
                    "</td></tr>\n", d->name, cs_counter(sc, d->offset),

@@ -1,0 +1,72 @@
+# PHP clients against a running cluster, with real php-cli (installed by
+# scripts/deps.sh; a missing php is a failure, not a skip):
+#  - t/php/wrapper_test.php: the cluster:// stream wrapper of
+#    clients/php/ClusterStorage.php, writing on n1 and reading on p30;
+#  - t/php/plain_http_test.php: the plain-HTTP examples of
+#    clients/php/README.md.
+# Each script prints TAP; every "ok"/"not ok" line becomes a test here.
+use strict;
+use warnings;
+use Apache::Test qw(-withtestmore);
+use lib 't/lib';
+use CSTest qw(node_url unique_key);
+use CSNode;
+
+my ($php) = grep { defined && -x } $ENV{PHP}, '/usr/bin/php',
+    map { "$_/php" } split /:/, $ENV{PATH} // '';
+unless (ok $php, 'php-cli is installed (scripts/deps.sh installs it)') {
+    done_testing;
+    exit;
+}
+my $ver = qx{"$php" -r 'echo PHP_VERSION;' 2>&1};
+ok $? == 0 && $ver =~ /^(\d+)\.(\d+)/ && ($1 > 7 || ($1 == 7 && $2 >= 4)),
+    "php runs and is 7.4 or later ($ver)";
+
+my $p30 = CSNode->new('p30')->start;
+my $n1 = node_url() . '/files';
+my $p = $p30->url . '/files';
+
+run_php('t/php/wrapper_test.php', $n1, $p, unique_key('php-wrapper'));
+run_php('t/php/plain_http_test.php', $n1, $p, unique_key('php-plain'));
+
+$p30->stop;
+done_testing;
+
+# Run a PHP script, turn its TAP lines into tests here.
+sub run_php {
+    my ($script, @args) = @_;
+    my $pid = open my $fh, '-|';
+    die "fork: $!" unless defined $pid;
+    if (!$pid) {
+        open STDERR, '>&', \*STDOUT or die "dup: $!";
+        exec $php, '-d', 'error_reporting=-1', '-d', 'allow_url_fopen=1',
+             '-d', 'display_errors=stderr', $script, @args
+            or die "exec $php: $!";
+    }
+    # Comment lines are shown (diag) around a failed test, else only
+    # in verbose mode (note).
+    my ($n, $plan, $failed, @comments) = (0, undef, 0);
+    while (my $line = <$fh>) {
+        chomp $line;
+        if ($line =~ /^(not )?ok (\d+)(?: - (.*))?$/) {
+            $n++;
+            $failed = !!$1;
+            $failed ? diag(join "\n", @comments)
+                    : note(join "\n", @comments) if @comments;
+            @comments = ();
+            ok !$1, "php $script: " . ($3 // "test $2");
+        } elsif ($line =~ /^1\.\.(\d+)$/) {
+            $plan = $1;
+        } elsif ($line =~ /^#/) {
+            $line =~ s/^# ?//;
+            if ($failed) { diag $line } else { push @comments, $line }
+        } elsif ($line ne '') {
+            diag "php $script: $line";          # PHP errors, stray output
+        }
+    }
+    close $fh;
+    my $rc = $?;
+    is $rc, 0, "php $script exited with status 0";
+    ok defined $plan && $plan == $n && $n > 0,
+        "php $script ran all its tests (" . ($plan // 'no plan') . " planned, $n seen)";
+}

@@ -86,6 +86,7 @@ typedef struct {
     apr_interval_time_t peer_timeout;   /* ClusterStoragePeerTimeout */
     int cache_ttl;              /* ClusterStorageCacheTTL, seconds */
     apr_interval_time_t heartbeat;      /* ClusterStorageHeartbeat */
+    int local_cache;            /* ClusterStorageLocalCache On|Off */
     int used;                   /* ClusterStorage appears in this server */
 
     /* Derived in post_config, read-only afterwards. */

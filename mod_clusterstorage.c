@@ -61,6 +61,7 @@ static void *cs_create_server_conf(apr_pool_t *p, server_rec *s)
     c->peer_timeout = CS_UNSET;
     c->cache_ttl = CS_UNSET;
     c->heartbeat = CS_UNSET;
+    c->local_cache = CS_UNSET;
     return c;
 }
 
@@ -81,6 +82,7 @@ static void *cs_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     CS_MERGE_VAL(peer_timeout);
     CS_MERGE_VAL(cache_ttl);
     CS_MERGE_VAL(heartbeat);
+    CS_MERGE_VAL(local_cache);
     c->used = add->used;
     return c;
 }
@@ -254,6 +256,13 @@ static const char *cs_set_ttl(cmd_parms *cmd, void *dummy, const char *arg)
     return err;
 }
 
+static const char *cs_set_local_cache(cmd_parms *cmd, void *dummy, int on)
+{
+    (void)dummy;
+    cs_sconf(cmd->server)->local_cache = on;
+    return NULL;
+}
+
 static const char *cs_set_enabled(cmd_parms *cmd, void *dcv, int on)
 {
     cs_dir_conf *dc = dcv;
@@ -291,6 +300,9 @@ static const command_rec cs_cmds[] = {
                   "lifetime of a registry entry in memcached"),
     AP_INIT_TAKE1("ClusterStorageHeartbeat", cs_set_heartbeat, NULL,
                   RSRC_CONF, "how often this node records its heartbeat"),
+    AP_INIT_FLAG("ClusterStorageLocalCache", cs_set_local_cache, NULL,
+                 RSRC_CONF, "decide GETs from a node-local registry cache "
+                 "kept coherent by writers and leases (default Off)"),
     AP_INIT_FLAG("ClusterStorage", cs_set_enabled, NULL,
                  RSRC_CONF | ACCESS_CONF | OR_FILEINFO,
                  "this URL space is cluster storage"),
@@ -402,6 +414,9 @@ static int cs_check_server(apr_pool_t *p, apr_pool_t *ptemp, server_rec *s)
     }
     if (sc->heartbeat == CS_UNSET) {
         sc->heartbeat = CS_DEFAULT_HEARTBEAT;
+    }
+    if (sc->local_cache == CS_UNSET) {
+        sc->local_cache = 0;
     }
     rv = cs_store_init_root(ptemp, sc->root, &why);
     if (rv != APR_SUCCESS) {
@@ -522,7 +537,8 @@ static int cs_post_config(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
         for (vs = s; vs; vs = vs->next) {
             cs_server_conf *sc = cs_sconf(vs);
             cs_cache_t *c;
-            if (!sc->state_dir) {
+            if (!sc->state_dir || !sc->local_cache) {
+                sc->cache = NULL;
                 continue;
             }
             c = apr_hash_get(caches, sc->root, APR_HASH_KEY_STRING);
@@ -1005,9 +1021,9 @@ static void cs_invalidate_cluster(request_rec *r, cs_server_conf *sc,
         apr_pool_t *sub;
         int status = 0;
 
-        if (strcmp(n->name, sc->node_name) == 0
-            || n->age > 2 * n->period + CS_LEASE_MARGIN) {
-            continue;           /* itself, or its lease has lapsed */
+        if (strcmp(n->name, sc->node_name) == 0 || n->lease <= 0
+            || n->age > n->lease + CS_LEASE_MARGIN) {
+            continue;           /* itself, no cache, or its lease lapsed */
         }
         apr_pool_create(&sub, r->pool);
         if (cs_peer_purge(sub, sc, n->url, key, version, &status)
@@ -1043,7 +1059,8 @@ static void cs_invalidate_cluster(request_rec *r, cs_server_conf *sc,
             for (j = 0; j < nodes->nelts; j++) {
                 cs_node_t *n = &APR_ARRAY_IDX(nodes, j, cs_node_t);
                 if (strcmp(n->name, p->name) == 0) {
-                    waiting = n->age <= 2 * n->period + CS_LEASE_MARGIN;
+                    waiting = n->lease > 0
+                              && n->age <= n->lease + CS_LEASE_MARGIN;
                 }
             }
             if (waiting

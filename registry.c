@@ -44,6 +44,7 @@ static const char *const cs_schema[] = {
     " url VARCHAR(255) NOT NULL,"
     " heartbeat BIGINT NOT NULL,"
     " period INT NOT NULL,"
+    " lease INT NOT NULL DEFAULT 0,"
     " started BIGINT NOT NULL,"
     " PRIMARY KEY (name)"
     ") ENGINE=InnoDB",
@@ -101,10 +102,11 @@ static const struct {
       " ON DUPLICATE KEY UPDATE version = VALUES(version),"
       " stored_at = VALUES(stored_at)" },
     { "cs_heartbeat",
-      "INSERT INTO cs_nodes (name, url, heartbeat, period, started)"
-      " VALUES (%s, %s, UNIX_TIMESTAMP(), %s, UNIX_TIMESTAMP())"
+      "INSERT INTO cs_nodes (name, url, heartbeat, period, lease, started)"
+      " VALUES (%s, %s, UNIX_TIMESTAMP(), %s, %s, UNIX_TIMESTAMP())"
       " ON DUPLICATE KEY UPDATE url = VALUES(url),"
-      " heartbeat = VALUES(heartbeat), period = VALUES(period)" },
+      " heartbeat = VALUES(heartbeat), period = VALUES(period),"
+      " lease = VALUES(lease)" },
     /* Liveness is computed with the database's clock, so nodes' clocks
      * never disagree about it: a node is down after three of its periods. */
     { "cs_holders",
@@ -114,7 +116,8 @@ static const struct {
       " WHERE r.path = %s AND r.version = %s" },
     { "cs_nodes",
       "SELECT name, url, (UNIX_TIMESTAMP() - heartbeat) <= 3 * period,"
-      " UNIX_TIMESTAMP() - heartbeat, period FROM cs_nodes ORDER BY name" },
+      " UNIX_TIMESTAMP() - heartbeat, period, lease FROM cs_nodes"
+      " ORDER BY name" },
     /* Keys whose current version this node holds, that have fewer live
      * holders than wanted, and for which this node is the first live
      * holder by name (so one holder repairs, not all of them). */
@@ -273,9 +276,13 @@ static int cs_row_to_entry(ap_dbd_t *dbd, apr_dbd_row_t *row, cs_entry_t *e)
 }
 
 /* Run an entry SELECT (CS_ST_GET or CS_ST_LOCKROW); read every row. */
-static apr_status_t cs_db_select_entry(server_rec *s, apr_pool_t *p,
-                                       ap_dbd_t *dbd, cs_stmt_id id,
-                                       const char *key, cs_entry_t *e)
+/* Set while a write transaction runs on this thread: statements are not
+ * retried inside it (the transaction as a whole is). */
+static __thread int cs_in_txn;
+
+static apr_status_t cs_db_select_entry_once(server_rec *s, apr_pool_t *p,
+                                            ap_dbd_t *dbd, cs_stmt_id id,
+                                            const char *key, cs_entry_t *e)
 {
     apr_dbd_prepared_t *stmt = cs_stmt(s, dbd, id);
     apr_dbd_results_t *res = NULL;
@@ -313,33 +320,62 @@ static apr_status_t cs_db_select_entry(server_rec *s, apr_pool_t *p,
     return status;
 }
 
+/* A statement that fails is tried once more on re-prepared statements:
+ * after the database restarted, the first use of a pooled connection finds
+ * its server-side statements gone (mod_dbd reconnects underneath). */
+static apr_status_t cs_db_select_entry(server_rec *s, apr_pool_t *p,
+                                       ap_dbd_t *dbd, cs_stmt_id id,
+                                       const char *key, cs_entry_t *e)
+{
+    apr_status_t rv = cs_db_select_entry_once(s, p, dbd, id, key, e);
+
+    if (rv != APR_SUCCESS && !cs_in_txn) {
+        rv = cs_db_select_entry_once(s, p, dbd, id, key, e);
+    }
+    return rv;
+}
+
+static apr_status_t cs_db_exec_args(server_rec *s, apr_pool_t *p,
+                                    ap_dbd_t *dbd, cs_stmt_id id, int *nrows,
+                                    int n, const char **args)
+{
+    apr_dbd_prepared_t *stmt;
+    int rv = 0, dummy, attempt;
+
+    /* Every statement run outside a transaction is idempotent (upserts,
+     * deletes by key), so one retry is safe. */
+    for (attempt = 0; attempt < (cs_in_txn ? 1 : 2); attempt++) {
+        if (!(stmt = cs_stmt(s, dbd, id))) {
+            continue;
+        }
+        rv = apr_dbd_pquery(dbd->driver, p, dbd->handle,
+                            nrows ? nrows : &dummy, stmt, n, args);
+        if (rv == 0) {
+            return APR_SUCCESS;
+        }
+        ap_log_error(APLOG_MARK, attempt || cs_in_txn ? APLOG_ERR
+                                                       : APLOG_INFO,
+                     0, s, CSLOG(106) "registry statement %s failed: %s",
+                     cs_stmts[id].label, cs_db_error(dbd, rv));
+        cs_forget_stmts(dbd);
+    }
+    return APR_EGENERAL;
+}
+
 static apr_status_t cs_db_exec(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
                                cs_stmt_id id, int *nrows, ...)
 {
-    apr_dbd_prepared_t *stmt = cs_stmt(s, dbd, id);
     const char *args[8];
     const char *a;
     va_list ap;
-    int n = 0, rv, dummy;
+    int n = 0;
 
-    if (!stmt) {
-        return APR_EGENERAL;
-    }
     va_start(ap, nrows);
     while ((a = va_arg(ap, const char *)) != NULL && n < 8) {
         args[n++] = a;
     }
     va_end(ap);
-    rv = apr_dbd_pquery(dbd->driver, p, dbd->handle,
-                        nrows ? nrows : &dummy, stmt, n, args);
-    if (rv != 0) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(106)
-                     "registry statement %s failed: %s",
-                     cs_stmts[id].label, cs_db_error(dbd, rv));
-        cs_forget_stmts(dbd);
-        return APR_EGENERAL;
-    }
-    return APR_SUCCESS;
+    return cs_db_exec_args(s, p, dbd, id, nrows, n, args);
 }
 
 /* ------------------------------------------------------------------ */
@@ -595,9 +631,10 @@ static const char *cs_u64(apr_pool_t *p, apr_uint64_t v)
 /* One write transaction: lock the key's row, ask the precondition, write
  * the new entry (and this node's replica row unless it is a tombstone),
  * let the caller prepare, commit.  Returns OK, an HTTP status, or 503. */
-static int cs_write_txn(request_rec *r, const char *key, const char *relpath,
-                        cs_entry_t *next, int tombstone,
-                        const cs_write_ops_t *ops, cs_entry_t *cur)
+static int cs_write_txn_once(request_rec *r, const char *key,
+                             const char *relpath, cs_entry_t *next,
+                             int tombstone, const cs_write_ops_t *ops,
+                             cs_entry_t *cur, int *retry)
 {
     cs_server_conf *sc = cs_sconf(r->server);
     ap_dbd_t *dbd = cs_dbd_acquire(r);
@@ -619,15 +656,21 @@ static int cs_write_txn(request_rec *r, const char *key, const char *relpath,
         || !cs_stmt(r->server, dbd, CS_ST_ADD_REPLICA)) {
         return HTTP_SERVICE_UNAVAILABLE;
     }
+    *retry = 0;
     rc = apr_dbd_transaction_start(dbd->driver, r->pool, dbd->handle, &txn);
     if (rc != 0) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(108)
                       "cannot start a registry transaction: %s",
                       cs_db_error(dbd, rc));
         cs_forget_stmts(dbd);
+        *retry = 1;
         return HTTP_SERVICE_UNAVAILABLE;
     }
+    cs_in_txn = 1;
     rv = cs_db_exec(r->server, r->pool, dbd, CS_ST_PLACEHOLDER, NULL, key, NULL);
+    if (rv != APR_SUCCESS) {
+        *retry = 1;     /* nothing happened yet: try a fresh transaction */
+    }
     if (rv == APR_SUCCESS) {
         rv = cs_db_select_entry(r->server, r->pool, dbd, CS_ST_LOCKROW, key,
                                 cur);
@@ -675,6 +718,7 @@ static int cs_write_txn(request_rec *r, const char *key, const char *relpath,
     }
 
 done:
+    cs_in_txn = 0;
     if (status != OK) {
         apr_dbd_transaction_mode_set(dbd->driver, txn,
                                      APR_DBD_TRANSACTION_ROLLBACK);
@@ -692,6 +736,21 @@ done:
     }
     if (status == OK) {
         cs_mc_set(r, sc, key, next);
+    }
+    return status;
+}
+
+static int cs_write_txn(request_rec *r, const char *key, const char *relpath,
+                        cs_entry_t *next, int tombstone,
+                        const cs_write_ops_t *ops, cs_entry_t *cur)
+{
+    int retry = 0;
+    int status = cs_write_txn_once(r, key, relpath, next, tombstone, ops,
+                                   cur, &retry);
+
+    if (status != OK && retry) {
+        status = cs_write_txn_once(r, key, relpath, next, tombstone, ops,
+                                   cur, &retry);
     }
     return status;
 }
@@ -748,15 +807,23 @@ apr_status_t cs_registry_heartbeat(server_rec *s, apr_pool_t *p)
     cs_server_conf *sc = cs_sconf(s);
     ap_dbd_t *dbd = cs_dbd_open(p, s);
     apr_status_t rv;
-    apr_int64_t period = apr_time_sec(sc->heartbeat);
+    /* Whole seconds, rounded up: the database compares in seconds. */
+    apr_int64_t period = (sc->heartbeat + APR_USEC_PER_SEC - 1)
+                         / APR_USEC_PER_SEC;
+    apr_int64_t lease = (2 * sc->heartbeat + APR_USEC_PER_SEC - 1)
+                        / APR_USEC_PER_SEC;
 
     if (!dbd) {
         return APR_ECONNREFUSED;
     }
+    if (period < 1) {
+        period = 1;
+    }
     rv = cs_db_exec(s, p, dbd, CS_ST_HEARTBEAT, NULL, sc->node_name,
-                    sc->node_url,
+                    sc->node_url, apr_psprintf(p, "%" APR_INT64_T_FMT, period),
+                    /* how long this node may trust its cache (cache.h) */
                     apr_psprintf(p, "%" APR_INT64_T_FMT,
-                                 period > 0 ? period : 1), NULL);
+                                 sc->cache ? lease : 0), NULL);
     /* Then the invalidations nobody could deliver to this node: applied
      * before the caller extends the cache lease. */
     if (rv == APR_SUCCESS) {
@@ -801,10 +868,10 @@ apr_status_t cs_registry_entry(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
 }
 
 /* Run a SELECT and collect every row as an array of ncols strings. */
-static apr_status_t cs_db_rows(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
-                               cs_stmt_id id, int ncols,
-                               apr_array_header_t **out, int nargs,
-                               const char **args)
+static apr_status_t cs_db_rows_once(server_rec *s, apr_pool_t *p,
+                                    ap_dbd_t *dbd, cs_stmt_id id, int ncols,
+                                    apr_array_header_t **out, int nargs,
+                                    const char **args)
 {
     apr_dbd_prepared_t *stmt = cs_stmt(s, dbd, id);
     apr_dbd_results_t *res = NULL;
@@ -842,6 +909,20 @@ static apr_status_t cs_db_rows(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
     return APR_SUCCESS;
 }
 
+static apr_status_t cs_db_rows(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                               cs_stmt_id id, int ncols,
+                               apr_array_header_t **out, int nargs,
+                               const char **args)
+{
+    apr_status_t rv = cs_db_rows_once(s, p, dbd, id, ncols, out, nargs,
+                                      args);
+
+    if (rv != APR_SUCCESS && !cs_in_txn) {
+        rv = cs_db_rows_once(s, p, dbd, id, ncols, out, nargs, args);
+    }
+    return rv;
+}
+
 static apr_array_header_t *cs_rows_to_nodes(apr_pool_t *p,
                                             apr_array_header_t *rows,
                                             int with_age)
@@ -858,6 +939,7 @@ static apr_array_header_t *cs_rows_to_nodes(apr_pool_t *p,
         n->alive = cols[2][0] == '1';
         n->age = with_age ? apr_atoi64(cols[3]) : 0;
         n->period = with_age ? atoi(cols[4]) : 0;
+        n->lease = with_age ? atoi(cols[5]) : 0;
     }
     return out;
 }
@@ -881,7 +963,7 @@ apr_status_t cs_registry_nodes(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
                                apr_array_header_t **out)
 {
     apr_array_header_t *rows;
-    apr_status_t rv = cs_db_rows(s, p, dbd, CS_ST_NODES, 5, &rows, 0, NULL);
+    apr_status_t rv = cs_db_rows(s, p, dbd, CS_ST_NODES, 6, &rows, 0, NULL);
 
     *out = cs_rows_to_nodes(p, rows, 1);
     return rv;

@@ -92,6 +92,7 @@ typedef struct {
     int alive;              /* heartbeat younger than three periods */
     apr_int64_t age;        /* seconds since the last heartbeat */
     int period;             /* its heartbeat period, seconds */
+    int lease;              /* how long it trusts its cache (0: no cache) */
 } cs_node_t;
 
 /* The request's connection (NULL, logged, when the database is down). */

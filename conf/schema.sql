@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS cs_nodes (
     url VARCHAR(255) NOT NULL,
     heartbeat BIGINT NOT NULL,
     period INT NOT NULL,
+    lease INT NOT NULL DEFAULT 0,
     started BIGINT NOT NULL,
     PRIMARY KEY (name)
 ) ENGINE=InnoDB;

@@ -1,4 +1,5 @@
-# The node-local registry cache (cache.h): hits need no network, and no
+# The node-local registry cache (ClusterStorageLocalCache On, cache.h):
+# hits need no network, and no
 # node serves an older version once a write is answered — also when a node
 # misses the invalidation (stopped), cannot be reached by the writer
 # (partitioned but alive), or restarts.
@@ -10,8 +11,11 @@ use CSTest qw(req unique_key wait_for);
 use CSNode;
 use Time::HiRes qw(time);
 
-my $a = CSNode->new('k20a', replicas => 1)->start;
-my $b = CSNode->new('k20b', replicas => 1, timeout => 2)->start;
+# ClusterStorageLocalCache On for every node of this test.
+sub cached { my $more = shift; sub { $_[0] .= "\nClusterStorageLocalCache On\n"; $more->(@_) if $more } }
+
+my $a = CSNode->new('k20a', replicas => 1, edit => cached())->start;
+my $b = CSNode->new('k20b', replicas => 1, timeout => 2, edit => cached())->start;
 
 my $key = '/files/' . unique_key('cache') . '.txt';
 is req(PUT => $a->url . $key, "v1\n")->code, 201, 'v1 stored on A';
@@ -39,9 +43,9 @@ like do { local (@ARGV, $/) = $a->error_log; <> }, qr/CS071: \Q$key\E: node k20b
 # 2. A node the writer cannot reach but that keeps its heartbeat (it
 #    advertises an address nobody answers on).
 my $dead = CSNode::free_port();
-my $c = CSNode->new('k20c', replicas => 1, edit => sub {
+my $c = CSNode->new('k20c', replicas => 1, edit => cached(sub {
     $_[0] =~ s{^(ClusterStorageNode k20c) \S+}{$1 http://127.0.0.1:$dead}m;
-})->start;
+}))->start;
 is req(GET => $c->url . $key)->content, "v2\n", 'C serves v2';
 is req(GET => $c->url . $key)->content, "v2\n", 'C serves v2 again (cached)';
 $t0 = time;
@@ -61,6 +65,23 @@ is req(PUT => $a->url . $key, "v5\n")->code, 201, 'stored again';
 $b->stop;
 $b->start;
 is req(GET => $b->url . $key)->content, "v5\n", 'B after a restart serves v5';
+
+# 5. Database down: the cache is trusted only while the lease runs; once it
+#    lapses (no heartbeat can renew it), hits are served as unverified.
+use CSTest qw(svc mc_raw mc_key);
+END { eval { svc('start-db') } }
+req(GET => $b->url . $key) for 1 .. 2;
+svc('stop-db');
+my $first = req(GET => $b->url . $key);
+is $first->code, 200, 'database down: B still serves its copy';
+ok wait_for(15, sub {
+    mc_raw('delete ' . mc_key($key) . "\r\n");     # memcached can't tell either
+    my $g = req(GET => $b->url . $key);
+    $g->code == 200 && ($g->header('X-ClusterStorage-Unverified') // '') eq '1' }),
+    'once the lease lapses, B marks its answers unverified';
+svc('start-db');
+ok wait_for(20, sub { $b->status->{cache}{lease_ms} > 0 }),
+    'the lease is renewed when the database is back';
 
 $_->stop for $a, $b, $c;
 done_testing;

@@ -133,6 +133,7 @@ sub try_start {
 sub stop {
     my ($self) = @_;
     my $pid = $self->pid or return;
+    $self->thaw if $self->{frozen};
     system('/usr/sbin/apache2', '-f', "$self->{dir}/httpd.conf", '-k', 'stop');
     wait_for(30, sub { !kill 0, $pid }) or kill 'KILL', -$pid;
     unlink "$self->{dir}/httpd.pid";
@@ -145,6 +146,22 @@ sub kill9 {
     kill 'KILL', -$pid;
     wait_for(10, sub { !kill 0, $pid });
     unlink "$self->{dir}/httpd.pid";
+}
+
+# SIGSTOP / SIGCONT the whole process group: a hung node that still
+# accepts connections (the kernel completes them) but never answers.
+sub freeze {
+    my ($self) = @_;
+    my $pid = $self->pid or return;
+    kill 'STOP', -$pid;
+    $self->{frozen} = 1;
+}
+
+sub thaw {
+    my ($self) = @_;
+    my $pid = $self->pid or return;
+    kill 'CONT', -$pid;
+    $self->{frozen} = 0;
 }
 
 sub log_tail {
@@ -182,6 +199,18 @@ sub live_holders {
     my ($self, $key) = @_;
     my $e = $self->entry($key) or return ();
     return sort map { $_->{node} } grep { $_->{alive} } @{ $e->{holders} };
+}
+
+# Regular files under this node's root (outside .clusterstorage), relative.
+sub files { CSTest::local_files($_[0]{root}) }
+
+# Job files of this node's replication queue (.clusterstorage/queue).
+sub queue_jobs {
+    my ($self) = @_;
+    opendir my $dh, "$self->{root}/.clusterstorage/queue" or return ();
+    my @f = sort grep { !/^\./ } readdir $dh;
+    closedir $dh;
+    return @f;
 }
 
 sub DESTROY {

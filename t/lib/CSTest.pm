@@ -6,7 +6,7 @@ use strict;
 use warnings;
 
 use Exporter 'import';
-use Digest::SHA qw(sha256_hex);
+use Digest::SHA qw(sha256_hex hmac_sha256_hex);
 use File::Find ();
 use HTTP::Request ();
 use IO::Socket::INET ();
@@ -15,7 +15,8 @@ use Time::HiRes qw(time sleep);
 
 our @EXPORT_OK = qw(req node_url svc sql mc_key mc_raw mc_set_raw wait_for
                     storage_root tmp_files raw_http file_sha256 unique_key
-                    mc_get sql_str registry_rows restart_server);
+                    mc_get sql_str registry_rows restart_server
+                    peer_auth node_status node_counter local_files);
 
 my $REPO = $ENV{CS_REPO} || do {
     require Cwd;
@@ -203,4 +204,52 @@ sub restart_server {
     return $ok;
 }
 
+# The shared secret of the test nodes (t/lib/node.conf.tmpl, extra.conf.in).
+our $SECRET = 'test-secret-0123456789abcdef';
+
+# peer_auth(METHOD, KEY, VERSION, ts => T, node => NAME, secret => S)
+# -> an X-ClusterStorage-Auth value as a node would send it (SPEC §4):
+# "NODE TS MAC", MAC = hex HMAC-SHA256 over "METHOD\nKEY\nVERSION\nTS".
+sub peer_auth {
+    my ($method, $key, $version, %o) = @_;
+    my $ts = defined $o{ts} ? $o{ts} : int(time);
+    my $node = defined $o{node} ? $o{node} : 'n1';
+    my $mac = hmac_sha256_hex("$method\n$key\n$version\n$ts",
+                              defined $o{secret} ? $o{secret} : $SECRET);
+    return "$node $ts $mac";
+}
+
+# node_status(BASE_URL) -> decoded /cluster-status?format=json, or undef.
+sub node_status {
+    my ($base) = @_;
+    require JSON::PP;
+    my $r = req(GET => $base . '/cluster-status?format=json');
+    return undef unless $r->code == 200;
+    return eval { JSON::PP::decode_json($r->content) };
+}
+
+# node_counter(BASE_URL, NAME) -> that node's counter NAME, or undef.
+sub node_counter {
+    my ($base, $name) = @_;
+    my $s = node_status($base) or return undef;
+    return $s->{counters}{$name};
+}
+
+# local_files(ROOT) -> the regular files under ROOT outside the module's
+# working directory (.clusterstorage), relative to ROOT, sorted.
+sub local_files {
+    my ($root) = @_;
+    my @f;
+    return () unless -d $root;
+    File::Find::find({ no_chdir => 1, wanted => sub {
+        if (-d $_ && m{/\.clusterstorage\z}) {
+            $File::Find::prune = 1;
+            return;
+        }
+        push @f, substr($_, length($root)) if -f $_;
+    } }, $root);
+    return sort @f;
+}
+
 1;
+

@@ -248,6 +248,9 @@ long cs_http_parse_head(const char *buf, size_t len, int *status,
     if (!found) {
         return (len >= CS_HTTP_HEAD_MAX) ? -1 : 0;
     }
+    if (end > CS_HTTP_HEAD_MAX) {
+        return -1;      /* the limit holds however much was read */
+    }
     /* Status line: HTTP/1.x SP DDD [SP reason] */
     if (end < 14 || memcmp(buf, "HTTP/1.", 7) != 0
         || (buf[7] != '0' && buf[7] != '1') || buf[8] != ' '
@@ -331,5 +334,38 @@ int cs_auth_parse(const char *in, size_t len, char *node, uint64_t *ts,
     }
     memcpy(mac, tok, toklen);
     mac[toklen] = '\0';
+    return 0;
+}
+
+int cs_job_decode(const char *buf, size_t len, char *op, uint64_t *version,
+                  const char **key, size_t *klen, const char **rel,
+                  size_t *rlen)
+{
+    const char *end = buf + len, *nl, *nl2, *k;
+
+    if (len < 9 || memcmp(buf, "CSJ1 ", 5) != 0
+        || (buf[5] != 'P' && buf[5] != 'D') || buf[6] != ' '
+        || memchr(buf, '\0', len)) {
+        return -1;
+    }
+    nl = memchr(buf + 7, '\n', (size_t)(end - buf - 7));
+    if (!nl || cs_parse_u64(buf + 7, (size_t)(nl - buf - 7), version) != 0
+        || *version == 0) {
+        return -1;
+    }
+    k = nl + 1;
+    nl2 = memchr(k, '\n', (size_t)(end - k));
+    if (!nl2) {
+        return -1;
+    }
+    *klen = (size_t)(nl2 - k);
+    *rlen = (size_t)(end - nl2 - 1);
+    if (cs_key_check(k, *klen) != CS_KEY_OK
+        || cs_key_check(nl2 + 1, *rlen) != CS_KEY_OK) {
+        return -1;
+    }
+    *op = buf[5];
+    *key = k;
+    *rel = nl2 + 1;
     return 0;
 }

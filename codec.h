@@ -84,4 +84,11 @@ long cs_http_parse_head(const char *buf, size_t len, int *status,
 int cs_auth_parse(const char *in, size_t len, char *node, uint64_t *ts,
                   char *mac);
 
+/* Decode a replication queue job file (format in queue.h):
+ * "CSJ1 <P|D> <version>\n<key>\n<relpath>".  key and rel point into buf.
+ * Returns 0 or -1. */
+int cs_job_decode(const char *buf, size_t len, char *op, uint64_t *version,
+                  const char **key, size_t *klen, const char **rel,
+                  size_t *rlen);
+
 #endif /* CS_CODEC_H */

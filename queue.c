@@ -94,38 +94,19 @@ apr_status_t cs_queue_remove(apr_pool_t *p, const char *path)
 int cs_job_parse(apr_pool_t *p, const char *buf, apr_size_t len,
                  cs_job_t *job)
 {
-    const char *nl = memchr(buf, '\n', len);
-    const char *sp;
-    apr_size_t hlen, klen, rlen;
+    const char *key, *rel;
+    size_t klen, rlen;
+    uint64_t version;
+    char op;
 
-    if (!nl || len < 9 || memcmp(buf, "CSJ1 ", 5) != 0
-        || (buf[5] != 'P' && buf[5] != 'D') || buf[6] != ' ') {
+    if (cs_job_decode(buf, len, &op, &version, &key, &klen, &rel, &rlen)
+        != 0) {
         return -1;
     }
-    hlen = (apr_size_t)(nl - buf);
-    sp = buf + 7;
-    if (cs_parse_u64(sp, (size_t)(nl - sp), &job->version) != 0
-        || job->version == 0) {
-        return -1;
-    }
-    {
-        const char *k = nl + 1, *end = buf + len;
-        const char *nl2 = memchr(k, '\n', (apr_size_t)(end - k));
-        if (!nl2) {
-            return -1;
-        }
-        klen = (apr_size_t)(nl2 - k);
-        rlen = (apr_size_t)(end - nl2 - 1);
-        if (memchr(k, '\0', (apr_size_t)(end - k))
-            || cs_key_check(k, klen) != CS_KEY_OK
-            || cs_key_check(nl2 + 1, rlen) != CS_KEY_OK) {
-            return -1;
-        }
-        job->relpath = apr_pstrmemdup(p, nl2 + 1, rlen);
-    }
-    job->op = buf[5];
-    job->key = apr_pstrmemdup(p, nl + 1, klen);
-    (void)hlen;
+    job->op = op;
+    job->version = version;
+    job->key = apr_pstrmemdup(p, key, klen);
+    job->relpath = apr_pstrmemdup(p, rel, rlen);
     return 0;
 }
 

@@ -7,12 +7,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 
-echo "== build"
+echo "== build${SANITIZE:+ (SANITIZE=$SANITIZE)}"
+[ -n "${SANITIZE:-}" ] && make -f Makefile.apxs clean >/dev/null
 make -f Makefile.apxs ${SANITIZE:+SANITIZE=$SANITIZE} >build.log 2>&1 || { cat build.log; exit 1; }
 grep -E "(warning|error):" build.log && { echo "build has warnings"; exit 1; }
 echo "== C unit tests"
 bash scripts/check-schema.sh
 make -f Makefile.apxs unit
+if [ -z "${CS_SKIP_FUZZ:-}" ]; then
+    echo "== fuzzing the parsers (${FUZZ_SECONDS:-20} s each)"
+    bash fuzz/run.sh
+fi
 
 export CS_STATE_DIR=$(mktemp -d /tmp/cs-test-state.XXXXXX)
 cleanup() {

@@ -33,6 +33,14 @@ if [ "$(id -u)" = 0 ]; then
     runuser -u cstest -- env -u CS_STATE_DIR SANITIZE="${SANITIZE:-}" \
         CS_MNT_NOXATTR="$WORK/t/mnt/noxattr" CS_MNT_SMALL="$WORK/t/mnt/small" \
         bash "$WORK/scripts/run-suite.sh" "$@" || rc=$?
+    # The same suite against an AddressSanitizer build of the module (the
+    # fuzzers already run under ASan).  CS_SKIP_ASAN=1 skips this pass.
+    if [ "$rc" = 0 ] && [ -z "${CS_SKIP_ASAN:-}" ] && [ -z "${SANITIZE:-}" ]; then
+        echo "==== the suite again, module built with AddressSanitizer"
+        runuser -u cstest -- env -u CS_STATE_DIR SANITIZE=address CS_SKIP_FUZZ=1 \
+            CS_MNT_NOXATTR="$WORK/t/mnt/noxattr" CS_MNT_SMALL="$WORK/t/mnt/small" \
+            bash "$WORK/scripts/run-suite.sh" "$@" || rc=$?
+    fi
     umount "$WORK/t/mnt/noxattr" "$WORK/t/mnt/small" || true
     if [ "$rc" != 0 ] && [ -d "$WORK/t/logs" ]; then
         echo "== error_log of the failed run (last 60 lines)"

@@ -41,20 +41,22 @@ export APACHE_RUN_DIR=$CS_STATE_DIR APACHE_LOCK_DIR=$CS_STATE_DIR \
        APACHE_RUN_USER=$(id -un) APACHE_RUN_GROUP=$(id -gn)
 
 echo "== Apache::Test"
+HTTPD=/usr/sbin/apache2
 if [ "${SANITIZE:-}" = address ]; then
-    # httpd itself is not instrumented: preload the runtime into every
-    # httpd (and, harmlessly, the test's perl).  Reports go to
-    # $CS_STATE_DIR/asan.* and fail the run below.
-    export LD_PRELOAD=$(gcc -print-file-name=libasan.so)
+    # httpd itself is not instrumented: every httpd of the suite (the
+    # Apache::Test server and the extra nodes) starts through a wrapper that
+    # preloads the runtime.  Reports go to $CS_STATE_DIR/asan.* and fail
+    # the run below.
+    HTTPD=$REPO/scripts/httpd-asan
     export ASAN_OPTIONS="detect_leaks=0:log_path=$CS_STATE_DIR/asan:abort_on_error=0"
 fi
+export CS_HTTPD=$HTTPD
 rm -rf t/storage
 perl -MApache::TestMM=test -e 'Apache::TestMM::generate_script("t/TEST")'
 rc=0
-t/TEST -apxs "$(command -v apxs)" -httpd /usr/sbin/apache2 \
+t/TEST -apxs "$(command -v apxs)" -httpd "$HTTPD" \
     -httpd_conf /etc/apache2/apache2.conf -port select "$@" || rc=$?
 if [ "${SANITIZE:-}" = address ]; then
-    unset LD_PRELOAD
     if ls "$CS_STATE_DIR"/asan.* >/dev/null 2>&1; then
         echo "== AddressSanitizer reports"
         cat "$CS_STATE_DIR"/asan.*

@@ -13,6 +13,8 @@ use Time::HiRes qw(time sleep);
 use CSTest qw(req wait_for);
 
 my $REPO = $ENV{CS_REPO} or die "CS_REPO is not set (run via scripts/test.sh)";
+# The httpd binary (scripts/httpd-asan for the AddressSanitizer pass).
+my $HTTPD = $ENV{CS_HTTPD} || '/usr/sbin/apache2';
 
 sub free_port {
     for (1 .. 200) {
@@ -89,7 +91,7 @@ sub alive {
 # Start and wait until it answers and has recorded a heartbeat.
 sub start {
     my ($self) = @_;
-    my $out = qx{/usr/sbin/apache2 -f "$self->{dir}/httpd.conf" -k start 2>&1};
+    my $out = qx{$HTTPD -f "$self->{dir}/httpd.conf" -k start 2>&1};
     die "node $self->{name} did not start: $out" if $?;
     wait_for(30, sub {
         my $r = req(GET => $self->url . '/cluster-status?format=json');
@@ -115,7 +117,7 @@ sub register_pid {
 sub try_start {
     my ($self) = @_;
     truncate $self->error_log, 0 if -e $self->error_log;
-    my $out = qx{/usr/sbin/apache2 -f "$self->{dir}/httpd.conf" -k start 2>&1};
+    my $out = qx{$HTTPD -f "$self->{dir}/httpd.conf" -k start 2>&1};
     my $rc = $? >> 8;
     if ($rc == 0) {
         # It started after all: wait for the pid file, then stop it.
@@ -134,7 +136,7 @@ sub stop {
     my ($self) = @_;
     my $pid = $self->pid or return;
     $self->thaw if $self->{frozen};
-    system('/usr/sbin/apache2', '-f', "$self->{dir}/httpd.conf", '-k', 'stop');
+    system($HTTPD, '-f', "$self->{dir}/httpd.conf", '-k', 'stop');
     wait_for(30, sub { !kill 0, $pid }) or kill 'KILL', -$pid;
     unlink "$self->{dir}/httpd.pid";
 }

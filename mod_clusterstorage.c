@@ -319,6 +319,47 @@ static const command_rec cs_cmds[] = {
 #define CS_WD_HEARTBEAT "_clusterstorage_heartbeat_"
 #define CS_WD_QUEUE     "_clusterstorage_queue_"
 
+/* Crash recovery (store.h): install a PUT's sealed temp file if the
+ * registry says its version was committed as held by this node. */
+typedef struct {
+    server_rec *s;
+    apr_pool_t *p;
+    ap_dbd_t *dbd;
+} cs_recover_ctx;
+
+static int cs_recover_decide(void *baton, const char *key,
+                             apr_uint64_t version, const char **relpath)
+{
+    cs_recover_ctx *ctx = baton;
+
+    if (!ctx->dbd && !(ctx->dbd = cs_registry_open(ctx->s, ctx->p))) {
+        return -1;
+    }
+    if (cs_registry_held_relpath(ctx->s, ctx->p, ctx->dbd, key, version,
+                                 relpath) != APR_SUCCESS) {
+        return -1;
+    }
+    return *relpath ? 1 : 0;
+}
+
+static void cs_recover(server_rec *s, apr_pool_t *pool)
+{
+    cs_server_conf *sc = cs_sconf(s);
+    cs_recover_ctx ctx;
+    int n = 0;
+
+    ctx.s = s;
+    ctx.p = pool;
+    ctx.dbd = NULL;
+    cs_store_recover(pool, sc, cs_recover_decide, &ctx, &n);
+    cs_registry_close(s, ctx.dbd);
+    if (n) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, CSLOG(204)
+                     "node %s: installed %d committed PUT(s) that a crash "
+                     "had left in %s/tmp", sc->node_name, n, sc->state_dir);
+    }
+}
+
 /* Heartbeat thread: schema at start, then this node's heartbeat.  Kept
  * apart from the queue thread so that a long transfer never delays it. */
 static apr_status_t cs_wd_heartbeat(int state, void *data, apr_pool_t *pool)
@@ -353,6 +394,7 @@ static apr_status_t cs_wd_heartbeat(int state, void *data, apr_pool_t *pool)
         else {
             ap_log_error(APLOG_MARK, APLOG_TRACE1, 0, s, CSLOG(203)
                          "node %s: heartbeat recorded", sc->node_name);
+            cs_recover(s, pool);
         }
         break;
     default:

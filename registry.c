@@ -72,6 +72,7 @@ typedef enum {
     CS_ST_INV_LIST,
     CS_ST_INV_DEL,
     CS_ST_INV_PENDING,
+    CS_ST_RECOVER,
     CS_ST_COUNT
 } cs_stmt_id;
 
@@ -146,6 +147,11 @@ static const struct {
       " AND version <= %s" },
     { "cs_inv_pending",
       "SELECT COUNT(*) FROM cs_invalidations WHERE node = %s AND path = %s" },
+    /* Is (key, version) current and registered as held by this node? */
+    { "cs_recover",
+      "SELECT f.relpath FROM cs_files f JOIN cs_replicas r"
+      " ON r.path = f.path AND r.version = f.version AND r.node = %s"
+      " WHERE f.path = %s AND f.version = %s AND f.deleted = 0" },
 };
 
 static APR_OPTIONAL_FN_TYPE(ap_dbd_acquire) *cs_dbd_acquire;
@@ -1058,5 +1064,24 @@ apr_status_t cs_registry_inv_apply(server_rec *s, apr_pool_t *p,
         rv = cs_db_exec(s, p, dbd, CS_ST_INV_DEL, NULL, sc->node_name,
                         row[0], row[1], NULL);
     }
+    return rv;
+}
+
+apr_status_t cs_registry_held_relpath(server_rec *s, apr_pool_t *p,
+                                      ap_dbd_t *dbd, const char *key,
+                                      apr_uint64_t version,
+                                      const char **relpath)
+{
+    cs_server_conf *sc = cs_sconf(s);
+    const char *args[3];
+    apr_array_header_t *rows;
+    apr_status_t rv;
+
+    args[0] = sc->node_name;
+    args[1] = key;
+    args[2] = cs_u64(p, version);
+    rv = cs_db_rows(s, p, dbd, CS_ST_RECOVER, 1, &rows, 3, args);
+    *relpath = (rv == APR_SUCCESS && rows->nelts)
+               ? APR_ARRAY_IDX(rows, 0, const char **)[0] : NULL;
     return rv;
 }

@@ -140,4 +140,11 @@ apr_status_t cs_registry_inv_apply(server_rec *s, apr_pool_t *p,
                                                  const char *key),
                                    void *baton);
 
+/* *relpath: the file below the root of key if version is its current
+ * version and s's node is registered as holding it; NULL otherwise. */
+apr_status_t cs_registry_held_relpath(server_rec *s, apr_pool_t *p,
+                                      ap_dbd_t *dbd, const char *key,
+                                      apr_uint64_t version,
+                                      const char **relpath);
+
 #endif /* CS_REGISTRY_H */

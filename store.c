@@ -100,7 +100,15 @@ static void cs_sweep_tmp(apr_pool_t *p, const char *tmpdir)
         }
         pid = strtol(dash + 1, NULL, 10);
         if (pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno == ESRCH)) {
-            unlink(apr_pstrcat(p, tmpdir, "/", de->d_name, NULL));
+            const char *f = apr_pstrcat(p, tmpdir, "/", de->d_name, NULL);
+            char v[32];
+            /* A sealed PUT temp file may hold a committed version whose
+             * rename the crash prevented: cs_store_recover() decides. */
+            if (strncmp(de->d_name, "put-", 4) == 0
+                && getxattr(f, CS_XATTR_VERSION, v, sizeof(v)) > 0) {
+                continue;
+            }
+            unlink(f);
         }
     }
     closedir(d);
@@ -432,4 +440,71 @@ void cs_store_unlock_key(apr_file_t *lock)
     if (lock) {
         apr_file_close(lock);   /* closing the description drops the flock */
     }
+}
+
+apr_status_t cs_store_recover(apr_pool_t *p, const cs_server_conf *sc,
+                              cs_recover_fn decide, void *baton,
+                              int *recovered)
+{
+    const char *tmpdir = apr_pstrcat(p, sc->state_dir, "/tmp", NULL);
+    DIR *d = opendir(tmpdir);
+    struct dirent *de;
+    apr_status_t result = APR_SUCCESS;
+
+    *recovered = 0;
+    if (!d) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    while ((de = readdir(d)) != NULL) {
+        const char *f, *relpath = NULL;
+        char v[32], key[CS_KEY_MAX + 1];
+        ssize_t vn, kn;
+        uint64_t version;
+        long pid;
+        int status, verdict;
+
+        if (strncmp(de->d_name, "put-", 4) != 0) {
+            continue;
+        }
+        pid = strtol(de->d_name + 4, NULL, 10);
+        if (pid > 0 && !(kill((pid_t)pid, 0) != 0 && errno == ESRCH)) {
+            continue;           /* its process still runs */
+        }
+        f = apr_pstrcat(p, tmpdir, "/", de->d_name, NULL);
+        vn = getxattr(f, CS_XATTR_VERSION, v, sizeof(v));
+        kn = getxattr(f, CS_XATTR_KEY, key, sizeof(key) - 1);
+        if (vn <= 0 || kn <= 0
+            || cs_parse_u64(v, (size_t)vn, &version) != 0) {
+            unlink(f);
+            continue;
+        }
+        key[kn] = '\0';
+        verdict = decide(baton, key, version, &relpath);
+        if (verdict < 0) {
+            result = APR_EAGAIN;        /* registry down: try again later */
+            continue;
+        }
+        if (verdict > 0 && relpath) {
+            const char *path = apr_pstrcat(p, sc->root, relpath, NULL);
+            struct stat st;
+            char lv[32];
+            uint64_t local = 0;
+            ssize_t ln = getxattr(path, CS_XATTR_VERSION, lv, sizeof(lv));
+
+            if (ln > 0 && cs_parse_u64(lv, (size_t)ln, &local) != 0) {
+                local = 0;
+            }
+            if (local < version
+                && cs_store_make_parents(p, sc, path, &status) == APR_SUCCESS
+                && (lstat(path, &st) != 0 || S_ISREG(st.st_mode))
+                && rename(f, path) == 0) {
+                cs_fsync_parent(p, path);
+                (*recovered)++;
+                continue;
+            }
+        }
+        unlink(f);
+    }
+    closedir(d);
+    return result;
 }

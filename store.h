@@ -75,4 +75,16 @@ apr_status_t cs_store_lock_key(apr_pool_t *p, const cs_server_conf *sc,
                                const char *key, apr_file_t **lock);
 void cs_store_unlock_key(apr_file_t *lock);
 
+/* Crash recovery of PUTs: a sealed temp file of a dead process holds a
+ * version that may have been committed just before the crash.  decide()
+ * says, from the registry, whether (key, version) is the current version
+ * held by this node: 1 (and *relpath, the file below the root) to rename it
+ * into place, 0 to discard it, -1 when the registry cannot tell yet (the
+ * file is kept for a later try; APR_EAGAIN is returned). */
+typedef int (*cs_recover_fn)(void *baton, const char *key,
+                             apr_uint64_t version, const char **relpath);
+apr_status_t cs_store_recover(apr_pool_t *p, const cs_server_conf *sc,
+                              cs_recover_fn decide, void *baton,
+                              int *recovered);
+
 #endif /* CS_STORE_H */

@@ -798,7 +798,9 @@ apr_status_t cs_registry_ensure_schema(server_rec *s, apr_pool_t *p)
     if (!dbd) {
         return APR_ECONNREFUSED;
     }
-    rv = cs_db_schema(s, dbd);
+    /* Preparing a statement creates the tables only if they are missing,
+     * so a database user without CREATE works once they exist. */
+    rv = cs_stmt(s, dbd, CS_ST_GET) ? APR_SUCCESS : APR_EGENERAL;
     cs_dbd_close(s, dbd);
     return rv;
 }

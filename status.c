@@ -300,7 +300,8 @@ int cs_status_handler(request_rec *r)
         ap_rprintf(r, "</table>\n<h2>Registry cache</h2>\n<p>%s; %"
                    APR_UINT64_T_FMT " hits, %" APR_UINT64_T_FMT " misses, %"
                    APR_UINT64_T_FMT " invalidations</p>\n",
-                   cs_cache_lease_valid(sc->cache) ? "lease valid"
+                   !sc->cache ? "off (ClusterStorageLocalCache Off)"
+                   : cs_cache_lease_valid(sc->cache) ? "lease valid"
                    : "<b>lease expired</b> (lookups go to memcached/database)",
                    h, m, inv);
     }

@@ -199,51 +199,114 @@ static apr_status_t cs_db_schema(server_rec *s, ap_dbd_t *dbd)
     return APR_SUCCESS;
 }
 
+/* Our statements on one connection: each in its own subpool of the
+ * connection's pool, so that forgetting it also closes it on the server
+ * (a leak there ends at max_prepared_stmt_count). */
+typedef struct {
+    apr_pool_t *pool;
+    apr_dbd_prepared_t *stmt;
+} cs_prepared_t;
+
+#define CS_SESSION_LABEL "cs_session"
+
+/* The database's error number of the last failed call on this thread. */
+static __thread int cs_db_errno;
+
+/* Errors after which the connection's server-side statements (or the
+ * connection itself) may be gone: MySQL client errors (2xxx), unknown
+ * statement handler, connection killed. */
+static int cs_db_lost(int e)
+{
+    return e == 1243 || e == 1927 || (e >= 2000 && e < 3000);
+}
+
+/* Deadlock or lock wait timeout: the transaction may simply be retried. */
+static int cs_db_retryable(int e)
+{
+    return e == 1213 || e == 1205;
+}
+
 /* The prepared statement `id` on this connection, preparing it on first use.
- * Statements live in the connection's own pool and hash (mod_dbd destroys
- * both with the connection), so a reconnect re-prepares them. */
+ * Statements live in the connection's pool (mod_dbd destroys it with the
+ * connection), so a reconnect re-prepares them. */
 static apr_dbd_prepared_t *cs_stmt(server_rec *s, ap_dbd_t *dbd,
                                    cs_stmt_id id)
 {
-    apr_dbd_prepared_t *stmt;
-    int rv;
+    cs_prepared_t *ps;
+    apr_dbd_prepared_t *stmt = NULL;
+    apr_pool_t *sub;
+    int rv, nrows;
 
-    stmt = apr_hash_get(dbd->prepared, cs_stmts[id].label,
-                        APR_HASH_KEY_STRING);
-    if (stmt) {
-        return stmt;
+    ps = apr_hash_get(dbd->prepared, cs_stmts[id].label, APR_HASH_KEY_STRING);
+    if (ps) {
+        return ps->stmt;
     }
-    stmt = NULL;
-    rv = apr_dbd_prepare(dbd->driver, dbd->pool, dbd->handle,
-                         cs_stmts[id].sql, cs_stmts[id].label, &stmt);
+    /* First use of this connection: our transactions lock rows, not gaps
+     * (concurrent writers of different keys must not deadlock). */
+    if (!apr_hash_get(dbd->prepared, CS_SESSION_LABEL, APR_HASH_KEY_STRING)) {
+        rv = apr_dbd_query(dbd->driver, dbd->handle, &nrows,
+                           "SET SESSION TRANSACTION ISOLATION LEVEL "
+                           "READ COMMITTED");
+        if (rv != 0) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(102)
+                         "cannot set the session isolation level: %s",
+                         cs_db_error(dbd, rv));
+            cs_db_errno = rv;
+            return NULL;
+        }
+        apr_hash_set(dbd->prepared, CS_SESSION_LABEL, APR_HASH_KEY_STRING,
+                     dbd);
+    }
+    apr_pool_create(&sub, dbd->pool);
+    rv = apr_dbd_prepare(dbd->driver, sub, dbd->handle, cs_stmts[id].sql,
+                         cs_stmts[id].label, &stmt);
     /* Tables missing (first start)?  Create them once and try again; a
      * database user without CREATE works as long as they exist. */
     if ((rv != 0 || !stmt) && !apr_atomic_read32(&cs_schema_ready)
         && cs_db_schema(s, dbd) == APR_SUCCESS) {
         stmt = NULL;
-        rv = apr_dbd_prepare(dbd->driver, dbd->pool, dbd->handle,
-                             cs_stmts[id].sql, cs_stmts[id].label, &stmt);
+        rv = apr_dbd_prepare(dbd->driver, sub, dbd->handle, cs_stmts[id].sql,
+                             cs_stmts[id].label, &stmt);
     }
     if (rv != 0 || !stmt) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(102)
                      "cannot prepare statement %s: %s",
                      cs_stmts[id].label, cs_db_error(dbd, rv));
+        apr_pool_destroy(sub);
+        cs_db_errno = rv ? rv : 2006;
         return NULL;
     }
-    apr_hash_set(dbd->prepared, cs_stmts[id].label, APR_HASH_KEY_STRING,
-                 stmt);
+    ps = apr_palloc(sub, sizeof(*ps));
+    ps->pool = sub;
+    ps->stmt = stmt;
+    apr_hash_set(dbd->prepared, cs_stmts[id].label, APR_HASH_KEY_STRING, ps);
     return stmt;
 }
 
-/* After an error the server may have lost our statements (restart, lost
- * connection with auto-reconnect): prepare them again next time. */
+/* After the server lost our statements (restart, lost connection with
+ * auto-reconnect): close what is left and prepare them again next time. */
 static void cs_forget_stmts(ap_dbd_t *dbd)
 {
     int i;
 
     for (i = 0; i < CS_ST_COUNT; i++) {
-        apr_hash_set(dbd->prepared, cs_stmts[i].label, APR_HASH_KEY_STRING,
-                     NULL);
+        cs_prepared_t *ps = apr_hash_get(dbd->prepared, cs_stmts[i].label,
+                                         APR_HASH_KEY_STRING);
+        if (ps) {
+            apr_hash_set(dbd->prepared, cs_stmts[i].label,
+                         APR_HASH_KEY_STRING, NULL);
+            apr_pool_destroy(ps->pool);
+        }
+    }
+    apr_hash_set(dbd->prepared, CS_SESSION_LABEL, APR_HASH_KEY_STRING, NULL);
+}
+
+/* After a failed call: forget the statements only if they may be gone. */
+static void cs_db_failed(ap_dbd_t *dbd, int rv)
+{
+    cs_db_errno = rv;
+    if (cs_db_lost(rv)) {
+        cs_forget_stmts(dbd);
     }
 }
 
@@ -306,7 +369,7 @@ static apr_status_t cs_db_select_entry_once(server_rec *s, apr_pool_t *p,
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(103)
                      "registry lookup of %s failed: %s", key,
                      cs_db_error(dbd, rv));
-        cs_forget_stmts(dbd);
+        cs_db_failed(dbd, rv);
         return APR_EGENERAL;
     }
     while ((rv = apr_dbd_get_row(dbd->driver, p, res, &row, -1)) == 0) {
@@ -320,7 +383,7 @@ static apr_status_t cs_db_select_entry_once(server_rec *s, apr_pool_t *p,
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(105)
                      "reading registry row for %s failed: %s", key,
                      cs_db_error(dbd, rv));
-        cs_forget_stmts(dbd);
+        cs_db_failed(dbd, rv);
         return APR_EGENERAL;
     }
     return status;
@@ -335,7 +398,7 @@ static apr_status_t cs_db_select_entry(server_rec *s, apr_pool_t *p,
 {
     apr_status_t rv = cs_db_select_entry_once(s, p, dbd, id, key, e);
 
-    if (rv != APR_SUCCESS && !cs_in_txn) {
+    if (rv != APR_SUCCESS && !cs_in_txn && cs_db_lost(cs_db_errno)) {
         rv = cs_db_select_entry_once(s, p, dbd, id, key, e);
     }
     return rv;
@@ -349,9 +412,12 @@ static apr_status_t cs_db_exec_args(server_rec *s, apr_pool_t *p,
     int rv = 0, dummy, attempt;
 
     /* Every statement run outside a transaction is idempotent (upserts,
-     * deletes by key), so one retry is safe. */
+     * deletes by key), so one retry on re-prepared statements is safe. */
     for (attempt = 0; attempt < (cs_in_txn ? 1 : 2); attempt++) {
         if (!(stmt = cs_stmt(s, dbd, id))) {
+            if (!cs_db_lost(cs_db_errno)) {
+                break;
+            }
             continue;
         }
         rv = apr_dbd_pquery(dbd->driver, p, dbd->handle,
@@ -363,7 +429,10 @@ static apr_status_t cs_db_exec_args(server_rec *s, apr_pool_t *p,
                                                        : APLOG_INFO,
                      0, s, CSLOG(106) "registry statement %s failed: %s",
                      cs_stmts[id].label, cs_db_error(dbd, rv));
-        cs_forget_stmts(dbd);
+        cs_db_failed(dbd, rv);
+        if (!cs_db_lost(rv)) {
+            break;
+        }
     }
     return APR_EGENERAL;
 }
@@ -668,11 +737,12 @@ static int cs_write_txn_once(request_rec *r, const char *key,
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(108)
                       "cannot start a registry transaction: %s",
                       cs_db_error(dbd, rc));
-        cs_forget_stmts(dbd);
+        cs_db_failed(dbd, rc);
         *retry = 1;
         return HTTP_SERVICE_UNAVAILABLE;
     }
     cs_in_txn = 1;
+    cs_db_errno = 0;
     rv = cs_db_exec(r->server, r->pool, dbd, CS_ST_PLACEHOLDER, NULL, key, NULL);
     if (rv != APR_SUCCESS) {
         *retry = 1;     /* nothing happened yet: try a fresh transaction */
@@ -725,6 +795,11 @@ static int cs_write_txn_once(request_rec *r, const char *key,
 
 done:
     cs_in_txn = 0;
+    /* A deadlock or lock timeout anywhere: the transaction is rolled back
+     * and may run again (abort() undoes prepare()). */
+    if (status == HTTP_SERVICE_UNAVAILABLE && cs_db_retryable(cs_db_errno)) {
+        *retry = 1;
+    }
     if (status != OK) {
         apr_dbd_transaction_mode_set(dbd->driver, txn,
                                      APR_DBD_TRANSACTION_ROLLBACK);
@@ -734,7 +809,7 @@ done:
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(109)
                       "registry commit for %s failed: %s", key,
                       cs_db_error(dbd, rc));
-        cs_forget_stmts(dbd);
+        cs_db_failed(dbd, rc);
         status = HTTP_SERVICE_UNAVAILABLE;
     }
     if (status != OK && prepared && ops->abort) {
@@ -750,11 +825,14 @@ static int cs_write_txn(request_rec *r, const char *key, const char *relpath,
                         cs_entry_t *next, int tombstone,
                         const cs_write_ops_t *ops, cs_entry_t *cur)
 {
-    int retry = 0;
+    int retry = 0, attempt;
     int status = cs_write_txn_once(r, key, relpath, next, tombstone, ops,
                                    cur, &retry);
 
-    if (status != OK && retry) {
+    for (attempt = 1; status != OK && retry && attempt < 4; attempt++) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(115)
+                      "retrying the registry transaction of %s (attempt %d)",
+                      key, attempt + 1);
         status = cs_write_txn_once(r, key, relpath, next, tombstone, ops,
                                    cur, &retry);
     }
@@ -896,7 +974,7 @@ static apr_status_t cs_db_rows_once(server_rec *s, apr_pool_t *p,
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(106)
                      "registry statement %s failed: %s",
                      cs_stmts[id].label, cs_db_error(dbd, rv));
-        cs_forget_stmts(dbd);
+        cs_db_failed(dbd, rv);
         return APR_EGENERAL;
     }
     while ((rv = apr_dbd_get_row(dbd->driver, p, res, &row, -1)) == 0) {
@@ -911,7 +989,7 @@ static apr_status_t cs_db_rows_once(server_rec *s, apr_pool_t *p,
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(105)
                      "reading rows of %s failed: %s", cs_stmts[id].label,
                      cs_db_error(dbd, rv));
-        cs_forget_stmts(dbd);
+        cs_db_failed(dbd, rv);
         return APR_EGENERAL;
     }
     return APR_SUCCESS;
@@ -925,7 +1003,7 @@ static apr_status_t cs_db_rows(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
     apr_status_t rv = cs_db_rows_once(s, p, dbd, id, ncols, out, nargs,
                                       args);
 
-    if (rv != APR_SUCCESS && !cs_in_txn) {
+    if (rv != APR_SUCCESS && !cs_in_txn && cs_db_lost(cs_db_errno)) {
         rv = cs_db_rows_once(s, p, dbd, id, ncols, out, nargs, args);
     }
     return rv;

@@ -175,8 +175,12 @@ int cs_registry_have_dbd(void)
 
 static const char *cs_db_error(ap_dbd_t *dbd, int rv)
 {
+    static __thread char buf[320];
     const char *msg = apr_dbd_error(dbd->driver, dbd->handle, rv);
-    return msg ? msg : "(no message)";
+
+    apr_snprintf(buf, sizeof(buf), "error %d%s%s", rv,
+                 msg && *msg ? ": " : "", msg && *msg ? msg : "");
+    return buf;
 }
 
 static apr_status_t cs_db_schema(server_rec *s, ap_dbd_t *dbd)
@@ -211,14 +215,6 @@ typedef struct {
 
 /* The database's error number of the last failed call on this thread. */
 static __thread int cs_db_errno;
-
-/* Errors after which the connection's server-side statements (or the
- * connection itself) may be gone: MySQL client errors (2xxx), unknown
- * statement handler, connection killed. */
-static int cs_db_lost(int e)
-{
-    return e == 1243 || e == 1927 || (e >= 2000 && e < 3000);
-}
 
 /* Deadlock or lock wait timeout: the transaction may simply be retried. */
 static int cs_db_retryable(int e)
@@ -301,11 +297,14 @@ static void cs_forget_stmts(ap_dbd_t *dbd)
     apr_hash_set(dbd->prepared, CS_SESSION_LABEL, APR_HASH_KEY_STRING, NULL);
 }
 
-/* After a failed call: forget the statements only if they may be gone. */
+/* After a failed call: unless it was a deadlock or lock timeout, close and
+ * forget this connection's statements; they are prepared afresh on next
+ * use (after a database restart the server no longer knows them, and the
+ * driver's error numbers for that vary). */
 static void cs_db_failed(ap_dbd_t *dbd, int rv)
 {
-    cs_db_errno = rv;
-    if (cs_db_lost(rv)) {
+    cs_db_errno = rv ? rv : 2013;
+    if (!cs_db_retryable(rv)) {
         cs_forget_stmts(dbd);
     }
 }
@@ -398,7 +397,7 @@ static apr_status_t cs_db_select_entry(server_rec *s, apr_pool_t *p,
 {
     apr_status_t rv = cs_db_select_entry_once(s, p, dbd, id, key, e);
 
-    if (rv != APR_SUCCESS && !cs_in_txn && cs_db_lost(cs_db_errno)) {
+    if (rv != APR_SUCCESS && !cs_in_txn) {
         rv = cs_db_select_entry_once(s, p, dbd, id, key, e);
     }
     return rv;
@@ -415,9 +414,6 @@ static apr_status_t cs_db_exec_args(server_rec *s, apr_pool_t *p,
      * deletes by key), so one retry on re-prepared statements is safe. */
     for (attempt = 0; attempt < (cs_in_txn ? 1 : 2); attempt++) {
         if (!(stmt = cs_stmt(s, dbd, id))) {
-            if (!cs_db_lost(cs_db_errno)) {
-                break;
-            }
             continue;
         }
         rv = apr_dbd_pquery(dbd->driver, p, dbd->handle,
@@ -430,9 +426,6 @@ static apr_status_t cs_db_exec_args(server_rec *s, apr_pool_t *p,
                      0, s, CSLOG(106) "registry statement %s failed: %s",
                      cs_stmts[id].label, cs_db_error(dbd, rv));
         cs_db_failed(dbd, rv);
-        if (!cs_db_lost(rv)) {
-            break;
-        }
     }
     return APR_EGENERAL;
 }
@@ -1003,7 +996,7 @@ static apr_status_t cs_db_rows(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
     apr_status_t rv = cs_db_rows_once(s, p, dbd, id, ncols, out, nargs,
                                       args);
 
-    if (rv != APR_SUCCESS && !cs_in_txn && cs_db_lost(cs_db_errno)) {
+    if (rv != APR_SUCCESS && !cs_in_txn) {
         rv = cs_db_rows_once(s, p, dbd, id, ncols, out, nargs, args);
     }
     return rv;

@@ -33,6 +33,9 @@ struct cs_cache_t {
     cs_slot_t *slots;
 };
 
+static void cs_slot_lock(cs_slot_t *s, apr_uint32_t *seq);
+static void cs_slot_unlock(cs_slot_t *s, apr_uint32_t seq);
+
 apr_status_t cs_cache_create(apr_pool_t *p, apr_size_t slots,
                              cs_cache_t **cp)
 {
@@ -85,9 +88,30 @@ apr_time_t cs_cache_lease(cs_cache_t *c)
     return c ? __atomic_load_n(&c->hdr->lease_until, __ATOMIC_ACQUIRE) : 0;
 }
 
+/* Forget everything: writers skipped this node while its lease had
+ * lapsed, so nothing it knew from before can be trusted. */
+static void cs_cache_wipe(cs_cache_t *c)
+{
+    apr_uint64_t i, n = c->hdr->nbuckets * CS_BUCKET;
+    apr_uint32_t seq;
+
+    __atomic_fetch_add(&c->hdr->epoch, 1, __ATOMIC_SEQ_CST);
+    for (i = 0; i < n; i++) {
+        if (c->slots[i].used) {
+            cs_slot_lock(&c->slots[i], &seq);
+            c->slots[i].used = 0;
+            cs_slot_unlock(&c->slots[i], seq);
+        }
+    }
+}
+
 void cs_cache_set_lease(cs_cache_t *c, apr_time_t until)
 {
     if (c) {
+        if (until > 0 && apr_time_now()
+            >= __atomic_load_n(&c->hdr->lease_until, __ATOMIC_ACQUIRE)) {
+            cs_cache_wipe(c);   /* renewing after a lapse */
+        }
         __atomic_store_n(&c->hdr->lease_until, until, __ATOMIC_RELEASE);
     }
 }

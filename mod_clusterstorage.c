@@ -397,6 +397,12 @@ static apr_status_t cs_wd_heartbeat(int state, void *data, apr_pool_t *pool)
             cs_recover(s, pool);
         }
         break;
+    case AP_WATCHDOG_STATE_STOPPING:
+        if (sc->cache) {
+            cs_cache_set_lease(sc->cache, 0);
+            cs_registry_drop_lease(s, pool);
+        }
+        break;
     default:
         break;
     }

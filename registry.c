@@ -73,6 +73,7 @@ typedef enum {
     CS_ST_INV_DEL,
     CS_ST_INV_PENDING,
     CS_ST_RECOVER,
+    CS_ST_NO_LEASE,
     CS_ST_COUNT
 } cs_stmt_id;
 
@@ -152,6 +153,8 @@ static const struct {
       "SELECT f.relpath FROM cs_files f JOIN cs_replicas r"
       " ON r.path = f.path AND r.version = f.version AND r.node = %s"
       " WHERE f.path = %s AND f.version = %s AND f.deleted = 0" },
+    { "cs_no_lease",
+      "UPDATE cs_nodes SET lease = 0 WHERE name = %s" },
 };
 
 static APR_OPTIONAL_FN_TYPE(ap_dbd_acquire) *cs_dbd_acquire;
@@ -1156,5 +1159,19 @@ apr_status_t cs_registry_held_relpath(server_rec *s, apr_pool_t *p,
     rv = cs_db_rows(s, p, dbd, CS_ST_RECOVER, 1, &rows, 3, args);
     *relpath = (rv == APR_SUCCESS && rows->nelts)
                ? APR_ARRAY_IDX(rows, 0, const char **)[0] : NULL;
+    return rv;
+}
+
+apr_status_t cs_registry_drop_lease(server_rec *s, apr_pool_t *p)
+{
+    cs_server_conf *sc = cs_sconf(s);
+    ap_dbd_t *dbd = cs_dbd_open(p, s);
+    apr_status_t rv;
+
+    if (!dbd) {
+        return APR_ECONNREFUSED;
+    }
+    rv = cs_db_exec(s, p, dbd, CS_ST_NO_LEASE, NULL, sc->node_name, NULL);
+    cs_dbd_close(s, dbd);
     return rv;
 }

@@ -147,4 +147,7 @@ apr_status_t cs_registry_held_relpath(server_rec *s, apr_pool_t *p,
                                       apr_uint64_t version,
                                       const char **relpath);
 
+/* This node stops: it no longer trusts its cache, writers need not wait. */
+apr_status_t cs_registry_drop_lease(server_rec *s, apr_pool_t *p);
+
 #endif /* CS_REGISTRY_H */

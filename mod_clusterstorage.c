@@ -398,6 +398,8 @@ static apr_status_t cs_wd_heartbeat(int state, void *data, apr_pool_t *pool)
         }
         break;
     case AP_WATCHDOG_STATE_STOPPING:
+        /* Best effort: while the child exits, mod_dbd may already be gone;
+         * then the registry keeps the lease until it ages out. */
         if (sc->cache) {
             cs_cache_set_lease(sc->cache, 0);
             cs_registry_drop_lease(s, pool);

@@ -74,6 +74,7 @@ typedef enum {
     CS_ST_INV_PENDING,
     CS_ST_RECOVER,
     CS_ST_NO_LEASE,
+    CS_ST_BACKLOG,
     CS_ST_COUNT
 } cs_stmt_id;
 
@@ -155,6 +156,18 @@ static const struct {
       " WHERE f.path = %s AND f.version = %s AND f.deleted = 0" },
     { "cs_no_lease",
       "UPDATE cs_nodes SET lease = 0 WHERE name = %s" },
+    /* Repair backlog for the status page: keys this node holds that have
+     * fewer live holders than wanted (counted up to 1000). */
+    { "cs_backlog",
+      "SELECT COUNT(*) FROM (SELECT 1 FROM cs_files f"
+      " JOIN cs_replicas me ON me.path = f.path AND me.version = f.version"
+      "  AND me.node = %s"
+      " WHERE f.deleted = 0 AND f.version > 0"
+      " AND (SELECT COUNT(*) FROM cs_replicas r JOIN cs_nodes n"
+      "      ON n.name = r.node WHERE r.path = f.path"
+      "      AND r.version = f.version"
+      "      AND UNIX_TIMESTAMP() - n.heartbeat <= 3 * n.period) < %s"
+      " LIMIT 1000) AS t" },
 };
 
 static APR_OPTIONAL_FN_TYPE(ap_dbd_acquire) *cs_dbd_acquire;
@@ -791,9 +804,10 @@ static int cs_write_txn_once(request_rec *r, const char *key,
 
 done:
     cs_in_txn = 0;
-    /* A deadlock or lock timeout anywhere: the transaction is rolled back
-     * and may run again (abort() undoes prepare()). */
-    if (status == HTTP_SERVICE_UNAVAILABLE && cs_db_retryable(cs_db_errno)) {
+    /* A database failure before the commit (a deadlock, statements the
+     * server lost in a restart, ...): the transaction is rolled back and
+     * may run again on fresh statements (abort() undoes prepare()). */
+    if (status == HTTP_SERVICE_UNAVAILABLE) {
         *retry = 1;
     }
     if (status != OK) {
@@ -1173,5 +1187,21 @@ apr_status_t cs_registry_drop_lease(server_rec *s, apr_pool_t *p)
     }
     rv = cs_db_exec(s, p, dbd, CS_ST_NO_LEASE, NULL, sc->node_name, NULL);
     cs_dbd_close(s, dbd);
+    return rv;
+}
+
+apr_status_t cs_registry_repair_backlog(server_rec *s, apr_pool_t *p,
+                                        ap_dbd_t *dbd, int *count)
+{
+    cs_server_conf *sc = cs_sconf(s);
+    const char *args[2];
+    apr_array_header_t *rows;
+    apr_status_t rv;
+
+    args[0] = sc->node_name;
+    args[1] = apr_itoa(p, sc->replicas);
+    rv = cs_db_rows(s, p, dbd, CS_ST_BACKLOG, 1, &rows, 2, args);
+    *count = (rv == APR_SUCCESS && rows->nelts)
+             ? atoi(APR_ARRAY_IDX(rows, 0, const char **)[0]) : -1;
     return rv;
 }

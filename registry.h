@@ -150,4 +150,9 @@ apr_status_t cs_registry_held_relpath(server_rec *s, apr_pool_t *p,
 /* This node stops: it no longer trusts its cache, writers need not wait. */
 apr_status_t cs_registry_drop_lease(server_rec *s, apr_pool_t *p);
 
+/* *count: keys s's node holds with fewer live holders than wanted (at
+ * most 1000 are counted; -1 if the registry cannot say). */
+apr_status_t cs_registry_repair_backlog(server_rec *s, apr_pool_t *p,
+                                        ap_dbd_t *dbd, int *count);
+
 #endif /* CS_REGISTRY_H */

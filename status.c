@@ -138,7 +138,7 @@ int cs_status_handler(request_rec *r)
     const char *format, *path;
     apr_array_header_t *nodes = NULL;
     ap_dbd_t *dbd;
-    int jobs, i, registry_ok;
+    int jobs, i, registry_ok, backlog = -1;
     apr_int64_t oldest;
     const cs_counter_def *d;
 
@@ -170,16 +170,21 @@ int cs_status_handler(request_rec *r)
         nodes = apr_array_make(r->pool, 0, sizeof(cs_node_t));
     }
     cs_queue_stats(r->pool, sc, &jobs, &oldest);
+    if (!registry_ok || cs_registry_repair_backlog(r->server, r->pool, dbd,
+                                                   &backlog) != APR_SUCCESS) {
+        backlog = -1;
+    }
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
 
     if (format && strcmp(format, "json") == 0) {
         ap_set_content_type(r, "application/json");
         ap_rprintf(r, "{\"node\":%s,\"url\":%s,\"replicas\":%d,"
                    "\"registry_reachable\":%s,\"queue\":{\"jobs\":%d,"
-                   "\"oldest_seconds\":%" APR_INT64_T_FMT "},\"nodes\":[",
+                   "\"oldest_seconds\":%" APR_INT64_T_FMT "},"
+                   "\"repair_backlog\":%d,\"nodes\":[",
                    cs_json(r->pool, sc->node_name),
                    cs_json(r->pool, sc->node_url), sc->replicas,
-                   registry_ok ? "true" : "false", jobs, oldest);
+                   registry_ok ? "true" : "false", jobs, oldest, backlog);
         for (i = 0; i < nodes->nelts; i++) {
             cs_node_t *n = &APR_ARRAY_IDX(nodes, i, cs_node_t);
             ap_rprintf(r, "%s{\"name\":%s,\"url\":%s,\"state\":\"%s\","
@@ -261,12 +266,16 @@ int cs_status_handler(request_rec *r)
                    "oldest job\n# TYPE clusterstorage_queue_oldest_seconds "
                    "gauge\nclusterstorage_queue_oldest_seconds{%s} %"
                    APR_INT64_T_FMT "\n"
+                   "# HELP clusterstorage_repair_backlog keys held here with "
+                   "too few live holders (-1: unknown)\n# TYPE "
+                   "clusterstorage_repair_backlog gauge\n"
+                   "clusterstorage_repair_backlog{%s} %d\n"
                    "# HELP clusterstorage_registry_up 1 if the database "
                    "answered\n# TYPE clusterstorage_registry_up gauge\n"
                    "clusterstorage_registry_up{%s} %d\n"
                    "# HELP clusterstorage_node_up 1 if the node's heartbeat "
                    "is fresh\n# TYPE clusterstorage_node_up gauge\n",
-                   lbl, jobs, lbl, oldest, lbl, registry_ok);
+                   lbl, jobs, lbl, oldest, lbl, backlog, lbl, registry_ok);
         for (i = 0; i < nodes->nelts; i++) {
             cs_node_t *n = &APR_ARRAY_IDX(nodes, i, cs_node_t);
             ap_rprintf(r, "clusterstorage_node_up{%s,peer=\"%s\"} %d\n", lbl,
@@ -279,13 +288,14 @@ int cs_status_handler(request_rec *r)
                "status: %s</title></head><body>\n<h1>Node %s</h1>\n"
                "<p>URL %s, replicas %d, registry %s</p>\n"
                "<p>Replication queue: %d jobs, oldest %" APR_INT64_T_FMT
-               " s</p>\n<h2>Nodes</h2>\n<table border=\"1\"><tr><th>name"
+               " s; repair backlog: %d keys</p>\n<h2>Nodes</h2>\n<table border=\"1\"><tr><th>name"
                "</th><th>url</th><th>state</th><th>heartbeat age (s)</th>"
                "</tr>\n",
                ap_escape_html(r->pool, sc->node_name),
                ap_escape_html(r->pool, sc->node_name),
                ap_escape_html(r->pool, sc->node_url), sc->replicas,
-               registry_ok ? "reachable" : "<b>unreachable</b>", jobs, oldest);
+               registry_ok ? "reachable" : "<b>unreachable</b>", jobs, oldest,
+               backlog);
     for (i = 0; i < nodes->nelts; i++) {
         cs_node_t *n = &APR_ARRAY_IDX(nodes, i, cs_node_t);
         ap_rprintf(r, "<tr><td>%s</td><td>%s</td><td>%s</td><td>%"

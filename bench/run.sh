@@ -1,0 +1,727 @@
+#!/usr/bin/env bash
+# bench/run.sh - mod_clusterstorage beside native httpd, in one run.
+#
+#   bash bench/run.sh            # full run (5 rounds of 5 s, 1 GiB RSS test;
+#                                #   about 5-7 minutes)
+#   bash bench/run.sh --quick    # 3 rounds of 2 s, 256 MiB RSS test (~2 min)
+#   options: --perf  also profile the 4 KB hit (perf record -p of node A's and
+#                    of native's children; bench/perfdiff.pl ranks the extra
+#                    CPU time per request) into bench/out/perf-4k.txt
+#            --keep  keep the state directory (configs, logs, files)
+#            --hold  set everything up (services, nodes, files), print the
+#                    URLs and wait for Ctrl-C instead of measuring (for
+#                    profiling or poking at the nodes by hand)
+#
+# As root on a Debian 12 machine with at least 2 CPUs.  Steps: install what
+# is missing (scripts/deps.sh, wrk included), build (make -f Makefile.apxs),
+# start a private MariaDB + memcached (scripts/services.sh, state in a fresh
+# mktemp directory), then on free 127.0.0.1 ports three Debian
+# /usr/sbin/apache2 instances (mpm_event, sendfile, the same MPM/keep-alive
+# settings from bench/common.conf.in):
+#   native  DocumentRoot with the same test files; mod_dav_fs on /files/put/
+#   A, B    cluster nodes (bench/node.conf.in): /files is ClusterStorage On +
+#           Write On, ClusterStorageReplicas 2, memcached, heartbeat 1 s
+# Every httpd is pinned to CPU 0 (taskset -c 0) and every load generator
+# (wrk -t1 -c16, curl, perl) to CPU 1; MariaDB and memcached are not pinned.
+# The test files (121 KB and 4 KB of random bytes) are PUT into node A and
+# copied into the native DocumentRoot under the same URL paths.
+#
+# Measured, native and module interleaved (the order alternates per round);
+# the table shows medians over the rounds and, as the ratio, the median of
+# the per-round ratios module/native:
+#   GET hit 121 KB, 4 KB    wrk req/s on A vs native
+#   GET 404                 an absent key on A vs a missing file on native
+#   cold GET                N distinct 121 KB keys that B lacks (B's copies
+#                           are deleted from its disk before each round, so
+#                           B fetches each from A): keys/s with each key GET
+#                           once on B (bench/keys.lua, mode once), vs native
+#                           GETs over the same N files (mode loop)
+#   PUT 4 KB                distinct paths (bench/put.lua) on A vs mod_dav_fs
+#                           (3 s runs, 1 s in --quick; A's replication queue
+#                           is drained before the next measurement, and the
+#                           drain rate is reported as replication throughput)
+# and once:
+#   replication lag         50 PUT/s for 10 s (6 s in --quick) on A, open
+#                           loop (8 client processes); from each 201 until the
+#                           copy appears in B's root (bench/lag.pl): p50/p99
+#   peak RSS growth         of any httpd child of A and B (of native for the
+#                           native column) during a 1 GiB PUT (including
+#                           its replication to B) and a 1 GiB cold GET on B;
+#                           VmHWM is reset (clear_refs 5) before, growth =
+#                           VmHWM after - VmRSS before
+# The table (measure | native | module | ratio | goal | met) is printed and
+# written to bench/out/latest.md; every wrk output is kept in the state dir
+# (--keep).  Everything started here is stopped on exit.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+BENCH=$REPO/bench
+OUT=$BENCH/out
+
+QUICK=0
+PERF=0
+KEEP=0
+HOLD=0
+for a in "$@"; do
+    case "$a" in
+    --quick) QUICK=1 ;;
+    --perf) PERF=1 ;;
+    --keep) KEEP=1 ;;
+    --hold) HOLD=1 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run.sh: unknown argument '$a' (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+# PUT_DUR: the PUT runs are shorter than the GET runs (DUR) because every
+# module PUT leaves a replication job, and the queue is drained (outside
+# the measurement) before anything else is measured.  DRAIN_BY: seconds
+# after the start by which those waits give up, keeping the whole run
+# bounded even when replication is slow (then noted in the table).
+if ((QUICK)); then
+    ROUNDS=3 DUR=2 PUT_DUR=1 COLD_N=300 LAG_SECS=6 BIG_MIB=256 COLD_MAX=15 DRAIN_TIMEOUT=30 DRAIN_BY=120
+else
+    ROUNDS=5 DUR=5 PUT_DUR=3 COLD_N=600 LAG_SECS=10 BIG_MIB=1024 COLD_MAX=30 DRAIN_TIMEOUT=60 DRAIN_BY=420
+fi
+LAG_RATE=50
+CONNS=16
+START_TIMEOUT=30
+STOP_TIMEOUT=30
+HTTPD=/usr/sbin/apache2
+PORT_MIN=20000
+PORT_MAX=32000
+T_START=$SECONDS
+
+die() { echo "run.sh: ERROR: $*" >&2; exit 1; }
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+NOTES_FILE=/dev/null   # a file in the state dir once there is one
+note() { echo "$*" >>"$NOTES_FILE"; echo "run.sh: NOTE: $*" >&2; }
+
+now_ds() { # deciseconds since boot
+    local s
+    s=$(</proc/uptime)
+    s=${s%% *}
+    echo $((10#${s%.*} * 10 + 10#${s#*.} / 10))
+}
+
+# wait_until TIMEOUT_SECONDS CMD...: poll CMD every 0.1 s until it succeeds.
+wait_until() {
+    local timeout=$1
+    shift
+    local deadline=$(($(now_ds) + timeout * 10))
+    while true; do
+        "$@" && return 0
+        (($(now_ds) >= deadline)) && return 1
+        sleep 0.1
+    done
+}
+
+pid_alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
+pid_dead() { ! pid_alive "$1"; }
+
+port_free() {
+    perl -MSocket -e '
+        socket(my $s, PF_INET, SOCK_STREAM, 0) or exit 2;
+        setsockopt($s, SOL_SOCKET, SO_REUSEADDR, 1) or exit 2;
+        bind($s, pack_sockaddr_in($ARGV[0], inet_aton("127.0.0.1"))) or exit 1;
+        exit 0;' "$1"
+}
+
+TAKEN=" "
+pick_port() { # a free random port not handed out before
+    local p i
+    for ((i = 0; i < 200; i++)); do
+        p=$((PORT_MIN + (RANDOM * 32768 + RANDOM) % (PORT_MAX - PORT_MIN)))
+        [[ $TAKEN == *" $p "* ]] && continue
+        port_free "$p" || continue
+        TAKEN+="$p "
+        echo "$p"
+        return 0
+    done
+    die "could not find a free TCP port in $PORT_MIN..$PORT_MAX"
+}
+
+sed_escape() { printf '%s' "$1" | sed -e 's/[\\|&]/\\&/g'; }
+
+# ------------------------------------------------------------------ cleanup
+STATE=""
+SERVICES_STARTED=0
+BG_PIDS=()
+SERVERS=(native A B)
+declare -A CONF=() PORT=() DIR=()
+
+server_pid() { # pid of server $1's apache2 parent, if it is running
+    local f=${DIR[$1]:-/nonexistent}/httpd.pid pid
+    [[ -r "$f" ]] || return 1
+    pid=$(tr -dc '0-9' <"$f")
+    pid_alive "$pid" || return 1
+    echo "$pid"
+}
+
+stop_servers() {
+    local s pid
+    local -A pids=()
+    for s in "$@"; do
+        pid=$(server_pid "$s") || continue
+        pids[$s]=$pid
+        "$HTTPD" -f "${CONF[$s]}" -k stop 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    done
+    for s in "${!pids[@]}"; do
+        pid=${pids[$s]}
+        if ! wait_until "$STOP_TIMEOUT" pid_dead "$pid"; then
+            echo "run.sh: $s did not stop within ${STOP_TIMEOUT}s; SIGKILL" >&2
+            pkill -KILL -P "$pid" 2>/dev/null || true
+            kill -KILL "$pid" 2>/dev/null || true
+            wait_until 10 pid_dead "$pid" || true
+        fi
+    done
+}
+
+cleanup() {
+    local rc=$? p s
+    trap - EXIT INT TERM
+    set +e
+    for p in "${BG_PIDS[@]}"; do
+        pid_alive "$p" && kill -TERM "$p" 2>/dev/null
+    done
+    for p in "${BG_PIDS[@]}"; do
+        wait_until 10 pid_dead "$p" || kill -KILL "$p" 2>/dev/null
+    done
+    local started=()
+    for s in "${SERVERS[@]}"; do
+        [[ -n "${CONF[$s]:-}" ]] && started+=("$s")
+    done
+    ((${#started[@]})) && stop_servers "${started[@]}"
+    if ((SERVICES_STARTED)); then
+        CS_STATE_DIR=$STATE bash scripts/services.sh stop --purge >/dev/null 2>&1 ||
+            echo "run.sh: stopping the services failed" >&2
+    fi
+    if [[ -n "$STATE" && -d "$STATE" ]]; then
+        rm -f "$STATE"/big.bin "$STATE"/native/htdocs/files/put/big.bin \
+            "$STATE"/A/root/files/big/* "$STATE"/B/root/files/big/* 2>/dev/null
+        if ((KEEP)) || ((rc != 0)); then
+            echo "run.sh: state kept in $STATE (configs, logs, wrk outputs)"
+        else
+            rm -rf "$STATE"
+        fi
+    fi
+    echo "run.sh: finished in $((SECONDS - T_START)) s (exit $rc)"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ------------------------------------------------------- packages and build
+[[ $(id -u) -eq 0 ]] || die "run as root (the httpd children run as www-data; VmHWM is reset through /proc/PID/clear_refs)"
+(($(nproc) >= 2)) || die "needs at least 2 CPUs (httpd on CPU 0, the load generator on CPU 1)"
+mkdir -p "$OUT"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+say "installing what is missing (scripts/deps.sh)"
+bash scripts/deps.sh
+
+say "building the module (make -f Makefile.apxs)"
+make -f Makefile.apxs >"$OUT/build.log" 2>&1 || { tail -n 40 "$OUT/build.log"; die "build failed (log: $OUT/build.log)"; }
+MODULE_SO=$REPO/.libs/mod_clusterstorage.so
+[[ -f "$MODULE_SO" ]] || die "the build did not produce $MODULE_SO"
+for c in wrk taskset curl perl "$HTTPD"; do
+    command -v "$c" >/dev/null || die "$c not found"
+done
+MODULES=$(apxs -q LIBEXECDIR 2>/dev/null || echo /usr/lib/apache2/modules)
+RUN_USER=www-data
+RUN_GROUP=www-data
+
+# ------------------------------------------------------------------ services
+STATE=$(mktemp -d /tmp/cs-bench.XXXXXX)
+chmod 755 "$STATE"
+export CS_STATE_DIR=$STATE
+LOGS=$STATE/logs
+mkdir -p "$LOGS"
+NOTES_FILE=$STATE/notes
+: >"$NOTES_FILE"
+
+say "starting private MariaDB + memcached (state in $STATE)"
+SERVICES_STARTED=1
+bash scripts/services.sh start >"$LOGS/services.log" 2>&1 || { cat "$LOGS/services.log"; die "services.sh start failed"; }
+eval "$(bash scripts/services.sh env)"
+TAKEN+="$CS_DB_PORT $CS_MC_PORT "
+echo "MariaDB on 127.0.0.1:$CS_DB_PORT, memcached on 127.0.0.1:$CS_MC_PORT"
+sql() { bash scripts/services.sh sql "$1" 2>/dev/null; }
+
+# ------------------------------------------------------------------- configs
+SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+COMMON=$STATE/common.conf
+subst() { # subst TEMPLATE OUT NAME=VALUE...
+    local tmpl=$1 out=$2 args=() kv
+    shift 2
+    for kv in "$@"; do
+        args+=(-e "s|@${kv%%=*}@|$(sed_escape "${kv#*=}")|g")
+    done
+    sed "${args[@]}" "$tmpl" >"$out"
+    if grep -q '@[A-Z_]*@' "$out"; then
+        die "unsubstituted placeholder in $out: $(grep -o '@[A-Z_]*@' "$out" | head -n 1)"
+    fi
+}
+subst "$BENCH/common.conf.in" "$COMMON" MODULES="$MODULES" USER="$RUN_USER" GROUP="$RUN_GROUP"
+
+for s in "${SERVERS[@]}"; do
+    DIR[$s]=$STATE/$s
+    PORT[$s]=$(pick_port)
+    CONF[$s]=$STATE/$s/httpd.conf
+done
+N=${DIR[native]}
+mkdir -p "$N/htdocs/files/bench" "$N/htdocs/files/cold" "$N/htdocs/files/put" "$N/davlock"
+chown -R "$RUN_USER:$RUN_GROUP" "$N/htdocs/files/put" "$N/davlock"
+subst "$BENCH/native.conf.in" "${CONF[native]}" DIR="$N" PORT="${PORT[native]}" \
+    COMMON="$COMMON" MODULES="$MODULES"
+for s in A B; do
+    d=${DIR[$s]}
+    mkdir -p "$d/htdocs" "$d/root/files"
+    chown -R "$RUN_USER:$RUN_GROUP" "$d/root"
+    subst "$BENCH/node.conf.in" "${CONF[$s]}" DIR="$d" ROOT="$d/root" NAME="$s" \
+        PORT="${PORT[$s]}" COMMON="$COMMON" MODULES="$MODULES" MODULE_SO="$MODULE_SO" \
+        SECRET="$SECRET" MC_PORT="$CS_MC_PORT" DB_PORT="$CS_DB_PORT" \
+        DB_USER="$CS_DB_USER" DB_PASS="$CS_DB_PASS" DB_NAME="$CS_DB_NAME" \
+        LOCAL_CACHE="${CS_BENCH_LOCAL_CACHE:-On}"
+done
+A_ROOT=${DIR[A]}/root
+B_ROOT=${DIR[B]}/root
+URL_N=http://127.0.0.1:${PORT[native]}
+URL_A=http://127.0.0.1:${PORT[A]}
+URL_B=http://127.0.0.1:${PORT[B]}
+
+# -------------------------------------------------------------------- start
+answers() {
+    local code
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
+        "http://127.0.0.1:${PORT[$1]}/" 2>/dev/null) || true
+    [[ -n "$code" && "$code" != 000 ]]
+}
+answers_or_dead() { answers "$1" || ! server_pid "$1" >/dev/null; }
+for s in "${SERVERS[@]}"; do
+    say "starting $s on http://127.0.0.1:${PORT[$s]} (pinned to CPU 0)"
+    taskset -c 0 "$HTTPD" -f "${CONF[$s]}" -k start ||
+        die "$s did not start (log: ${DIR[$s]}/error_log)"
+    wait_until "$START_TIMEOUT" answers_or_dead "$s" && answers "$s" ||
+        { tail -n 20 "${DIR[$s]}/error_log" >&2; die "$s does not answer (log: ${DIR[$s]}/error_log)"; }
+    echo "children: $(pgrep -P "$(server_pid "$s")" | tr '\n' ' ')"
+done
+both_live() {
+    [[ "$(sql 'SELECT COUNT(*) FROM cs_nodes WHERE UNIX_TIMESTAMP() - heartbeat <= 3 * period' || echo 0)" == 2 ]]
+}
+wait_until 30 both_live || die "nodes A and B are not both live in cs_nodes after 30 s"
+echo "A and B are live in the registry"
+
+# --------------------------------------------------------------------- files
+FILES=$STATE/files
+mkdir -p "$FILES/cold"
+head -c $((121 * 1024)) /dev/urandom >"$FILES/121k.bin"
+head -c 4096 /dev/urandom >"$FILES/4k.bin"
+head -c 4096 /dev/urandom >"$FILES/put4k.bin"
+
+put_a() { # put_a FILE KEY: PUT FILE to node A, fail unless 2xx
+    local code
+    code=$(taskset -c 1 curl -sS -o /dev/null -w '%{http_code}' --max-time 120 --retry 5 \
+        -H 'Content-Type: application/octet-stream' -T "$1" "$URL_A$2") || true
+    [[ $code == 20? ]] || die "PUT $2 on A answered '$code'"
+}
+queue_empty() { # node $1's replication queue has no job
+    [[ -z "$(find "${DIR[$1]}/root/.clusterstorage/queue" -maxdepth 1 -type f -name '*.job' -print -quit 2>/dev/null)" ]]
+}
+drain() { # wait for A's queue to empty; note it if it does not
+    local t0=$SECONDS t=$DRAIN_TIMEOUT left=$((T_START + DRAIN_BY - SECONDS)) jobs ds0
+    ds0=$(now_ds)
+    jobs=$(find "$A_ROOT/.clusterstorage/queue" -name '*.job' | wc -l)
+    ((left < t)) && t=$left
+    ((t < 2)) && t=2
+    if ! wait_until "$t" queue_empty A; then
+        note "node A's replication queue was not empty ${t}s after $1 ($(find "$A_ROOT/.clusterstorage/queue" -name '*.job' | wc -l) jobs left)"
+        return 1
+    fi
+    echo "  (A's replication queue: $jobs jobs drained in $((SECONDS - t0)) s after $1)"
+    if [[ $1 == PUT* ]] && ((jobs >= 100)); then   # replication throughput
+        record drain module "$(awk -v j="$jobs" -v t="$(($(now_ds) - ds0))" 'BEGIN { printf "%.1f", j * 10 / (t > 0 ? t : 1) }')"
+    fi
+}
+
+say "storing the test files on A (121 KB, 4 KB) and in the native DocumentRoot"
+for f in 121k 4k; do
+    put_a "$FILES/$f.bin" "/files/bench/$f.bin"
+    cp "$FILES/$f.bin" "$N/htdocs/files/bench/$f.bin"
+done
+COLDLIST=$STATE/cold.list
+: >"$COLDLIST"
+CURLCFG=$STATE/cold.curl
+: >"$CURLCFG"
+for ((i = 1; i <= COLD_N; i++)); do
+    k=$(printf 'c%05d.bin' "$i")
+    head -c $((121 * 1024)) /dev/urandom >"$FILES/cold/$k"
+    cp "$FILES/cold/$k" "$N/htdocs/files/cold/$k"
+    echo "/files/cold/$k" >>"$COLDLIST"
+    printf 'upload-file = "%s"\nurl = "%s"\noutput = "/dev/null"\n' \
+        "$FILES/cold/$k" "$URL_A/files/cold/$k" >>"$CURLCFG"
+done
+echo "PUT $COLD_N distinct 121 KB keys under /files/cold/ on A"
+# Sequential, with retries: concurrent PUTs of new keys can fail with 503
+# (registry deadlocks, see the notes), which is not what this step measures.
+codes=$(taskset -c 1 curl -sS --retry 5 --retry-max-time 60 -H 'Content-Type: application/octet-stream' \
+    -w '%{http_code}\n' -K "$CURLCFG" --max-time 120 | sort | uniq -c | tr '\n' ' ')
+[[ $codes =~ ^\ *$COLD_N\ 20[14]\ *$ ]] || die "PUT of the cold keys on A answered: $codes"
+for f in 121k 4k; do
+    cmp -s <(curl -sS --max-time 10 "$URL_A/files/bench/$f.bin") "$FILES/$f.bin" || die "GET /files/bench/$f.bin on A: wrong bytes"
+    cmp -s <(curl -sS --max-time 10 "$URL_N/files/bench/$f.bin") "$FILES/$f.bin" || die "GET /files/bench/$f.bin on native: wrong bytes"
+done
+drain "the initial PUTs" || die "A's replication queue does not drain"
+cold_on_b() { find "$B_ROOT/files/cold" -name '*.bin' 2>/dev/null | wc -l; }
+[[ $(cold_on_b) == "$COLD_N" ]] || die "B holds $(cold_on_b) of the $COLD_N cold keys after replication"
+echo "B holds all $COLD_N cold keys (replicated); their copies on B are deleted before each cold round"
+
+if ((HOLD)); then
+    say "--hold: set up; press Ctrl-C to stop everything"
+    echo "native  $URL_N   (DocumentRoot ${DIR[native]}/htdocs; mod_dav_fs on /files/put/)"
+    echo "A       $URL_A   (root $A_ROOT, log ${DIR[A]}/error_log)"
+    echo "B       $URL_B   (root $B_ROOT, log ${DIR[B]}/error_log)"
+    echo "files   /files/bench/121k.bin /files/bench/4k.bin; cold keys listed in $COLDLIST"
+    echo "sql     CS_STATE_DIR=$STATE bash scripts/services.sh sql \"SELECT ...\""
+    trap 'exit 0' INT TERM
+    sleep infinity &
+    BG_PIDS+=($!)
+    wait $! || true
+    exit 0
+fi
+
+# ------------------------------------------------------------------ measure
+declare -A VALS=()   # "measure/side" -> per-round values
+record() { VALS[$1/$2]+="$3 "; }
+
+LOGTAG=x   # names the log of the next wrk run (set by measure)
+wrk_rate() { # wrk_rate EXPECT URL [SCRIPT ARGS...]: req/s of one wrk run
+    local expect=$1 url=$2 log rate total non err cmd
+    shift 2
+    cmd=(wrk -t1 -c$CONNS -d${DUR}s)
+    if (($#)); then
+        cmd+=(-s "$1" "$url" --)
+        shift
+        cmd+=("$@")
+    else
+        cmd+=("$url")
+    fi
+    log=$LOGS/wrk-$LOGTAG.txt
+    echo "${cmd[*]}" >"$log"
+    taskset -c 1 "${cmd[@]}" >>"$log" 2>&1 || true
+    rate=$(awk '/^Requests\/sec:/ { print $2 }' "$log")
+    total=$(awk '/requests in/ { print $1 }' "$log")
+    non=$(awk '/Non-2xx or 3xx responses:/ { print $5 }' "$log")
+    err=$(grep -o 'Socket errors:.*' "$log" || true)
+    [[ -n "$rate" && -n "$total" ]] || { note "wrk failed on $url (see $log)"; echo nan; return; }
+    non=${non:-0}
+    if [[ $expect == 2xx && $non != 0 ]]; then
+        # Only the 2xx answers count: rate * (total - non) / total.
+        note "$non of $total answers were not 2xx on $url (only the 2xx are counted)"
+        rate=$(awk -v r="$rate" -v t="$total" -v n="$non" 'BEGIN { printf "%.2f", r * (t - n) / t }')
+    elif [[ $expect == 404 && $non != "$total" ]]; then
+        note "only $non of $total answers were errors on $url (404 expected)"
+    fi
+    [[ -n "$err" ]] && note "$url: $err"
+    echo "$rate"
+}
+
+wrk_keys() { # wrk_keys URL: keys/s, each key of $COLDLIST GET once (keys.lua)
+    local url=$1 mode=once res log bad
+    log=$LOGS/wrk-$LOGTAG.txt
+    res=$LOGS/wrk-$LOGTAG.res
+    rm -f "$res"
+    echo "wrk keys.lua $mode $url" >"$log"
+    taskset -c 1 wrk -t1 -c$CONNS -d${COLD_MAX}s -s "$BENCH/keys.lua" "$url" \
+        -- "$COLDLIST" "$mode" "$DUR" "$res" >>"$log" 2>&1 || true
+    if [[ ! -s $res ]]; then
+        note "keys.lua $mode on $url did not finish within ${COLD_MAX}s ($(grep -E 'requests in|Non-2xx' "$log" | tr -s ' ' | tr '\n' ';'))"
+        echo nan
+        return
+    fi
+    cat "$res" >>"$log"
+    bad=$(awk '$1 == "bad" { print $2 }' "$res")
+    [[ $bad == 0 ]] || note "keys.lua $mode on $url: $bad answers were not 200 ($(awk '$1 == "status" { printf "%s ", $2 }' "$res"))"
+    awk '$1 == "rate" { print $2 }' "$res"
+}
+
+measure() { # measure NAME SIDE: one run of measure NAME on side native|module
+    local m=$1 side=$2 v url
+    LOGTAG=r$ROUND-$m-$side
+    if [[ $side == native ]]; then url=$URL_N; else url=$URL_A; fi
+    case "$m" in
+    hit121) v=$(wrk_rate 2xx "$url/files/bench/121k.bin") ;;
+    hit4) v=$(wrk_rate 2xx "$url/files/bench/4k.bin") ;;
+    404) v=$(wrk_rate 404 "$url/files/bench/absent-$ROUND.bin") ;;
+    cold)
+        if [[ $side == native ]]; then
+            v=$(wrk_rate 2xx "$URL_N" "$BENCH/keys.lua" "$COLDLIST" loop 0 -)
+        else
+            find "$B_ROOT/files/cold" -name '*.bin' -delete
+            [[ $(cold_on_b) == 0 ]] || die "could not delete B's cold copies"
+            v=$(wrk_keys "$URL_B")
+        fi
+        ;;
+    put)
+        local prefix=/files/put/r$ROUND-$side/
+        if [[ $side == native ]]; then
+            install -d -o "$RUN_USER" -g "$RUN_GROUP" "$N/htdocs$prefix"
+        fi
+        v=$(DUR=$PUT_DUR wrk_rate 2xx "$url" "$BENCH/put.lua" "$FILES/put4k.bin" "$prefix")
+        if [[ $side == module ]]; then drain "PUT round $ROUND" || true; fi
+        ;;
+    esac
+    record "$m" "$side" "$v"
+    printf '  round %d  %-7s %-7s %10s /s\n' "$ROUND" "$m" "$side" "$v"
+}
+
+say "warm-up (not measured)"
+SAVE_DUR=$DUR
+DUR=1
+ROUND=0
+for side in native module; do
+    measure hit4 "$side" >/dev/null
+    measure hit121 "$side" >/dev/null
+done
+DUR=$SAVE_DUR
+VALS=()
+
+MEASURES=(hit121 hit4 404 cold put)
+for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+    say "round $ROUND of $ROUNDS ($( ((ROUND % 2)) && echo 'native first' || echo 'module first'))"
+    for m in "${MEASURES[@]}"; do
+        if ((ROUND % 2)); then
+            measure "$m" native
+            measure "$m" module
+        else
+            measure "$m" module
+            measure "$m" native
+        fi
+    done
+done
+
+# ------------------------------------------------------------- perf profile
+# perf record of the server's children (node A, then native; other
+# processes are left out: this machine may be shared) for PERF_SECS in the
+# middle of a 4 KB hit wrk run;
+# bench/perfdiff.pl turns both into CPU microseconds per request and ranks
+# the differences (bench/out/perf-4k.txt).
+if ((PERF)); then
+    if command -v perf >/dev/null; then
+        PERF_SECS=4
+        declare -A PERF_REQ=()
+        for side in module native; do
+            say "perf record -g of the httpd children for ${PERF_SECS}s during the 4 KB hit ($side)"
+            if [[ $side == native ]]; then url=$URL_N; else url=$URL_A; fi
+            taskset -c 1 wrk -t1 -c$CONNS -d$((PERF_SECS + 2))s "$url/files/bench/4k.bin" \
+                >"$LOGS/perf-wrk-$side.txt" 2>&1 &
+            wpid=$!
+            BG_PIDS+=("$wpid")
+            sleep 1     # sample the steady state, not wrk's start
+            if [[ $side == native ]]; then s=native; else s=A; fi
+            pids=$(pgrep -P "$(server_pid $s)" | paste -sd, -)
+            perf record -q -g -p "$pids" -o "$STATE/perf-$side.data" -- sleep "$PERF_SECS" \
+                >/dev/null 2>"$LOGS/perf-$side.err" || note "perf record failed ($side)"
+            wait "$wpid" || true
+            PERF_REQ[$side]=$(awk -v s="$PERF_SECS" '/^Requests\/sec:/ { printf "%d", $2 * s }' "$LOGS/perf-wrk-$side.txt")
+            grep -E '^Requests/sec' "$LOGS/perf-wrk-$side.txt" || true
+        done
+        {
+            echo "# 4 KB GET hit, wrk -t1 -c$CONNS on CPU 1; perf record -g -p (the server's children) for ${PERF_SECS}s"
+            echo "# module: $(grep -h '^Requests/sec' "$LOGS/perf-wrk-module.txt") native: $(grep -h '^Requests/sec' "$LOGS/perf-wrk-native.txt")"
+            perl "$BENCH/perfdiff.pl" "$STATE/perf-module.data" "${PERF_REQ[module]}" \
+                "$STATE/perf-native.data" "${PERF_REQ[native]}"
+            echo
+            echo "## module, top symbols (share of CPU 0 samples)"
+            echo
+            perf report -i "$STATE/perf-module.data" --no-children --stdio \
+                --sort comm,dso,sym -g none --percent-limit 0.4 2>/dev/null | grep -v '^$' | grep -v '^#'
+        } >"$OUT/perf-4k.txt" 2>&1
+        echo "wrote $OUT/perf-4k.txt"
+        sed -n '1,40p' "$OUT/perf-4k.txt"
+    else
+        note "--perf: perf not found (apt-get install linux-perf)"
+    fi
+fi
+
+# -------------------------------------------------------- replication lag
+say "replication lag: $LAG_RATE PUT/s of 4 KB for ${LAG_SECS}s on A, until B has each copy"
+mkdir -p "$B_ROOT/files/lag"    # poller's directory (the node creates it too)
+chown "$RUN_USER:$RUN_GROUP" "$B_ROOT/files/lag"
+LAGRES=$LOGS/lag.txt
+taskset -c 1 perl "$BENCH/lag.pl" "$URL_A" /files/lag/ "$B_ROOT/files/lag" \
+    "$LAG_RATE" "$LAG_SECS" "$FILES/put4k.bin" >"$LAGRES" 2>"$LOGS/lag.err" ||
+    note "lag.pl failed: $(tail -n 3 "$LOGS/lag.err")"
+cat "$LAGRES"
+lagv() { awk -v k="$1" '$1 == k { print $2 }' "$LAGRES"; }
+LAG_P50=$(lagv p50) LAG_P99=$(lagv p99) LAG_RATE_GOT=$(lagv rate)
+[[ "$(lagv missing)" == 0 ]] || note "lag: $(lagv missing) copies never reached B within 20 s"
+[[ "$(lagv failed)" == 0 ]] || note "lag: $(lagv failed) PUTs failed"
+drain "the lag test" || true
+
+# ------------------------------------------------------------------ RSS
+say "peak RSS growth of httpd children: ${BIG_MIB} MiB PUT and cold GET"
+BIG=$STATE/big.bin
+head -c $((BIG_MIB * 1024 * 1024)) /dev/urandom >"$BIG"
+BIG_SIZE=$(stat -c %s "$BIG")
+
+declare -A RSS0=()
+rss_start() { # reset VmHWM of every child of the given servers, remember VmRSS
+    local s p
+    RSS0=()
+    for s in "$@"; do
+        for p in $(pgrep -P "$(server_pid "$s")"); do
+            echo 5 >"/proc/$p/clear_refs" 2>/dev/null || note "cannot reset VmHWM of pid $p"
+            RSS0[$p]=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status")
+        done
+    done
+}
+rss_growth() { # max over the remembered children of VmHWM now - VmRSS before (MiB)
+    local p hwm max=0 g who=""
+    for p in "${!RSS0[@]}"; do
+        hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$p/status" 2>/dev/null) ||
+            { note "child $p went away during the RSS test"; continue; }
+        [[ -n "$hwm" ]] || continue
+        g=$((hwm - RSS0[$p]))
+        ((g > max)) && max=$g
+    done
+    awk -v k="$max" 'BEGIN { printf "%.1f", k / 1024 }'
+}
+big_on() { # node $1 holds the big key completely
+    [[ -f "${DIR[$1]}/root/files/big/big.bin" && $(stat -c %s "${DIR[$1]}/root/files/big/big.bin") == "$BIG_SIZE" ]]
+}
+curl_code() { # curl_code ARGS...: the status code of one curl (CPU 1)
+    taskset -c 1 curl -sS -o /dev/null -w '%{http_code}' --max-time 600 "$@" || true
+}
+
+# module PUT (answered + replicated to B)
+rss_start A B
+code=$(curl_code -H 'Content-Type: application/octet-stream' -T "$BIG" "$URL_A/files/big/big.bin")
+if [[ $code == 20? ]]; then
+    wait_until 120 big_on B || note "the big key did not reach B within 120 s"
+    drain "the big PUT" || true
+else
+    note "big PUT on A answered $code"
+fi
+RSS_PUT_MOD=$(rss_growth)
+echo "module PUT ${BIG_MIB} MiB: +$RSS_PUT_MOD MiB (max over A's and B's children)"
+# native PUT (mod_dav_fs)
+rss_start native
+code=$(curl_code -H 'Content-Type: application/octet-stream' -T "$BIG" "$URL_N/files/put/big.bin")
+[[ $code == 20? ]] || note "big PUT on native answered $code"
+RSS_PUT_NAT=$(rss_growth)
+echo "native PUT ${BIG_MIB} MiB: +$RSS_PUT_NAT MiB"
+# module cold GET on B (B's copy deleted first)
+rm -f "$B_ROOT/files/big/big.bin"
+rss_start A B
+code=$(curl_code "$URL_B/files/big/big.bin")
+[[ $code == 200 ]] || note "cold GET of the big key on B answered $code"
+RSS_GET_MOD=$(rss_growth)
+echo "module cold GET ${BIG_MIB} MiB: +$RSS_GET_MOD MiB"
+rss_start native
+code=$(curl_code "$URL_N/files/put/big.bin")
+[[ $code == 200 ]] || note "GET of the big file on native answered $code"
+RSS_GET_NAT=$(rss_growth)
+echo "native GET ${BIG_MIB} MiB: +$RSS_GET_NAT MiB"
+rm -f "$BIG"
+
+# ------------------------------------------------------------------- table
+median() { tr ' ' '\n' | awk '/^[0-9]+(\.[0-9]+)?$/' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "nan"; exit } if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { if num "$1" && num "$2"; then awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%.2f", b / a; else print "nan" }'; else echo nan; fi; }
+num() { [[ $1 =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
+ge() { num "$1" && awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b) }'; }
+le() { num "$1" && awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 <= b) }'; }
+lt() { num "$1" && awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 < b) }'; }
+yes_no() { if "$@"; then echo yes; else echo "**no**"; fi; }
+fmt() { if num "$1"; then awk -v v="$1" 'BEGIN { printf "%.0f", v }'; else echo nan; fi; }
+
+ROWS=()
+row() { ROWS+=("| $1 | $2 | $3 | $4 | $5 | $6 |"); }
+declare -A LABEL=([hit121]="GET hit 121 KB (req/s)" [hit4]="GET hit 4 KB (req/s)"
+    [404]="GET absent key, 404 (req/s)" [cold]="cold GET 121 KB on B, each of $COLD_N keys once (keys/s)"
+    [put]="PUT 4 KB, replicas 2 vs mod_dav_fs (req/s)")
+declare -A GOAL=([hit121]=0.97 [hit4]=0.97 [404]=0.90 [cold]=0.30 [put]=0.70)
+paired_ratio() { # median over the rounds of module/native of the same round
+    local nv mv i rr=""
+    read -r -a nv <<<"${VALS[$1/native]:-}"
+    read -r -a mv <<<"${VALS[$1/module]:-}"
+    for ((i = 0; i < ${#nv[@]} && i < ${#mv[@]}; i++)); do
+        rr+="$(ratio "${nv[$i]}" "${mv[$i]}") "
+    done
+    median <<<"$rr" | awk '/^[0-9.]+$/ { printf "%.2f\n", $1; next } { print }'
+}
+for m in "${MEASURES[@]}"; do
+    nat=$(median <<<"${VALS[$m/native]:-}")
+    mod=$(median <<<"${VALS[$m/module]:-}")
+    r=$(paired_ratio "$m")
+    row "${LABEL[$m]}" "$(fmt "$nat")" "$(fmt "$mod")" "$r" "≥ ${GOAL[$m]}" "$(yes_no ge "$r" "${GOAL[$m]}")"
+done
+row "replication throughput A → B, draining the queue left by a PUT round (copies/s)" "–" \
+    "$(fmt "$(median <<<"${VALS[drain/module]:-}")")" "–" "–" "–"
+row "replication lag at $LAG_RATE PUT/s (${LAG_RATE_GOT:-nan}/s achieved), PUT answered → B has it: p50 / p99 (ms)" \
+    "–" "${LAG_P50:-nan} / ${LAG_P99:-nan}" "–" "p99 ≤ 200 ms" "$(yes_no le "${LAG_P99:-nan}" 200)"
+row "peak RSS growth of an httpd child, ${BIG_MIB} MiB PUT (MiB)" "$RSS_PUT_NAT" "$RSS_PUT_MOD" "–" "< 16 MiB" "$(yes_no lt "$RSS_PUT_MOD" 16)"
+row "peak RSS growth of an httpd child, ${BIG_MIB} MiB cold GET (MiB)" "$RSS_GET_NAT" "$RSS_GET_MOD" "–" "< 16 MiB" "$(yes_no lt "$RSS_GET_MOD" 16)"
+
+FLAGS=""
+((QUICK)) && FLAGS+=" --quick"
+((PERF)) && FLAGS+=" --perf"
+CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -n 1)
+HEADER=(
+    "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    "machine: $CPU, $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM; kernel $(uname -r)"
+    "httpd: $($HTTPD -v | sed -n 's/^Server version: //p'), mpm_event, 2 children x 25 threads, sendfile on, keep-alive unlimited; module commit $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD -- '*.c' '*.h' 2>/dev/null || echo ' + uncommitted changes')"
+    "load average (1/5/15 min) at start: $LOAD_START, at end: $(cut -d' ' -f1-3 /proc/loadavg) (other processes on this machine compete for the same 2 CPUs)"
+    "command: bash bench/run.sh$FLAGS; $ROUNDS rounds of ${DUR} s, wrk -t1 -c$CONNS, medians; httpd on CPU 0, load on CPU 1"
+)
+{
+    echo "# mod_clusterstorage benchmark"
+    echo
+    for h in "${HEADER[@]}"; do echo "- $h"; done
+    echo
+    echo "native and module: medians over the rounds; ratio: the median over the rounds"
+    echo "of module / native measured back to back in the same round (robust"
+    echo "against other load on the machine, which changes from round to round)."
+    echo
+    echo "| measure | native | module | ratio | goal | met |"
+    echo "|---|---|---|---|---|---|"
+    printf '%s\n' "${ROWS[@]}"
+    echo
+    echo "Per round:"
+    echo
+    echo "| measure | native | module | ratio per round | median ratio |"
+    echo "|---|---|---|---|---|"
+    for m in "${MEASURES[@]}" drain; do
+        read -r -a nv <<<"${VALS[$m/native]:-}"
+        read -r -a mv <<<"${VALS[$m/module]:-}"
+        rr=""
+        for ((i = 0; i < ${#nv[@]} && i < ${#mv[@]}; i++)); do
+            rr+="$(ratio "${nv[$i]}" "${mv[$i]}") "
+        done
+        [[ -n $rr ]] || rr="– "
+        echo "| $m | ${VALS[$m/native]:-–} | ${VALS[$m/module]:-–} | $rr | $(median <<<"$rr" | sed 's/^nan$/–/') |"
+    done
+    if grep -q -h -E 'CS[0-9]{3}:' "${DIR[A]}/error_log" "${DIR[B]}/error_log" 2>/dev/null; then
+        echo
+        echo "Module log messages during the run (count, node, tag and text up to the first detail):"
+        echo
+        echo '```'
+        for s in A B; do
+            grep -h -o -E '\[clusterstorage:[a-z0-9]+\] .*CS[0-9]{3}: .*' "${DIR[$s]}/error_log" |
+                sed -E -e 's/^\[clusterstorage:([a-z0-9]+)\] .*(CS[0-9]{3}: )/\1 \2/' \
+                    -e 's#/files/[^ :]*#KEY#g' -e 's/v[0-9]+/vN/g' -e 's/: [^:]*$//' |
+                sort | uniq -c | sort -rn | head -n 12 | sed "s/^/$s /" || true
+        done
+        echo '```'
+    fi
+    if [[ -s $NOTES_FILE ]]; then
+        echo
+        echo "Notes:"
+        echo
+        sed 's/^/- /' "$NOTES_FILE"
+    fi
+} >"$OUT/latest.md"
+say "results (also in bench/out/latest.md)"
+cat "$OUT/latest.md"

@@ -209,6 +209,31 @@ apr_status_t cs_store_open(apr_pool_t *p, const char *path, const char *key,
         return APR_ENOENT;
     }
     fi->fname = path;
+    /* The hit path: one attribute with all three ("VERSION SHA256 KEY"). */
+    {
+        apr_size_t cap = 22 + CS_SHA256_HEX_LEN + 1 + CS_KEY_MAX + 1;
+        char *meta = apr_palloc(p, cap);
+        n = fgetxattr(fd, CS_XATTR_META, meta, cap - 1);
+        if (n > 0) {
+            const char *sp1 = memchr(meta, ' ', (size_t)n), *sp2;
+            uint64_t v;
+            if (sp1 && (sp2 = memchr(sp1 + 1, ' ', (size_t)(meta + n - sp1
+                                                             - 1)))
+                && cs_parse_u64(meta, (size_t)(sp1 - meta), &v) == 0
+                && cs_is_sha256_hex(sp1 + 1, (size_t)(sp2 - sp1 - 1))) {
+                apr_size_t klen = (apr_size_t)(meta + n - sp2 - 1);
+                if (key && (klen != strlen(key)
+                            || memcmp(sp2 + 1, key, klen) != 0)) {
+                    return APR_EEXIST;
+                }
+                *version = v;
+                memcpy(sha256, sp1 + 1, CS_SHA256_HEX_LEN);
+                sha256[CS_SHA256_HEX_LEN] = '\0';
+                return APR_SUCCESS;
+            }
+        }
+    }
+    /* Files sealed with only the separate attributes. */
     if (key) {
         /* Another URL may map onto this file: it is this key's copy only
          * if it says so. */
@@ -303,6 +328,7 @@ apr_status_t cs_store_tmp_seal(cs_tmp_t *t, const char *key,
 {
     apr_os_file_t fd;
     char ver[32];
+    const char *meta;
     struct timespec ts[2];
     apr_status_t rv;
 
@@ -312,9 +338,10 @@ apr_status_t cs_store_tmp_seal(cs_tmp_t *t, const char *key,
     }
     apr_os_file_get(&fd, t->file);
     apr_snprintf(ver, sizeof(ver), "%" APR_UINT64_T_FMT, e->version);
+    meta = apr_pstrcat(t->pool, ver, " ", e->sha256, " ", key, NULL);
     if (fsetxattr(fd, CS_XATTR_VERSION, ver, strlen(ver), 0) != 0
         || fsetxattr(fd, CS_XATTR_SHA256, e->sha256, strlen(e->sha256), 0)
-        || fsetxattr(fd, CS_XATTR_KEY, key, strlen(key), 0) != 0
+        || fsetxattr(fd, CS_XATTR_META, meta, strlen(meta), 0) != 0
         || fchmod(fd, 0644) != 0) {
         return APR_FROM_OS_ERROR(errno);
     }
@@ -473,6 +500,19 @@ apr_status_t cs_store_recover(apr_pool_t *p, const cs_server_conf *sc,
         f = apr_pstrcat(p, tmpdir, "/", de->d_name, NULL);
         vn = getxattr(f, CS_XATTR_VERSION, v, sizeof(v));
         kn = getxattr(f, CS_XATTR_KEY, key, sizeof(key) - 1);
+        if (kn <= 0) {
+            /* Sealed with .meta ("VERSION SHA256 KEY"). */
+            char meta[22 + CS_SHA256_HEX_LEN + 1 + CS_KEY_MAX + 1];
+            ssize_t mn = getxattr(f, CS_XATTR_META, meta, sizeof(meta) - 1);
+            const char *sp1 = mn > 0 ? memchr(meta, ' ', (size_t)mn) : NULL;
+            const char *sp2 = sp1 ? memchr(sp1 + 1, ' ',
+                                           (size_t)(meta + mn - sp1 - 1))
+                                  : NULL;
+            if (sp2) {
+                kn = (ssize_t)(meta + mn - sp2 - 1);
+                memcpy(key, sp2 + 1, (size_t)kn);
+            }
+        }
         if (vn <= 0 || kn <= 0
             || cs_parse_u64(v, (size_t)vn, &version) != 0) {
             unlink(f);

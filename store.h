@@ -6,7 +6,8 @@
  * Promises:
  *   - A node's copy of key K is the ordinary file K maps to under the root.
  *     Its version, SHA-256 and key are extended attributes
- *     (user.clusterstorage.{version,sha256,key}) set on the temp file before
+ *     (user.clusterstorage.{version,sha256}, and .meta = "VERSION SHA256 KEY"
+ *     for the hit path) set on the temp file before
  *     it is renamed into place, so content and version change together.
  *   - New content only ever arrives through a temp file in
  *     ROOT/.clusterstorage/tmp, written, fsynced and renamed; a client never
@@ -27,7 +28,11 @@
 
 #define CS_XATTR_VERSION "user.clusterstorage.version"
 #define CS_XATTR_SHA256  "user.clusterstorage.sha256"
+/* The key alone: only on copies written before .meta existed. */
 #define CS_XATTR_KEY     "user.clusterstorage.key"
+/* "VERSION SHA256 KEY", read with one call on a hit (ext4 keeps all of an
+ * inode's attributes in one 4 KB block, so the key is stored only here). */
+#define CS_XATTR_META    "user.clusterstorage.meta"
 
 typedef struct cs_tmp_t cs_tmp_t;
 

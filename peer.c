@@ -389,9 +389,12 @@ apr_status_t cs_peer_push(apr_pool_t *p, const cs_server_conf *sc,
     return rv != APR_SUCCESS ? rv : APR_EGENERAL;
 }
 
-apr_status_t cs_peer_delete(apr_pool_t *p, const cs_server_conf *sc,
-                            const char *base_url, const char *key,
-                            apr_uint64_t version, int *status)
+/* A request without a body whose answer is only a status. */
+static apr_status_t cs_peer_status_only(apr_pool_t *p,
+                                        const cs_server_conf *sc,
+                                        const char *base_url,
+                                        const char *method, const char *key,
+                                        apr_uint64_t version, int *status)
 {
     cs_conn_t *c;
     apr_status_t rv;
@@ -400,7 +403,7 @@ apr_status_t cs_peer_delete(apr_pool_t *p, const cs_server_conf *sc,
     *status = 0;
     rv = cs_connect(p, sc, base_url, &c);
     if (rv == APR_SUCCESS) {
-        rv = cs_send_head(c, sc, "DELETE", key, version, NULL);
+        rv = cs_send_head(c, sc, method, key, version, NULL);
     }
     if (rv == APR_SUCCESS) {
         rv = cs_read_head(c, &why);
@@ -409,26 +412,21 @@ apr_status_t cs_peer_delete(apr_pool_t *p, const cs_server_conf *sc,
         *status = c->status;
     }
     return rv;
+}
+
+apr_status_t cs_peer_delete(apr_pool_t *p, const cs_server_conf *sc,
+                            const char *base_url, const char *key,
+                            apr_uint64_t version, int *status)
+{
+    return cs_peer_status_only(p, sc, base_url, "DELETE", key, version,
+                               status);
 }
 
 apr_status_t cs_peer_purge(apr_pool_t *p, const cs_server_conf *sc,
                            const char *base_url, const char *key,
                            apr_uint64_t version, int *status)
 {
-    cs_conn_t *c;
-    apr_status_t rv;
-    const char *why;
-
-    *status = 0;
-    rv = cs_connect(p, sc, base_url, &c);
-    if (rv == APR_SUCCESS) {
-        rv = cs_send_head(c, sc, "PURGE", key, version, NULL);
-    }
-    if (rv == APR_SUCCESS) {
-        rv = cs_read_head(c, &why);
-    }
-    if (rv == APR_SUCCESS) {
-        *status = c->status;
-    }
-    return rv;
+    return cs_peer_status_only(p, sc, base_url, "PURGE", key, version,
+                               status);
 }
+

@@ -89,8 +89,6 @@ CONNS=16
 START_TIMEOUT=30
 STOP_TIMEOUT=30
 HTTPD=/usr/sbin/apache2
-PORT_MIN=20000
-PORT_MAX=32000
 T_START=$SECONDS
 
 die() { echo "run.sh: ERROR: $*" >&2; exit 1; }
@@ -98,51 +96,8 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 NOTES_FILE=/dev/null   # a file in the state dir once there is one
 note() { echo "$*" >>"$NOTES_FILE"; echo "run.sh: NOTE: $*" >&2; }
 
-now_ds() { # deciseconds since boot
-    local s
-    s=$(</proc/uptime)
-    s=${s%% *}
-    echo $((10#${s%.*} * 10 + 10#${s#*.} / 10))
-}
-
-# wait_until TIMEOUT_SECONDS CMD...: poll CMD every 0.1 s until it succeeds.
-wait_until() {
-    local timeout=$1
-    shift
-    local deadline=$(($(now_ds) + timeout * 10))
-    while true; do
-        "$@" && return 0
-        (($(now_ds) >= deadline)) && return 1
-        sleep 0.1
-    done
-}
-
-pid_alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
-pid_dead() { ! pid_alive "$1"; }
-
-port_free() {
-    perl -MSocket -e '
-        socket(my $s, PF_INET, SOCK_STREAM, 0) or exit 2;
-        setsockopt($s, SOL_SOCKET, SO_REUSEADDR, 1) or exit 2;
-        bind($s, pack_sockaddr_in($ARGV[0], inet_aton("127.0.0.1"))) or exit 1;
-        exit 0;' "$1"
-}
-
-TAKEN=" "
-pick_port() { # a free random port not handed out before
-    local p i
-    for ((i = 0; i < 200; i++)); do
-        p=$((PORT_MIN + (RANDOM * 32768 + RANDOM) % (PORT_MAX - PORT_MIN)))
-        [[ $TAKEN == *" $p "* ]] && continue
-        port_free "$p" || continue
-        TAKEN+="$p "
-        echo "$p"
-        return 0
-    done
-    die "could not find a free TCP port in $PORT_MIN..$PORT_MAX"
-}
-
-sed_escape() { printf '%s' "$1" | sed -e 's/[\\|&]/\\&/g'; }
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
 
 # ------------------------------------------------------------------ cleanup
 STATE=""
@@ -246,7 +201,6 @@ say "starting private MariaDB + memcached (state in $STATE)"
 SERVICES_STARTED=1
 bash scripts/services.sh start >"$LOGS/services.log" 2>&1 || { cat "$LOGS/services.log"; die "services.sh start failed"; }
 eval "$(bash scripts/services.sh env)"
-TAKEN+="$CS_DB_PORT $CS_MC_PORT "
 echo "MariaDB on 127.0.0.1:$CS_DB_PORT, memcached on 127.0.0.1:$CS_MC_PORT"
 sql() { bash scripts/services.sh sql "$1" 2>/dev/null; }
 
@@ -268,7 +222,7 @@ subst "$BENCH/common.conf.in" "$COMMON" MODULES="$MODULES" USER="$RUN_USER" GROU
 
 for s in "${SERVERS[@]}"; do
     DIR[$s]=$STATE/$s
-    PORT[$s]=$(pick_port)
+    PORT[$s]=$(pick_port "${PORT[@]}" "$CS_DB_PORT" "$CS_MC_PORT")
     CONF[$s]=$STATE/$s/httpd.conf
 done
 N=${DIR[native]}

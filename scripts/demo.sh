@@ -36,57 +36,12 @@ NODES=(n1 n2 n3)
 HTTPD=/usr/sbin/apache2
 START_TIMEOUT=${CS_DEMO_START_TIMEOUT:-30}   # seconds, per node
 STOP_TIMEOUT=${CS_DEMO_STOP_TIMEOUT:-30}
-PORT_MIN=20000                               # as scripts/services.sh
-PORT_MAX=32000
 
 die() { echo "demo.sh: ERROR: $*" >&2; exit 1; }
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-now_ds() { # deciseconds since boot
-    local s
-    s=$(</proc/uptime)
-    s=${s%% *}
-    echo $((10#${s%.*} * 10 + 10#${s#*.} / 10))
-}
-
-# wait_until TIMEOUT_SECONDS CMD...: poll CMD every 0.1 s until it succeeds.
-wait_until() {
-    local timeout=$1
-    shift
-    local deadline=$(($(now_ds) + timeout * 10))
-    while true; do
-        "$@" && return 0
-        (($(now_ds) >= deadline)) && return 1
-        sleep 0.1
-    done
-}
-
-pid_alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
-pid_dead() { ! pid_alive "$1"; }
-
-port_free() {
-    perl -MSocket -e '
-        socket(my $s, PF_INET, SOCK_STREAM, 0) or exit 2;
-        setsockopt($s, SOL_SOCKET, SO_REUSEADDR, 1) or exit 2;
-        bind($s, pack_sockaddr_in($ARGV[0], inet_aton("127.0.0.1"))) or exit 1;
-        exit 0;' "$1"
-}
-
-TAKEN=" "
-pick_port() { # a free random port not handed out before
-    local p i
-    for ((i = 0; i < 200; i++)); do
-        p=$((PORT_MIN + (RANDOM * 32768 + RANDOM) % (PORT_MAX - PORT_MIN)))
-        [[ $TAKEN == *" $p "* ]] && continue
-        port_free "$p" || continue
-        TAKEN+="$p "
-        echo "$p"
-        return 0
-    done
-    die "could not find a free TCP port in $PORT_MIN..$PORT_MAX"
-}
-
-sed_escape() { printf '%s' "$1" | sed -e 's/[\\|&]/\\&/g'; }
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
 
 # ------------------------------------------------------------------ cleanup
 STATE=""
@@ -183,7 +138,6 @@ SERVICES_STARTED=1
 bash scripts/services.sh start >/dev/null
 eval "$(bash scripts/services.sh env)"
 echo "MariaDB on 127.0.0.1:$CS_DB_PORT, memcached on 127.0.0.1:$CS_MC_PORT"
-TAKEN+="$CS_DB_PORT $CS_MC_PORT "
 
 # --------------------------------------------------------------------- nodes
 SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -191,7 +145,7 @@ SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 for n in "${NODES[@]}"; do
     d=$STATE/$n
     NODE_DIR[$n]=$d
-    PORT[$n]=$(pick_port)
+    PORT[$n]=$(pick_port "${PORT[@]}" "$CS_DB_PORT" "$CS_MC_PORT")
     CONF[$n]=$d/httpd.conf
     mkdir -p "$d/run" "$d/logs" "$d/htdocs" "$d/root/files"
     chown -R "$RUN_USER:$RUN_GROUP" "$d/root"

@@ -6,19 +6,19 @@
 #include "cache.h"
 
 #include "apr_shm.h"
+#include "apr_general.h"
 
 #include <sched.h>
 #include <string.h>
-
-#include <openssl/sha.h>
 
 #define CS_BUCKET 8
 
 typedef struct {
     apr_uint32_t seq;           /* sequence lock: odd while written */
     apr_uint32_t used;
-    unsigned char hash[16];     /* first 16 bytes of SHA-256(key) */
+    unsigned char hash[16];     /* two keyed SipHashes of the key */
     cs_entry_t e;
+    cs_local_t local;           /* this node's copy of e, if verified */
 } cs_slot_t;
 
 typedef struct {
@@ -26,6 +26,7 @@ typedef struct {
     apr_int64_t lease_until;    /* apr_time_t; 0: no lease */
     apr_uint64_t nbuckets;
     apr_uint64_t hits, misses, invalidations;
+    unsigned char sipkey[32];   /* random per httpd: slots cannot be aimed */
 } cs_cache_hdr_t;
 
 struct cs_cache_t {
@@ -56,6 +57,10 @@ apr_status_t cs_cache_create(apr_pool_t *p, apr_size_t slots,
     c->hdr = apr_shm_baseaddr_get(shm);
     memset(c->hdr, 0, size);
     c->hdr->nbuckets = nb;
+    rv = apr_generate_random_bytes(c->hdr->sipkey, sizeof(c->hdr->sipkey));
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
     c->slots = (cs_slot_t *)(c->hdr + 1);
     *cp = c;
     return APR_SUCCESS;
@@ -69,12 +74,16 @@ static cs_slot_t *cs_bucket(cs_cache_t *c, const unsigned char *hash)
     return c->slots + (h % c->hdr->nbuckets) * CS_BUCKET;
 }
 
-static void cs_hash(const char *key, unsigned char out[16])
+/* 128 bits, so that two keys sharing a slot is not a practical event;
+ * keyed, so that clients cannot choose keys that crowd one bucket. */
+static void cs_hash(cs_cache_t *c, const char *key, unsigned char out[16])
 {
-    unsigned char md[SHA256_DIGEST_LENGTH];
+    size_t len = strlen(key);
+    apr_uint64_t h[2];
 
-    SHA256((const unsigned char *)key, strlen(key), md);
-    memcpy(out, md, 16);
+    h[0] = cs_siphash24(c->hdr->sipkey, key, len);
+    h[1] = cs_siphash24(c->hdr->sipkey + 16, key, len);
+    memcpy(out, h, 16);
 }
 
 int cs_cache_lease_valid(cs_cache_t *c)
@@ -116,7 +125,8 @@ void cs_cache_set_lease(cs_cache_t *c, apr_time_t until)
     }
 }
 
-int cs_cache_get(cs_cache_t *c, const char *key, cs_entry_t *e)
+int cs_cache_get(cs_cache_t *c, const char *key, cs_entry_t *e,
+                 cs_local_t *local)
 {
     unsigned char hash[16];
     cs_slot_t *b;
@@ -125,13 +135,14 @@ int cs_cache_get(cs_cache_t *c, const char *key, cs_entry_t *e)
     if (!cs_cache_lease_valid(c)) {
         return 0;
     }
-    cs_hash(key, hash);
+    cs_hash(c, key, hash);
     b = cs_bucket(c, hash);
     for (i = 0; i < CS_BUCKET; i++) {
         cs_slot_t *s = &b[i];
         apr_uint32_t s1, s2, used;
         unsigned char h[16];
         cs_entry_t copy;
+        cs_local_t lcopy;
 
         s1 = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
         if (s1 & 1) {
@@ -140,12 +151,16 @@ int cs_cache_get(cs_cache_t *c, const char *key, cs_entry_t *e)
         used = s->used;
         memcpy(h, s->hash, sizeof(h));
         memcpy(&copy, &s->e, sizeof(copy));
+        memcpy(&lcopy, &s->local, sizeof(lcopy));
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         s2 = __atomic_load_n(&s->seq, __ATOMIC_RELAXED);
         if (s1 != s2 || !used || memcmp(h, hash, sizeof(h)) != 0) {
             continue;
         }
         *e = copy;
+        if (local) {
+            *local = lcopy;
+        }
         __atomic_fetch_add(&c->hdr->hits, 1, __ATOMIC_RELAXED);
         return 1;
     }
@@ -196,7 +211,7 @@ void cs_cache_put(cs_cache_t *c, const char *key, const cs_entry_t *e,
     if (!c) {
         return;
     }
-    cs_hash(key, hash);
+    cs_hash(c, key, hash);
     b = cs_bucket(c, hash);
     /* The key's own slot, else a free one, else a victim. */
     for (i = 0; i < CS_BUCKET && !s; i++) {
@@ -223,8 +238,40 @@ void cs_cache_put(cs_cache_t *c, const char *key, const cs_entry_t *e,
     }
     memcpy(s->hash, hash, sizeof(hash));
     s->e = *e;
+    memset(&s->local, 0, sizeof(s->local));
     s->used = 1;
     cs_slot_unlock(s, seq);
+}
+
+void cs_cache_note_local(cs_cache_t *c, const char *key, apr_uint64_t version,
+                         const cs_local_t *local)
+{
+    unsigned char hash[16];
+    cs_slot_t *b;
+    apr_uint32_t seq;
+    int i;
+
+    if (!c || !cs_cache_lease_valid(c)) {
+        return;
+    }
+    cs_hash(c, key, hash);
+    b = cs_bucket(c, hash);
+    for (i = 0; i < CS_BUCKET; i++) {
+        cs_slot_t *s = &b[i];
+        if (!s->used || memcmp(s->hash, hash, sizeof(hash)) != 0) {
+            continue;
+        }
+        if (!cs_slot_trylock(s, &seq)) {
+            return;             /* contended: the next hit notes it */
+        }
+        /* Only next to the entry it was verified against. */
+        if (s->used && memcmp(s->hash, hash, sizeof(hash)) == 0
+            && s->e.version == version && !s->e.deleted) {
+            s->local = *local;
+        }
+        cs_slot_unlock(s, seq);
+        return;
+    }
 }
 
 void cs_cache_invalidate(cs_cache_t *c, const char *key)
@@ -241,7 +288,7 @@ void cs_cache_invalidate(cs_cache_t *c, const char *key)
      * not insert what it read. */
     __atomic_fetch_add(&c->hdr->epoch, 1, __ATOMIC_SEQ_CST);
     __atomic_fetch_add(&c->hdr->invalidations, 1, __ATOMIC_RELAXED);
-    cs_hash(key, hash);
+    cs_hash(c, key, hash);
     b = cs_bucket(c, hash);
     for (i = 0; i < CS_BUCKET; i++) {
         /* Wait for an insert in progress, then drop the key's slot. */

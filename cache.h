@@ -39,9 +39,19 @@
  *     the same invalidations); a new httpd starts with an empty cache and
  *     no lease.
  *
+ *  5. The local copy.  Next to an entry the cache may hold the identity
+ *     (device, inode, ctime) of this node's file that was found to carry
+ *     that entry's version and SHA-256 in its attributes.  A hit whose
+ *     opened file (fstat of the descriptor that is then served) has that
+ *     identity skips reading the attributes: they cannot have changed
+ *     without changing the ctime, and a file installed in its place is a
+ *     new inode.  The identity is dropped with its entry, never carried to
+ *     another version.
+ *
  * Readers never block: a slot being written is a miss.  The table is a
- * fixed set of 8-slot buckets indexed by the key's SHA-256; a full bucket
- * evicts by overwriting (it is a cache).
+ * fixed set of 8-slot buckets indexed by a 128-bit keyed SipHash of the
+ * key (random key per httpd); a full bucket evicts by overwriting (it is a
+ * cache).
  */
 #ifndef CS_CACHE_H
 #define CS_CACHE_H
@@ -52,13 +62,26 @@
 
 typedef struct cs_cache_t cs_cache_t;
 
+/* Changes whenever the shared-memory layout does. */
+#define CS_CACHE_LAYOUT "2"
+
+/* Identity of a local file (see 5. above); ino 0: none. */
+typedef struct {
+    apr_uint64_t dev;
+    apr_uint64_t ino;
+    apr_int64_t ctime;          /* apr_time_t */
+} cs_local_t;
+
 /* The cache of one node, in anonymous shared memory from pool p (use a
  * pool that lives across restarts). */
 apr_status_t cs_cache_create(apr_pool_t *p, apr_size_t slots,
                              cs_cache_t **c);
 
-/* 1 and *e when key is cached, fresh and the lease runs; 0 otherwise. */
-int cs_cache_get(cs_cache_t *c, const char *key, cs_entry_t *e);
+/* 1 and *e when key is cached, fresh and the lease runs; 0 otherwise.
+ * *local (if not NULL) gets the identity of the verified local copy of
+ * that version, or zeros. */
+int cs_cache_get(cs_cache_t *c, const char *key, cs_entry_t *e,
+                 cs_local_t *local);
 
 /* The epoch to note before reading the registry for cs_cache_put(). */
 apr_uint64_t cs_cache_epoch(cs_cache_t *c);
@@ -67,6 +90,12 @@ apr_uint64_t cs_cache_epoch(cs_cache_t *c);
  * `epoch` or the slot holds a newer version of the key. */
 void cs_cache_put(cs_cache_t *c, const char *key, const cs_entry_t *e,
                   apr_uint64_t epoch);
+
+/* This node's copy of key, identity *local, was found to be version
+ * `version` with the SHA-256 of the cached entry: remember it next to that
+ * entry (nothing happens if the slot moved on). */
+void cs_cache_note_local(cs_cache_t *c, const char *key, apr_uint64_t version,
+                         const cs_local_t *local);
 
 /* A write of key committed somewhere: forget what this node knew. */
 void cs_cache_invalidate(cs_cache_t *c, const char *key);

@@ -214,8 +214,32 @@ int cs_entry_decode(const char *in, size_t len, cs_entry_t *e)
 
 void cs_entry_etag(const cs_entry_t *e, char *out, size_t outlen)
 {
-    snprintf(out, outlen, "\"%llu-%.16s\"", (unsigned long long)e->version,
-             e->sha256[0] ? e->sha256 : "0");
+    char digits[24];
+    size_t n = 0, i, o = 0;
+    uint64_t v = e->version;
+    const char *hex = e->sha256[0] ? e->sha256 : "0";
+    size_t hlen = strnlen(hex, 16);
+
+    /* On every hit: formatted by hand rather than by snprintf. */
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    if (outlen < n + hlen + 4) {
+        if (outlen) {
+            out[0] = '\0';
+        }
+        return;
+    }
+    out[o++] = '"';
+    for (i = n; i > 0; i--) {
+        out[o++] = digits[i - 1];
+    }
+    out[o++] = '-';
+    memcpy(out + o, hex, hlen);
+    o += hlen;
+    out[o++] = '"';
+    out[o] = '\0';
 }
 
 static int cs_is_tchar(unsigned char c)
@@ -368,4 +392,55 @@ int cs_job_decode(const char *buf, size_t len, char *op, uint64_t *version,
     *key = k;
     *rel = nl2 + 1;
     return 0;
+}
+
+static uint64_t cs_le64(const unsigned char *p)
+{
+    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16
+           | (uint64_t)p[3] << 24 | (uint64_t)p[4] << 32
+           | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48
+           | (uint64_t)p[7] << 56;
+}
+
+#define CS_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define CS_SIPROUND                                                     \
+    do {                                                                \
+        v0 += v1; v1 = CS_ROTL(v1, 13); v1 ^= v0; v0 = CS_ROTL(v0, 32); \
+        v2 += v3; v3 = CS_ROTL(v3, 16); v3 ^= v2;                       \
+        v0 += v3; v3 = CS_ROTL(v3, 21); v3 ^= v0;                       \
+        v2 += v1; v1 = CS_ROTL(v1, 17); v1 ^= v2; v2 = CS_ROTL(v2, 32); \
+    } while (0)
+
+uint64_t cs_siphash24(const unsigned char k[16], const void *data,
+                      size_t len)
+{
+    const unsigned char *p = data, *end = p + (len & ~(size_t)7);
+    uint64_t k0 = cs_le64(k), k1 = cs_le64(k + 8);
+    uint64_t v0 = k0 ^ 0x736f6d6570736575ULL;
+    uint64_t v1 = k1 ^ 0x646f72616e646f6dULL;
+    uint64_t v2 = k0 ^ 0x6c7967656e657261ULL;
+    uint64_t v3 = k1 ^ 0x7465646279746573ULL;
+    uint64_t m, b = (uint64_t)len << 56;
+    size_t i;
+
+    for (; p < end; p += 8) {
+        m = cs_le64(p);
+        v3 ^= m;
+        CS_SIPROUND;
+        CS_SIPROUND;
+        v0 ^= m;
+    }
+    for (i = 0; i < (len & 7); i++) {
+        b |= (uint64_t)p[i] << (8 * i);
+    }
+    v3 ^= b;
+    CS_SIPROUND;
+    CS_SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    CS_SIPROUND;
+    CS_SIPROUND;
+    CS_SIPROUND;
+    CS_SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
 }

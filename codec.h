@@ -91,4 +91,10 @@ int cs_job_decode(const char *buf, size_t len, char *op, uint64_t *version,
                   const char **key, size_t *klen, const char **rel,
                   size_t *rlen);
 
+/* SipHash-2-4 (Aumasson & Bernstein) of data[0..len) under the 16-byte
+ * key k: a fast keyed hash for tables whose keys come from clients (the
+ * node-local cache); not a MAC and not a checksum. */
+uint64_t cs_siphash24(const unsigned char k[16], const void *data,
+                      size_t len);
+
 #endif /* CS_CODEC_H */

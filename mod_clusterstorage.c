@@ -572,16 +572,17 @@ static int cs_post_config(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
         }
     }
     /* Registry caches: created once per httpd and kept across graceful
-     * restarts (cache.h point 4), one per node. */
+     * restarts (cache.h point 4), one per node.  A restart into a module
+     * with another slot layout makes new ones (CS_CACHE_LAYOUT). */
     {
         void *data = NULL;
         apr_hash_t *caches;
         apr_pool_t *pp = s->process->pool;
-        apr_pool_userdata_get(&data, "clusterstorage-caches", pp);
+        apr_pool_userdata_get(&data, "clusterstorage-caches-" CS_CACHE_LAYOUT, pp);
         caches = data;
         if (!caches) {
             caches = apr_hash_make(pp);
-            apr_pool_userdata_set(caches, "clusterstorage-caches",
+            apr_pool_userdata_set(caches, "clusterstorage-caches-" CS_CACHE_LAYOUT,
                                   apr_pool_cleanup_null, pp);
         }
         for (vs = s; vs; vs = vs->next) {
@@ -692,9 +693,10 @@ static void cs_version_headers(request_rec *r, const cs_entry_t *e)
     char etag[64];
 
     cs_entry_etag(e, etag, sizeof(etag));
+    /* The ETag is "VERSION-HEX16" in quotes: the version is its prefix. */
     apr_table_setn(r->headers_out, "ETag", apr_pstrdup(r->pool, etag));
     apr_table_setn(r->headers_out, "X-ClusterStorage-Version",
-                   apr_psprintf(r->pool, "%" APR_UINT64_T_FMT, e->version));
+                   apr_pstrmemdup(r->pool, etag + 1, strcspn(etag + 1, "-")));
 }
 
 /* Serve an opened, verified local copy with the core's machinery. */
@@ -880,15 +882,35 @@ static int cs_handle_get(request_rec *r, cs_server_conf *sc, const char *key,
     core_dir_config *cd = ap_get_core_module_config(r->per_dir_config);
     apr_int32_t flags = AP_SENDFILE_ENABLED(cd->enable_sendfile);
     cs_entry_t e, local;
+    cs_local_t known;
     apr_file_t *f = NULL;
     apr_finfo_t fi;
     apr_uint64_t v = 0;
     apr_status_t rv, lrv;
-    int status;
+    int status, by_identity = 0;
 
     memset(&local, 0, sizeof(local));
-    rv = cs_registry_get(r, key, &e);
-    lrv = cs_store_open(r->pool, path, key, flags, &f, &fi, &v, local.sha256);
+    memset(&fi, 0, sizeof(fi));
+    rv = cs_registry_get(r, key, &e, &known);
+    if (path == r->filename && r->finfo.filetype == APR_NOFILE) {
+        /* The core's directory walk found nothing there just now; a copy
+         * that appears meanwhile is found again under the key lock. */
+        lrv = APR_ENOENT;
+    }
+    else if ((lrv = cs_store_open_file(r->pool, path, flags, &f, &fi))
+             == APR_SUCCESS) {
+        if (known.ino && known.ino == (apr_uint64_t)fi.inode
+            && known.dev == (apr_uint64_t)fi.device
+            && known.ctime == fi.ctime) {
+            /* Verified before, unchanged since (cache.h, 5.). */
+            v = e.version;
+            memcpy(local.sha256, e.sha256, sizeof(local.sha256));
+            by_identity = 1;
+        }
+        else {
+            lrv = cs_store_read_meta(f, key, &v, local.sha256);
+        }
+    }
     local.version = v;
     local.size = (apr_uint64_t)fi.size;
     if (rv != APR_SUCCESS) {
@@ -932,6 +954,12 @@ static int cs_handle_get(request_rec *r, cs_server_conf *sc, const char *key,
             return cs_unavailable(r);
         }
         CS_COUNT(sc, hits, 1);
+        if (!by_identity) {
+            known.dev = (apr_uint64_t)fi.device;
+            known.ino = (apr_uint64_t)fi.inode;
+            known.ctime = fi.ctime;
+            cs_cache_note_local(sc->cache, key, e.version, &known);
+        }
         return cs_serve(r, f, &fi, &e, 0);
     }
     if (lrv == APR_EEXIST) {
@@ -1615,11 +1643,6 @@ static int cs_handler(request_rec *r)
     r->allowed = (AP_METHOD_BIT << M_GET)
                  | (write ? (AP_METHOD_BIT << M_PUT)
                             | (AP_METHOD_BIT << M_DELETE) : 0);
-    /* What a 405 lists in Allow. */
-    ap_allow_methods(r, REPLACE_ALLOW, "GET", "HEAD", NULL);
-    if (write) {
-        ap_allow_methods(r, MERGE_ALLOW, "PUT", "DELETE", NULL);
-    }
     /* A file below a directory that does not exist yet: let mod_mime see
      * the real name once the path is complete. */
     if (r->path_info && *r->path_info && r->method_number == M_GET) {
@@ -1663,6 +1686,11 @@ static int cs_handler(request_rec *r)
         break;
     default:
         break;
+    }
+    /* What the 405 lists in Allow. */
+    ap_allow_methods(r, REPLACE_ALLOW, "GET", "HEAD", NULL);
+    if (write) {
+        ap_allow_methods(r, MERGE_ALLOW, "PUT", "DELETE", NULL);
     }
     return HTTP_METHOD_NOT_ALLOWED;
 }

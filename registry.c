@@ -658,7 +658,8 @@ apr_status_t cs_registry_get_db(request_rec *r, const char *key,
     return rv;
 }
 
-apr_status_t cs_registry_get(request_rec *r, const char *key, cs_entry_t *e)
+apr_status_t cs_registry_get(request_rec *r, const char *key, cs_entry_t *e,
+                             cs_local_t *local)
 {
     cs_server_conf *sc = cs_sconf(r->server);
     char mckey[CS_MC_KEY_LEN + 1];
@@ -666,7 +667,8 @@ apr_status_t cs_registry_get(request_rec *r, const char *key, cs_entry_t *e)
     apr_status_t rv;
 
     /* The hit path: this node's own cache, no network (cache.h). */
-    if (cs_cache_get(sc->cache, key, e)) {
+    memset(local, 0, sizeof(*local));
+    if (cs_cache_get(sc->cache, key, e, local)) {
         return APR_SUCCESS;
     }
     epoch = cs_cache_epoch(sc->cache);

@@ -28,6 +28,7 @@
 #define CS_REGISTRY_H
 
 #include "cs_private.h"
+#include "cache.h"
 #include "apr_dbd.h"
 #include "mod_dbd.h"
 
@@ -53,8 +54,11 @@ apr_status_t cs_registry_child_init(apr_pool_t *p, server_rec *s);
 
 /* Current entry of key: memcached, then the database.  APR_SUCCESS with
  * e->version == 0 means "never stored".  Any other status: the registry
- * could not be read (the caller degrades per SPEC promise 7). */
-apr_status_t cs_registry_get(request_rec *r, const char *key, cs_entry_t *e);
+ * could not be read (the caller degrades per SPEC promise 7).  *local gets
+ * the identity of this node's verified copy when the entry came from the
+ * node-local cache and it knows one (cache.h), else zeros. */
+apr_status_t cs_registry_get(request_rec *r, const char *key, cs_entry_t *e,
+                             cs_local_t *local);
 
 /* The same, straight from the database (used to settle a disagreement
  * between the cache and the local copy). */

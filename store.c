@@ -175,19 +175,14 @@ static apr_status_t cs_close_fd(void *data)
     return APR_SUCCESS;
 }
 
-apr_status_t cs_store_open(apr_pool_t *p, const char *path, const char *key,
-                           apr_int32_t flags, apr_file_t **f,
-                           apr_finfo_t *fi, apr_uint64_t *version,
-                           char sha256[CS_SHA256_HEX_LEN + 1])
+apr_status_t cs_store_open_file(apr_pool_t *p, const char *path,
+                                apr_int32_t flags, apr_file_t **f,
+                                apr_finfo_t *fi)
 {
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    char buf[32];
-    ssize_t n;
     apr_os_file_t osf;
     apr_status_t rv;
 
-    *version = 0;
-    sha256[0] = '\0';
     if (fd < 0) {
         return (errno == ENOENT || errno == ELOOP || errno == ENOTDIR)
                ? APR_ENOENT : APR_FROM_OS_ERROR(errno);
@@ -209,11 +204,24 @@ apr_status_t cs_store_open(apr_pool_t *p, const char *path, const char *key,
         return APR_ENOENT;
     }
     fi->fname = path;
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_store_read_meta(apr_file_t *f, const char *key,
+                                apr_uint64_t *version,
+                                char sha256[CS_SHA256_HEX_LEN + 1])
+{
+    char buf[32];
+    char meta[22 + CS_SHA256_HEX_LEN + 1 + CS_KEY_MAX + 1];
+    ssize_t n;
+    apr_os_file_t fd;
+
+    *version = 0;
+    sha256[0] = '\0';
+    apr_os_file_get(&fd, f);
     /* The hit path: one attribute with all three ("VERSION SHA256 KEY"). */
     {
-        apr_size_t cap = 22 + CS_SHA256_HEX_LEN + 1 + CS_KEY_MAX + 1;
-        char *meta = apr_palloc(p, cap);
-        n = fgetxattr(fd, CS_XATTR_META, meta, cap - 1);
+        n = fgetxattr(fd, CS_XATTR_META, meta, sizeof(meta) - 1);
         if (n > 0) {
             const char *sp1 = memchr(meta, ' ', (size_t)n), *sp2;
             uint64_t v;
@@ -238,9 +246,8 @@ apr_status_t cs_store_open(apr_pool_t *p, const char *path, const char *key,
         /* Another URL may map onto this file: it is this key's copy only
          * if it says so. */
         apr_size_t klen = strlen(key);
-        char *kbuf = apr_palloc(p, klen + 2);
-        n = fgetxattr(fd, CS_XATTR_KEY, kbuf, klen + 1);
-        if (n >= 0 && ((apr_size_t)n != klen || memcmp(kbuf, key, klen))) {
+        n = fgetxattr(fd, CS_XATTR_KEY, meta, sizeof(meta) - 1);
+        if (n >= 0 && ((apr_size_t)n != klen || memcmp(meta, key, klen))) {
             return APR_EEXIST;
         }
     }
@@ -257,6 +264,21 @@ apr_status_t cs_store_open(apr_pool_t *p, const char *path, const char *key,
         }
     }
     return APR_SUCCESS;
+}
+
+apr_status_t cs_store_open(apr_pool_t *p, const char *path, const char *key,
+                           apr_int32_t flags, apr_file_t **f,
+                           apr_finfo_t *fi, apr_uint64_t *version,
+                           char sha256[CS_SHA256_HEX_LEN + 1])
+{
+    apr_status_t rv = cs_store_open_file(p, path, flags, f, fi);
+
+    if (rv != APR_SUCCESS) {
+        *version = 0;
+        sha256[0] = '\0';
+        return rv;
+    }
+    return cs_store_read_meta(*f, key, version, sha256);
 }
 
 static apr_status_t cs_tmp_cleanup(void *data)

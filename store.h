@@ -53,6 +53,15 @@ apr_status_t cs_store_open(apr_pool_t *p, const char *path, const char *key,
                            apr_finfo_t *fi, apr_uint64_t *version,
                            char sha256[CS_SHA256_HEX_LEN + 1]);
 
+/* cs_store_open() in its two steps: open (no symlinks) and fstat of a
+ * regular file, then the attributes of the opened file. */
+apr_status_t cs_store_open_file(apr_pool_t *p, const char *path,
+                                apr_int32_t flags, apr_file_t **f,
+                                apr_finfo_t *fi);
+apr_status_t cs_store_read_meta(apr_file_t *f, const char *key,
+                                apr_uint64_t *version,
+                                char sha256[CS_SHA256_HEX_LEN + 1]);
+
 /* Start a temp file in sc's state dir (removed with p unless installed). */
 apr_status_t cs_store_tmp_create(apr_pool_t *p, const cs_server_conf *sc,
                                  const char *prefix, cs_tmp_t **t);

@@ -10,6 +10,7 @@ use lib 't/lib';
 use CSTest qw(req unique_key wait_for);
 use CSNode;
 use Time::HiRes qw(time);
+use Digest::SHA qw(sha256_hex);
 
 # ClusterStorageLocalCache On for every node of this test.
 sub cached { my $more = shift; sub { $_[0] .= "\nClusterStorageLocalCache On\n"; $more->(@_) if $more } }
@@ -65,6 +66,27 @@ is req(PUT => $a->url . $key, "v5\n")->code, 201, 'stored again';
 $b->stop;
 $b->start;
 is req(GET => $b->url . $key)->content, "v5\n", 'B after a restart serves v5';
+
+# 4b. B's copy changes on disk behind the module's back.  Hits skip the
+#     attributes only while the file's inode and ctime are the ones that
+#     were verified (cache.h, 5.): any change is noticed on the next GET.
+req(GET => $b->url . $key) for 1 .. 3;     # verified, identity noted
+my $bfile = $b->root . $key;
+my $sha5 = sha256_hex("v5\n");
+system('setfattr', '-n', 'user.clusterstorage.meta', '-v', "4 $sha5 $key", $bfile) == 0
+    or die "setfattr on $bfile failed";
+my $fetched = $b->counter('peer_fetches');
+$r = req(GET => $b->url . $key);
+is $r->content, "v5\n", 'a copy whose attributes now say v4 is not served as v5 ...';
+is $b->counter('peer_fetches'), $fetched + 1, '... B fetched v5 again instead';
+req(GET => $b->url . $key) for 1 .. 3;     # the new copy is verified
+truncate($bfile, 1) or die "truncate $bfile: $!";
+$r = req(GET => $b->url . $key);
+isnt $r->code, 200, 'a copy cut short on disk is not served (' . $r->code . ')';
+like do { local (@ARGV, $/) = $b->error_log; <> }, qr/CS024: local copy of \Q$key\E/,
+    'and B says why';
+is req(PUT => $a->url . $key, "v5\n")->code, 204, 'stored again (v6)';
+is req(GET => $b->url . $key)->content, "v5\n", 'B serves v6';
 
 # 5. Database down: the cache is trusted only while the lease runs; once it
 #    lapses (no heartbeat can renew it), hits are served as unverified.

@@ -105,6 +105,18 @@ static void test_entry(void)
     strcpy(e.sha256, SHA);
     cs_entry_etag(&e, etag, sizeof(etag));
     CHECK(strcmp(etag, "\"3-9f86d081884c7d65\"") == 0, "etag format");
+    e.version = 18446744073709551615ULL;
+    cs_entry_etag(&e, etag, sizeof(etag));
+    CHECK(strcmp(etag, "\"18446744073709551615-9f86d081884c7d65\"") == 0,
+          "etag of the largest version");
+    e.version = 0;
+    e.sha256[0] = '\0';
+    cs_entry_etag(&e, etag, sizeof(etag));
+    CHECK(strcmp(etag, "\"0-0\"") == 0, "etag without a checksum");
+    e.version = 12;
+    strcpy(e.sha256, SHA);
+    cs_entry_etag(&e, etag, 10);
+    CHECK(etag[0] == '\0', "etag that does not fit");
 }
 
 static void test_hex(void)
@@ -166,8 +178,31 @@ static void test_http(void)
                              &status, NULL, NULL) == -1, "bad name");
 }
 
+/* The reference vectors of the SipHash paper (key 00..0f, message
+ * 00..len-1). */
+static void test_siphash(void)
+{
+    unsigned char k[16], m[64];
+    int i;
+
+    for (i = 0; i < 16; i++) {
+        k[i] = (unsigned char)i;
+    }
+    for (i = 0; i < 64; i++) {
+        m[i] = (unsigned char)i;
+    }
+    CHECK(cs_siphash24(k, m, 0) == 0x726fdb47dd0e0e31ULL, "siphash empty");
+    CHECK(cs_siphash24(k, m, 7) == 0xab0200f58b01d137ULL, "siphash 7");
+    CHECK(cs_siphash24(k, m, 8) == 0x93f5f5799a932462ULL, "siphash 8");
+    CHECK(cs_siphash24(k, m, 15) == 0xa129ca6149be45e5ULL, "siphash 15");
+    CHECK(cs_siphash24(k, m, 63) == 0x958a324ceb064572ULL, "siphash 63");
+    k[0] ^= 1;
+    CHECK(cs_siphash24(k, m, 15) != 0xa129ca6149be45e5ULL, "siphash key");
+}
+
 int main(void)
 {
+    test_siphash();
     test_auth();
     test_http();
     test_keys();

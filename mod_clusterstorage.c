@@ -760,13 +760,13 @@ static void cs_drop_stale(request_rec *r, cs_server_conf *sc, const char *key,
  * transfer per key and node (the key lock), live holders first, every
  * transfer verified (peer.c) before it is renamed into place. */
 static int cs_fetch(request_rec *r, cs_server_conf *sc, const char *key,
-                    const char *path, const cs_entry_t *e)
+                    const char *path, const cs_entry_t *e,
+                    apr_array_header_t *holders)
 {
     apr_file_t *lock = NULL, *f;
     apr_finfo_t fi;
     apr_uint64_t v;
     char sha[CS_SHA256_HEX_LEN + 1];
-    apr_array_header_t *holders;
     ap_dbd_t *dbd;
     apr_status_t rv;
     int pass, i, status, tried = 0;
@@ -783,9 +783,11 @@ static int cs_fetch(request_rec *r, cs_server_conf *sc, const char *key,
         cs_store_unlock_key(lock);
         return OK;
     }
+    /* The holders of e's version, unless they came with e. */
     if (!(dbd = cs_registry_acquire(r))
-        || cs_registry_holders(r->server, r->pool, dbd, key, e->version,
-                               &holders) != APR_SUCCESS) {
+        || (!holders
+            && cs_registry_holders(r->server, r->pool, dbd, key, e->version,
+                                   &holders) != APR_SUCCESS)) {
         cs_store_unlock_key(lock);
         CS_COUNT(sc, registry_errors, 1);
         return cs_unavailable(r);
@@ -807,7 +809,6 @@ static int cs_fetch(request_rec *r, cs_server_conf *sc, const char *key,
             cs_tmp_t *tmp;
             const char *why = "cannot create a temp file";
             cs_fetch_cause_t cause = CS_FETCH_LOCAL;
-            int added = 0;
 
             if (strcmp(h->name, sc->node_name) == 0
                 || (pass == 0) != (h->alive != 0)) {
@@ -833,7 +834,7 @@ static int cs_fetch(request_rec *r, cs_server_conf *sc, const char *key,
                 CS_COUNT(sc, peer_fetches, 1);
                 CS_COUNT(sc, fetch_bytes, e->size);
                 if (cs_registry_add_replica(r->server, r->pool, dbd, key,
-                                            e->version, &added)
+                                            e->version, NULL)
                     != APR_SUCCESS) {
                     CS_COUNT(sc, registry_errors, 1);
                 }
@@ -883,6 +884,7 @@ static int cs_handle_get(request_rec *r, cs_server_conf *sc, const char *key,
     apr_int32_t flags = AP_SENDFILE_ENABLED(cd->enable_sendfile);
     cs_entry_t e, local;
     cs_local_t known;
+    apr_array_header_t *holders = NULL;
     apr_file_t *f = NULL;
     apr_finfo_t fi;
     apr_uint64_t v = 0;
@@ -931,9 +933,11 @@ static int cs_handle_get(request_rec *r, cs_server_conf *sc, const char *key,
     if (!(lrv == APR_SUCCESS && v == e.version && !e.deleted)
         && !(lrv != APR_SUCCESS && (e.version == 0 || e.deleted))) {
         /* Before dropping a copy, fetching one or answering 404 for a
-         * deleted key, make sure the cache is not behind the database. */
+         * deleted key, make sure the cache is not behind the database
+         * (and learn who holds the current version, for the fetch). */
         cs_entry_t db;
-        if (cs_registry_get_db(r, key, &db) == APR_SUCCESS) {
+        if (cs_registry_get_db_holders(r, key, &db, &holders)
+            == APR_SUCCESS) {
             e = db;
         }
     }
@@ -974,7 +978,7 @@ static int cs_handle_get(request_rec *r, cs_server_conf *sc, const char *key,
                       "cannot open local copy %s", path);
     }
     /* This node lacks the current version: fetch it from a holder. */
-    if ((status = cs_fetch(r, sc, key, path, &e)) != OK) {
+    if ((status = cs_fetch(r, sc, key, path, &e, holders)) != OK) {
         return status;
     }
     lrv = cs_store_open(r->pool, path, key, flags, &f, &fi, &v, local.sha256);

@@ -179,7 +179,8 @@ static cs_job_result cs_replicate(server_rec *s, apr_pool_t *p,
     const char *path;
     int i, live = 0, need;
 
-    if (cs_registry_entry(s, p, dbd, key, &e) != APR_SUCCESS) {
+    if (cs_registry_entry_holders(s, p, dbd, key, &e, &holders)
+        != APR_SUCCESS) {
         return CS_JOB_DB_DOWN;
     }
     if (e.version != version || e.deleted) {
@@ -193,9 +194,7 @@ static cs_job_result cs_replicate(server_rec *s, apr_pool_t *p,
         || v != version) {
         path = NULL;
     }
-    if (cs_registry_holders(s, p, dbd, key, version, &holders)
-        != APR_SUCCESS
-        || cs_registry_nodes(s, p, dbd, &nodes) != APR_SUCCESS) {
+    if (cs_registry_nodes(s, p, dbd, &nodes) != APR_SUCCESS) {
         return CS_JOB_DB_DOWN;
     }
     for (i = 0; i < holders->nelts; i++) {

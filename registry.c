@@ -60,12 +60,15 @@ static const char *const cs_schema[] = {
 typedef enum {
     CS_ST_GET,
     CS_ST_PLACEHOLDER,
+    CS_ST_CREATE,
     CS_ST_LOCKROW,
     CS_ST_UPSERT,
     CS_ST_DROP_REPLICAS,
     CS_ST_ADD_REPLICA,
     CS_ST_HEARTBEAT,
     CS_ST_HOLDERS,
+    CS_ST_GET_HOLDERS,
+    CS_ST_ADD_REPLICA_IF_CURRENT,
     CS_ST_NODES,
     CS_ST_UNDER,
     CS_ST_INV_ADD,
@@ -80,6 +83,10 @@ typedef enum {
 
 #define CS_ENTRY_COLS "version, size, sha256, mtime, deleted"
 
+/* MySQL/MariaDB's error number for a duplicate key (what apr_dbd_mysql
+ * returns from a failed statement). */
+#define CS_ER_DUP_ENTRY 1062
+
 static const struct {
     const char *label;
     const char *sql;
@@ -92,6 +99,12 @@ static const struct {
       "INSERT INTO cs_files (path, version, size, sha256, mtime, deleted)"
       " VALUES (%s, 0, 0, '', 0, 0)"
       " ON DUPLICATE KEY UPDATE version = version" },
+    /* A first PUT of a key writes its row at once.  A concurrent first
+     * writer makes it fail (duplicate key): the transaction runs again,
+     * the placeholder way. */
+    { "cs_create",
+      "INSERT INTO cs_files (path, version, size, sha256, mtime, deleted,"
+      " relpath) VALUES (%s, 1, %s, %s, %s, 0, %s)" },
     { "cs_lockrow",
       "SELECT " CS_ENTRY_COLS " FROM cs_files WHERE path = %s FOR UPDATE" },
     { "cs_upsert",
@@ -117,6 +130,23 @@ static const struct {
       " (UNIX_TIMESTAMP() - n.heartbeat) <= 3 * n.period"
       " FROM cs_replicas r JOIN cs_nodes n ON n.name = r.node"
       " WHERE r.path = %s AND r.version = %s" },
+    /* The entry and its holders in one round trip (a GET about to fetch):
+     * one row per holder, or one row with NULL node columns. */
+    { "cs_get_holders",
+      "SELECT f.version, f.size, f.sha256, f.mtime, f.deleted, n.name, n.url,"
+      " (UNIX_TIMESTAMP() - n.heartbeat) <= 3 * n.period"
+      " FROM cs_files f LEFT JOIN (cs_replicas r JOIN cs_nodes n"
+      "  ON n.name = r.node) ON r.path = f.path AND r.version = f.version"
+      " WHERE f.path = %s" },
+    /* Register a fetched copy only if it is still the current version, in
+     * one statement (a consistent read of cs_files under READ COMMITTED,
+     * no lock taken). */
+    { "cs_add_replica_if_current",
+      "INSERT INTO cs_replicas (path, node, version, stored_at)"
+      " SELECT path, %s, version, UNIX_TIMESTAMP() FROM cs_files"
+      " WHERE path = %s AND version = %s AND deleted = 0"
+      " ON DUPLICATE KEY UPDATE version = VALUES(version),"
+      " stored_at = VALUES(stored_at)" },
     { "cs_nodes",
       "SELECT name, url, (UNIX_TIMESTAMP() - heartbeat) <= 3 * period,"
       " UNIX_TIMESTAMP() - heartbeat, period, lease FROM cs_nodes"
@@ -232,10 +262,11 @@ typedef struct {
 /* The database's error number of the last failed call on this thread. */
 static __thread int cs_db_errno;
 
-/* Deadlock or lock wait timeout: the transaction may simply be retried. */
+/* Deadlock, lock wait timeout or a lost race for a new row: the
+ * transaction may simply be retried (the statements are fine). */
 static int cs_db_retryable(int e)
 {
-    return e == 1213 || e == 1205;
+    return e == 1213 || e == 1205 || e == CS_ER_DUP_ENTRY;
 }
 
 /* The prepared statement `id` on this connection, preparing it on first use.
@@ -325,18 +356,11 @@ static void cs_db_failed(ap_dbd_t *dbd, int rv)
     }
 }
 
-static int cs_row_to_entry(ap_dbd_t *dbd, apr_dbd_row_t *row, cs_entry_t *e)
+/* An entry from the five columns of CS_ENTRY_COLS (as strings). */
+static int cs_cols_to_entry(const char *const *v, cs_entry_t *e)
 {
-    const char *v[5];
     uint64_t n;
-    int i;
 
-    for (i = 0; i < 5; i++) {
-        v[i] = apr_dbd_get_entry(dbd->driver, row, i);
-        if (!v[i]) {
-            return -1;
-        }
-    }
     memset(e, 0, sizeof(*e));
     if (cs_parse_u64(v[0], strlen(v[0]), &e->version) != 0
         || cs_parse_u64(v[1], strlen(v[1]), &e->size) != 0
@@ -357,6 +381,20 @@ static int cs_row_to_entry(ap_dbd_t *dbd, apr_dbd_row_t *row, cs_entry_t *e)
         memset(e, 0, sizeof(*e));   /* a placeholder: never stored */
     }
     return 0;
+}
+
+static int cs_row_to_entry(ap_dbd_t *dbd, apr_dbd_row_t *row, cs_entry_t *e)
+{
+    const char *v[5];
+    int i;
+
+    for (i = 0; i < 5; i++) {
+        v[i] = apr_dbd_get_entry(dbd->driver, row, i);
+        if (!v[i]) {
+            return -1;
+        }
+    }
+    return cs_cols_to_entry(v, e);
 }
 
 /* Run an entry SELECT (CS_ST_GET or CS_ST_LOCKROW); read every row. */
@@ -437,8 +475,12 @@ static apr_status_t cs_db_exec_args(server_rec *s, apr_pool_t *p,
         if (rv == 0) {
             return APR_SUCCESS;
         }
-        ap_log_error(APLOG_MARK, attempt || cs_in_txn ? APLOG_ERR
-                                                       : APLOG_INFO,
+        /* A first writer that lost the race for a new key's row is
+         * expected (its transaction runs again); anything else is not. */
+        ap_log_error(APLOG_MARK, id == CS_ST_CREATE && rv == CS_ER_DUP_ENTRY
+                                 ? APLOG_DEBUG
+                                 : attempt || cs_in_txn ? APLOG_ERR
+                                                        : APLOG_INFO,
                      0, s, CSLOG(106) "registry statement %s failed: %s",
                      cs_stmts[id].label, cs_db_error(dbd, rv));
         cs_db_failed(dbd, rv);
@@ -634,21 +676,29 @@ apr_status_t cs_registry_child_init(apr_pool_t *p, server_rec *s)
 /* Lookups                                                            */
 /* ------------------------------------------------------------------ */
 
-apr_status_t cs_registry_get_db(request_rec *r, const char *key,
-                                cs_entry_t *e)
+/* The entry from the database, and its holders too when asked. */
+static apr_status_t cs_get_db(request_rec *r, const char *key, cs_entry_t *e,
+                              apr_array_header_t **holders)
 {
     cs_server_conf *sc = cs_sconf(r->server);
     apr_uint64_t epoch = cs_cache_epoch(sc->cache);
     ap_dbd_t *dbd = cs_dbd_acquire(r);
     apr_status_t rv;
 
+    memset(e, 0, sizeof(*e));
+    if (holders) {
+        *holders = NULL;
+    }
     if (!dbd) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(107)
                       "no database connection for the registry");
         CS_COUNT(sc, registry_errors, 1);
         return APR_ECONNREFUSED;
     }
-    rv = cs_db_select_entry(r->server, r->pool, dbd, CS_ST_GET, key, e);
+    rv = holders ? cs_registry_entry_holders(r->server, r->pool, dbd, key, e,
+                                             holders)
+                 : cs_db_select_entry(r->server, r->pool, dbd, CS_ST_GET, key,
+                                      e);
     if (rv == APR_SUCCESS) {
         cs_cache_put(sc->cache, key, e, epoch);
     }
@@ -656,6 +706,19 @@ apr_status_t cs_registry_get_db(request_rec *r, const char *key,
         CS_COUNT(sc, registry_errors, 1);
     }
     return rv;
+}
+
+apr_status_t cs_registry_get_db(request_rec *r, const char *key,
+                                cs_entry_t *e)
+{
+    return cs_get_db(r, key, e, NULL);
+}
+
+apr_status_t cs_registry_get_db_holders(request_rec *r, const char *key,
+                                        cs_entry_t *e,
+                                        apr_array_header_t **holders)
+{
+    return cs_get_db(r, key, e, holders);
 }
 
 apr_status_t cs_registry_get(request_rec *r, const char *key, cs_entry_t *e,
@@ -720,7 +783,7 @@ static const char *cs_u64(apr_pool_t *p, apr_uint64_t v)
 static int cs_write_txn_once(request_rec *r, const char *key,
                              const char *relpath, cs_entry_t *next,
                              int tombstone, const cs_write_ops_t *ops,
-                             cs_entry_t *cur, int *retry)
+                             cs_entry_t *cur, int attempt, int *retry)
 {
     cs_server_conf *sc = cs_sconf(r->server);
     ap_dbd_t *dbd = cs_dbd_acquire(r);
@@ -736,6 +799,7 @@ static int cs_write_txn_once(request_rec *r, const char *key,
     }
     /* Make sure statements exist before the transaction starts. */
     if (!cs_stmt(r->server, dbd, CS_ST_PLACEHOLDER)
+        || !cs_stmt(r->server, dbd, CS_ST_CREATE)
         || !cs_stmt(r->server, dbd, CS_ST_LOCKROW)
         || !cs_stmt(r->server, dbd, CS_ST_UPSERT)
         || !cs_stmt(r->server, dbd, CS_ST_DROP_REPLICAS)
@@ -754,15 +818,21 @@ static int cs_write_txn_once(request_rec *r, const char *key,
     }
     cs_in_txn = 1;
     cs_db_errno = 0;
-    rv = cs_db_exec(r->server, r->pool, dbd, CS_ST_PLACEHOLDER, NULL, key, NULL);
-    if (rv != APR_SUCCESS) {
-        *retry = 1;     /* nothing happened yet: try a fresh transaction */
+    /* First attempt: lock the key's row if there is one (READ COMMITTED
+     * takes no gap locks), and insert it if there is none.  Later attempts
+     * lock a placeholder row first, so concurrent first writers of one key
+     * queue on it. */
+    rv = APR_SUCCESS;
+    if (attempt > 0) {
+        rv = cs_db_exec(r->server, r->pool, dbd, CS_ST_PLACEHOLDER, NULL, key,
+                        NULL);
     }
     if (rv == APR_SUCCESS) {
         rv = cs_db_select_entry(r->server, r->pool, dbd, CS_ST_LOCKROW, key,
                                 cur);
     }
     if (rv != APR_SUCCESS) {
+        *retry = 1;     /* nothing happened yet: try a fresh transaction */
         status = HTTP_SERVICE_UNAVAILABLE;
         goto done;
     }
@@ -777,15 +847,25 @@ static int cs_write_txn_once(request_rec *r, const char *key,
     next->version = cur->version + 1;
     next->mtime = now > cur->mtime ? now : cur->mtime + 1;
     next->deleted = tombstone;
-    rv = cs_db_exec(r->server, r->pool, dbd, CS_ST_UPSERT, NULL,
-                    cs_u64(r->pool, next->version),
-                    cs_u64(r->pool, next->size),
-                    next->sha256,
-                    apr_psprintf(r->pool, "%" APR_INT64_T_FMT, next->mtime),
-                    tombstone ? "1" : "0", relpath, key, NULL);
-    if (rv == APR_SUCCESS) {
-        rv = cs_db_exec(r->server, r->pool, dbd, CS_ST_DROP_REPLICAS, NULL, key,
-                        NULL);
+    if (attempt == 0 && cur->version == 0) {
+        rv = cs_db_exec(r->server, r->pool, dbd, CS_ST_CREATE, NULL, key,
+                        cs_u64(r->pool, next->size), next->sha256,
+                        apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
+                                     next->mtime),
+                        relpath, NULL);
+    }
+    else {
+        rv = cs_db_exec(r->server, r->pool, dbd, CS_ST_UPSERT, NULL,
+                        cs_u64(r->pool, next->version),
+                        cs_u64(r->pool, next->size),
+                        next->sha256,
+                        apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
+                                     next->mtime),
+                        tombstone ? "1" : "0", relpath, key, NULL);
+        if (rv == APR_SUCCESS) {
+            rv = cs_db_exec(r->server, r->pool, dbd, CS_ST_DROP_REPLICAS,
+                            NULL, key, NULL);
+        }
     }
     if (rv == APR_SUCCESS && !tombstone) {
         rv = cs_db_exec(r->server, r->pool, dbd, CS_ST_ADD_REPLICA, NULL, key,
@@ -839,14 +919,14 @@ static int cs_write_txn(request_rec *r, const char *key, const char *relpath,
 {
     int retry = 0, attempt;
     int status = cs_write_txn_once(r, key, relpath, next, tombstone, ops,
-                                   cur, &retry);
+                                   cur, 0, &retry);
 
     for (attempt = 1; status != OK && retry && attempt < 4; attempt++) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(115)
                       "retrying the registry transaction of %s (attempt %d)",
                       key, attempt + 1);
         status = cs_write_txn_once(r, key, relpath, next, tombstone, ops,
-                                   cur, &retry);
+                                   cur, attempt, &retry);
     }
     return status;
 }
@@ -1057,6 +1137,41 @@ apr_status_t cs_registry_holders(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
     return rv;
 }
 
+apr_status_t cs_registry_entry_holders(server_rec *s, apr_pool_t *p,
+                                       ap_dbd_t *dbd, const char *key,
+                                       cs_entry_t *e,
+                                       apr_array_header_t **holders)
+{
+    apr_array_header_t *rows;
+    apr_status_t rv;
+    int i;
+
+    *holders = NULL;
+    memset(e, 0, sizeof(*e));
+    rv = cs_db_rows(s, p, dbd, CS_ST_GET_HOLDERS, 8, &rows, 1, &key);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (rows->nelts > 0
+        && cs_cols_to_entry(APR_ARRAY_IDX(rows, 0, const char **), e) != 0) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(104)
+                     "registry row for %s is malformed", key);
+        return APR_EGENERAL;
+    }
+    *holders = apr_array_make(p, rows->nelts, sizeof(cs_node_t));
+    for (i = 0; i < rows->nelts; i++) {
+        const char **cols = APR_ARRAY_IDX(rows, i, const char **);
+        if (cols[5][0]) {
+            cs_node_t *n = apr_array_push(*holders);
+            memset(n, 0, sizeof(*n));
+            n->name = cols[5];
+            n->url = cols[6];
+            n->alive = cols[7][0] == '1';
+        }
+    }
+    return APR_SUCCESS;
+}
+
 apr_status_t cs_registry_nodes(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
                                apr_array_header_t **out)
 {
@@ -1072,20 +1187,14 @@ apr_status_t cs_registry_add_replica(server_rec *s, apr_pool_t *p,
                                      apr_uint64_t version, int *added)
 {
     cs_server_conf *sc = cs_sconf(s);
-    cs_entry_t e;
+    int nrows = 0;
     apr_status_t rv;
 
-    *added = 0;
-    rv = cs_db_select_entry(s, p, dbd, CS_ST_GET, key, &e);
-    if (rv != APR_SUCCESS) {
-        return rv;
+    rv = cs_db_exec(s, p, dbd, CS_ST_ADD_REPLICA_IF_CURRENT, &nrows,
+                    sc->node_name, key, cs_u64(p, version), NULL);
+    if (added) {
+        *added = rv == APR_SUCCESS && nrows > 0;
     }
-    if (e.version != version || e.deleted) {
-        return APR_SUCCESS;     /* superseded meanwhile: not a holder */
-    }
-    rv = cs_db_exec(s, p, dbd, CS_ST_ADD_REPLICA, NULL, key, sc->node_name,
-                    cs_u64(p, version), NULL);
-    *added = rv == APR_SUCCESS;
     return rv;
 }
 

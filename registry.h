@@ -60,6 +60,13 @@ apr_status_t cs_registry_child_init(apr_pool_t *p, server_rec *s);
 apr_status_t cs_registry_get(request_rec *r, const char *key, cs_entry_t *e,
                              cs_local_t *local);
 
+/* The entry of key straight from the database and, in the same round
+ * trip, the nodes registered as holders of that version (cs_node_t) --
+ * what a GET needs before it fetches a copy.  *holders is NULL on error. */
+apr_status_t cs_registry_get_db_holders(request_rec *r, const char *key,
+                                        cs_entry_t *e,
+                                        apr_array_header_t **holders);
+
 /* The same, straight from the database (used to settle a disagreement
  * between the cache and the local copy). */
 apr_status_t cs_registry_get_db(request_rec *r, const char *key,
@@ -107,6 +114,12 @@ void cs_registry_close(server_rec *s, ap_dbd_t *dbd);
 
 apr_status_t cs_registry_entry(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
                                const char *key, cs_entry_t *e);
+/* The entry of key and the nodes registered as holders of its current
+ * version (cs_node_t), in one round trip. */
+apr_status_t cs_registry_entry_holders(server_rec *s, apr_pool_t *p,
+                                       ap_dbd_t *dbd, const char *key,
+                                       cs_entry_t *e,
+                                       apr_array_header_t **holders);
 /* Nodes registered as holders of key at version (cs_node_t). */
 apr_status_t cs_registry_holders(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
                                  const char *key, apr_uint64_t version,
@@ -115,7 +128,9 @@ apr_status_t cs_registry_holders(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
 apr_status_t cs_registry_nodes(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
                                apr_array_header_t **out);
 /* Register s's node as a holder of key at version, if that version is
- * still the current one (*added says whether it was). */
+ * still the current one, in one statement.  *added (if not NULL) is 0 when
+ * it was not (or when the very same row was written in the same second:
+ * this node is registered either way). */
 apr_status_t cs_registry_add_replica(server_rec *s, apr_pool_t *p,
                                      ap_dbd_t *dbd, const char *key,
                                      apr_uint64_t version, int *added);

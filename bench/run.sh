@@ -50,8 +50,21 @@
 #                           VmHWM is reset (clear_refs 5) before, growth =
 #                           VmHWM after - VmRSS before
 # The table (measure | native | module | ratio | goal | met) is printed and
-# written to bench/out/latest.md; every wrk output is kept in the state dir
-# (--keep).  Everything started here is stopped on exit.
+# written to bench/out/latest.md, followed by a second table, "CPU per
+# operation (ms, median of rounds)", for the cold GET and PUT runs of every
+# round: utime + stime (/proc/PID/stat fields 14 and 15, clock ticks) from
+# just before to just after the wrk run, divided by the operations the run
+# completed (keys fetched by keys.lua on B; 2xx answers counted by wrk for
+# the native cold GET and both PUTs), per process group:
+#   httpd      native's, or A's and B's (parents and children, the pids read
+#              at each snapshot; native PUT = mod_dav_fs)
+#   mariadbd,  the private instances of scripts/services.sh (module runs
+#   memcached  only; never a system one)
+# The module PUT's replication is drained after the run, so it is left out;
+# two more rows (httpd, mariadbd) count until A's queue is drained.  The
+# resolution is one clock tick (10 ms at 100 Hz) / the operations per run.
+# Every wrk output is kept in the state dir (--keep).  Everything started
+# here is stopped on exit.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -401,6 +414,105 @@ wrk_keys() { # wrk_keys URL: keys/s, each key of $COLDLIST GET once (keys.lua)
     awk '$1 == "rate" { print $2 }' "$res"
 }
 
+# ----------------------------------------------------------- CPU accounting
+# CPU time per operation of the cold and put runs, per process group:
+#   httpd      the side's servers (native, or A and B): each parent and
+#              every process in its process group or with it as parent,
+#              the pids read at each snapshot (children may change)
+#   mariadbd,  (module runs only) the private instances of scripts/services.sh
+#   memcached  (pid files in $STATE, checked against their command lines)
+# utime + stime (fields 14 and 15 of /proc/PID/stat, in clock ticks) are read
+# just before and just after the wrk run; a process is keyed by pid and start
+# time, so one started during the run counts from 0 and one that exited is
+# left out (noted).  Nothing here may fail the run: a pid whose /proc entry
+# is gone is skipped, a run without an operation count is not recorded.
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null) || true
+[[ $CLK_TCK =~ ^[1-9][0-9]*$ ]] || CLK_TCK=100
+declare -A CPU_T0=() CPU_T1=()   # GROUP/PID:STARTTIME -> utime + stime (ticks)
+
+svc_pid() { # svc_pid PIDFILE MARKER: the pid in PIDFILE if alive and its command line has MARKER
+    local pid cmd
+    pid=$(tr -dc '0-9' 2>/dev/null <"$1") || return 0
+    pid_alive "$pid" || return 0
+    cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 0
+    if [[ $cmd == *"$2"* ]]; then echo "$pid"; fi
+}
+cpu_groups() { # cpu_groups SIDE: the process groups accounted on side native|module
+    if [[ $1 == native ]]; then echo httpd; else echo httpd mariadbd memcached; fi
+}
+cpu_pids() { # cpu_pids GROUP SIDE: the pids of GROUP now
+    local s p servers=(native)
+    case $1 in
+    httpd)
+        [[ $2 == module ]] && servers=(A B)
+        for s in "${servers[@]}"; do
+            p=$(server_pid "$s") || continue
+            echo "$p"
+            pgrep -g "$p" || true
+            pgrep -P "$p" || true
+        done | sort -un
+        ;;
+    mariadbd) svc_pid "$STATE/mariadb.pid" "--datadir=$STATE/mariadb-data" ;;
+    memcached) svc_pid "$STATE/memcached.pid" "$STATE/memcached.pid" ;;
+    esac
+}
+cpu_snap() { # cpu_snap ARRAY SIDE: ARRAY[GROUP/PID:STARTTIME] = utime + stime now
+    local -n snap=$1
+    local g p line f
+    snap=()
+    for g in $(cpu_groups "$2"); do
+        for p in $(cpu_pids "$g" "$2"); do
+            { read -r line <"/proc/$p/stat"; } 2>/dev/null || continue
+            # fields from 3 on (field 2, the name in parentheses, may hold spaces)
+            read -r -a f <<<"${line##*) }"
+            [[ ${f[11]:-} =~ ^[0-9]+$ && ${f[12]:-} =~ ^[0-9]+$ ]] || continue
+            # snap names an associative array (CPU_T0 or CPU_T1)
+            # shellcheck disable=SC2034,SC2004
+            snap[$g/$p:${f[19]:-0}]=$((f[11] + f[12]))
+        done
+    done
+}
+ops_done() { # ops_done LOG: operations completed by the wrk run logged in LOG:
+    # keys.lua's "requests N" (mode once: keys fetched), else wrk's request
+    # count minus the non-2xx answers (as wrk_rate counts)
+    awk '$1 == "requests" && NF == 2 { k = $2 }
+        / requests in / { t = $1 }
+        /Non-2xx or 3xx responses:/ { n = $5 }
+        END { if (k != "") print k; else if (t != "") print t - n }' "$1" 2>/dev/null || true
+}
+cpu_begin() { cpu_snap CPU_T0 "$1"; } # cpu_begin SIDE: snapshot before the run
+cpu_end() { # cpu_end NAME SIDE RATE: snapshot after the run; record ms of CPU per operation per group
+    local m=$1 side=$2 rate=$3 ops g k ticks gone found
+    cpu_snap CPU_T1 "$side"
+    [[ $rate =~ ^[0-9]+(\.[0-9]+)?$ ]] || return 0   # the run failed (noted by wrk_rate/wrk_keys)
+    ops=$(ops_done "$LOGS/wrk-$LOGTAG.txt")
+    if ! [[ $ops =~ ^[0-9]+$ ]] || ((ops == 0)); then
+        note "CPU accounting: no operation count in $LOGS/wrk-$LOGTAG.txt"
+        return 0
+    fi
+    record "ops-$m" "$side" "$ops"
+    for g in $(cpu_groups "$side"); do
+        ticks=0 gone=0 found=0
+        for k in "${!CPU_T1[@]}"; do
+            if [[ $k == "$g"/* ]]; then
+                ticks=$((ticks + ${CPU_T1[$k]} - ${CPU_T0[$k]:-0}))
+                found=$((found + 1))
+            fi
+        done
+        if ((found == 0)); then
+            note "CPU accounting: no $g process found after round $ROUND $m $side"
+            continue
+        fi
+        for k in "${!CPU_T0[@]}"; do
+            if [[ $k == "$g"/* && -z ${CPU_T1[$k]+set} ]]; then gone=$((gone + 1)); fi
+        done
+        if ((gone)); then
+            note "CPU accounting: $gone $g process(es) exited during round $ROUND $m $side (their CPU time is not counted)"
+        fi
+        record "cpu-$m-$g" "$side" "$(awk -v t="$ticks" -v hz="$CLK_TCK" -v n="$ops" 'BEGIN { printf "%.4f", t * 1000 / hz / n }')"
+    done
+}
+
 measure() { # measure NAME SIDE: one run of measure NAME on side native|module
     local m=$1 side=$2 v url
     LOGTAG=r$ROUND-$m-$side
@@ -411,20 +523,28 @@ measure() { # measure NAME SIDE: one run of measure NAME on side native|module
     404) v=$(wrk_rate 404 "$url/files/bench/absent-$ROUND.bin") ;;
     cold)
         if [[ $side == native ]]; then
+            cpu_begin "$side" || true
             v=$(wrk_rate 2xx "$URL_N" "$BENCH/keys.lua" "$COLDLIST" loop 0 -)
         else
             find "$B_ROOT/files/cold" -name '*.bin' -delete
             [[ $(cold_on_b) == 0 ]] || die "could not delete B's cold copies"
+            cpu_begin "$side" || true
             v=$(wrk_keys "$URL_B")
         fi
+        cpu_end "$m" "$side" "$v" || true
         ;;
     put)
         local prefix=/files/put/r$ROUND-$side/
         if [[ $side == native ]]; then
             install -d -o "$RUN_USER" -g "$RUN_GROUP" "$N/htdocs$prefix"
         fi
+        cpu_begin "$side" || true
         v=$(DUR=$PUT_DUR wrk_rate 2xx "$url" "$BENCH/put.lua" "$FILES/put4k.bin" "$prefix")
-        if [[ $side == module ]]; then drain "PUT round $ROUND" || true; fi
+        cpu_end "$m" "$side" "$v" || true
+        if [[ $side == module ]]; then
+            drain "PUT round $ROUND" || true
+            cpu_end putdrain "$side" "$v" || true   # the same PUTs, replicated
+        fi
         ;;
     esac
     record "$m" "$side" "$v"
@@ -619,6 +739,30 @@ row "replication lag at $LAG_RATE PUT/s (${LAG_RATE_GOT:-nan}/s achieved), PUT a
 row "peak RSS growth of an httpd child, ${BIG_MIB} MiB PUT (MiB)" "$RSS_PUT_NAT" "$RSS_PUT_MOD" "–" "< 16 MiB" "$(yes_no lt "$RSS_PUT_MOD" 16)"
 row "peak RSS growth of an httpd child, ${BIG_MIB} MiB cold GET (MiB)" "$RSS_GET_NAT" "$RSS_GET_MOD" "–" "< 16 MiB" "$(yes_no lt "$RSS_GET_MOD" 16)"
 
+# CPU per operation: "label|measure-group/side" (see cpu_end)
+CPU_ROWS=(
+    "cold GET native httpd|cold-httpd/native"
+    "cold GET module httpd (A+B)|cold-httpd/module"
+    "cold GET mariadbd|cold-mariadbd/module"
+    "cold GET memcached|cold-memcached/module"
+    "PUT 4 KB native httpd (mod_dav_fs)|put-httpd/native"
+    "PUT 4 KB module httpd (A+B)|put-httpd/module"
+    "PUT 4 KB mariadbd|put-mariadbd/module"
+    "PUT 4 KB memcached|put-memcached/module"
+    "PUT 4 KB module httpd (A+B), until A's queue is drained|putdrain-httpd/module"
+    "PUT 4 KB mariadbd, until A's queue is drained|putdrain-mariadbd/module"
+)
+cpu_table() { # the CPU per operation table (markdown)
+    local r label key ops
+    echo "| operation, process | ms CPU / op | per round | operations per run |"
+    echo "|---|---|---|---|"
+    for r in "${CPU_ROWS[@]}"; do
+        label=${r%%|*} key=${r#*|}
+        ops=ops-${key%%-*}/${key##*/}
+        echo "| $label | $(median <<<"${VALS[cpu-$key]:-}" | awk '/^[0-9.]+$/ { printf "%.3f\n", $1; next } { print }') | ${VALS[cpu-$key]:-–} | ${VALS[$ops]:-–} |"
+    done
+}
+
 FLAGS=""
 ((QUICK)) && FLAGS+=" --quick"
 ((PERF)) && FLAGS+=" --perf"
@@ -642,6 +786,16 @@ HEADER=(
     echo "| measure | native | module | ratio | goal | met |"
     echo "|---|---|---|---|---|---|"
     printf '%s\n' "${ROWS[@]}"
+    echo
+    echo "CPU per operation (ms, median of rounds): utime + stime of the processes"
+    echo "(/proc/PID/stat, ticks of 1/$CLK_TCK s) from just before to just after each"
+    echo "cold and PUT run, divided by the operations the run completed (keys"
+    echo "fetched, or 2xx answers); mariadbd and memcached during the module runs."
+    echo "The module PUT rows leave out the replication of those PUTs, drained after"
+    echo "the run; the rows \"until A's queue is drained\" include it.  Resolution:"
+    echo "one tick ($((1000 / CLK_TCK)) ms) / the operations per run."
+    echo
+    cpu_table
     echo
     echo "Per round:"
     echo

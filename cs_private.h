@@ -66,6 +66,8 @@ typedef struct {
     apr_uint64_t puts;
     apr_uint64_t deletes;
     apr_uint64_t unavailable;       /* 503 answers */
+    apr_uint64_t peer_requests;     /* requests this node made to peers */
+    apr_uint64_t peer_connects;     /* ... of them on a new connection */
 } cs_counters_t;
 
 #define CS_COUNT(sc, field, n) do {                                       \

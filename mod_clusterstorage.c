@@ -630,6 +630,7 @@ static int cs_post_config(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
 static void cs_child_init(apr_pool_t *p, server_rec *s)
 {
     cs_registry_child_init(p, s);
+    cs_peer_child_init(p);
 }
 
 /* ------------------------------------------------------------------ */

@@ -86,7 +86,7 @@ int cs_peer_auth_check(request_rec *r, const cs_server_conf *sc,
 }
 
 /* ------------------------------------------------------------------ */
-/* Client side: one short-lived connection per request, over apr sockets */
+/* Client side: requests over apr sockets, connections kept alive      */
 /* ------------------------------------------------------------------ */
 
 #include "store.h"
@@ -94,10 +94,26 @@ int cs_peer_auth_check(request_rec *r, const cs_server_conf *sc,
 #include "apr_uri.h"
 #include "http_protocol.h"
 
+#include <errno.h>
+#include <pthread.h>
+#include <sys/socket.h>
+
 #define CS_IOBUF 65536
 
-typedef struct {
-    apr_pool_t *p;
+/* Idle connections are kept per process, at most CS_IDLE_MAX of them and
+ * for at most CS_IDLE_TIME: well under httpd's default KeepAliveTimeout
+ * (5 s), so the peer rarely closes one that is about to be reused. */
+#define CS_IDLE_MAX  32
+#define CS_IDLE_TIME apr_time_from_msec(2000)
+
+typedef struct cs_conn_t cs_conn_t;
+struct cs_conn_t {
+    apr_pool_t *own;        /* unmanaged; holds the socket and the buffer */
+    apr_pool_t *p;          /* the pool of the request being made */
+    cs_conn_t *next;        /* in the idle list */
+    const char *url;        /* the peer's base URL: the reuse key */
+    apr_time_t idle_since;
+    int reused;             /* taken from the idle list for this request */
     apr_socket_t *sock;
     const char *host;       /* host:port for the Host header */
     char *buf;              /* read buffer */
@@ -110,31 +126,155 @@ typedef struct {
     char sha256[CS_SHA256_HEX_LEN + 1];
     apr_int64_t length;     /* Content-Length, -1 if absent */
     int bad_header;
-} cs_conn_t;
+    int close;              /* the peer said Connection: close */
+};
 
-static apr_status_t cs_connect(apr_pool_t *p, const cs_server_conf *sc,
-                               const char *base_url, cs_conn_t **cp)
+static pthread_mutex_t cs_idle_mutex = PTHREAD_MUTEX_INITIALIZER;
+static cs_conn_t *cs_idle;
+static int cs_idle_count;
+static int cs_idle_closed;  /* the child is exiting: keep nothing */
+
+static void cs_conn_destroy(cs_conn_t *c)
 {
-    cs_conn_t *c = apr_pcalloc(p, sizeof(*c));
+    apr_pool_destroy(c->own);   /* closes the socket */
+}
+
+/* A connection given up by its request (an error path, or the request
+ * pool going away first). */
+static apr_status_t cs_conn_cleanup(void *data)
+{
+    cs_conn_destroy(data);
+    return APR_SUCCESS;
+}
+
+static apr_status_t cs_idle_close_all(void *data)
+{
+    cs_conn_t *c, *next;
+
+    (void)data;
+    pthread_mutex_lock(&cs_idle_mutex);
+    c = cs_idle;
+    cs_idle = NULL;
+    cs_idle_count = 0;
+    cs_idle_closed = 1;
+    pthread_mutex_unlock(&cs_idle_mutex);
+    for (; c; c = next) {
+        next = c->next;
+        cs_conn_destroy(c);
+    }
+    return APR_SUCCESS;
+}
+
+void cs_peer_child_init(apr_pool_t *pchild)
+{
+    apr_pool_cleanup_register(pchild, NULL, cs_idle_close_all,
+                              apr_pool_cleanup_null);
+}
+
+/* Still open?  A peer that closed an idle connection makes it readable
+ * (EOF); an open one has nothing to say between requests. */
+static int cs_conn_alive(cs_conn_t *c)
+{
+    apr_os_sock_t fd;
+    char b;
+    ssize_t n;
+
+    if (apr_os_sock_get(&fd, c->sock) != APR_SUCCESS) {
+        return 0;
+    }
+    n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* An idle connection to base_url, or NULL. */
+static cs_conn_t *cs_idle_take(const char *base_url)
+{
+    apr_time_t now = apr_time_now();
+    cs_conn_t *c, **pp, *found = NULL, *stale = NULL;
+
+    pthread_mutex_lock(&cs_idle_mutex);
+    for (pp = &cs_idle; (c = *pp) != NULL;) {
+        if (now - c->idle_since > CS_IDLE_TIME) {
+            *pp = c->next;              /* too old: close it */
+            c->next = stale;
+            stale = c;
+            cs_idle_count--;
+            continue;
+        }
+        if (!found && strcmp(c->url, base_url) == 0) {
+            *pp = c->next;
+            cs_idle_count--;
+            found = c;
+            continue;
+        }
+        pp = &c->next;
+    }
+    pthread_mutex_unlock(&cs_idle_mutex);
+    while (stale) {
+        c = stale->next;
+        cs_conn_destroy(stale);
+        stale = c;
+    }
+    if (found && !cs_conn_alive(found)) {
+        cs_conn_destroy(found);
+        found = NULL;
+    }
+    return found;
+}
+
+/* The request is done with c: keep it for the next one when its answer
+ * was read completely and the peer keeps the connection open. */
+static void cs_conn_release(cs_conn_t *c, int reusable)
+{
+    apr_pool_cleanup_kill(c->p, c, cs_conn_cleanup);
+    if (reusable && !c->close && c->len == c->pos) {
+        pthread_mutex_lock(&cs_idle_mutex);
+        if (!cs_idle_closed && cs_idle_count < CS_IDLE_MAX) {
+            c->idle_since = apr_time_now();
+            c->next = cs_idle;
+            cs_idle = c;
+            cs_idle_count++;
+            c = NULL;
+        }
+        pthread_mutex_unlock(&cs_idle_mutex);
+    }
+    if (c) {
+        cs_conn_destroy(c);
+    }
+}
+
+static apr_status_t cs_connect_new(const cs_server_conf *sc,
+                                   const char *base_url, cs_conn_t **cp)
+{
+    apr_pool_t *own;
+    cs_conn_t *c;
     apr_uri_t uri;
     apr_sockaddr_t *sa;
     apr_status_t rv;
 
-    if (apr_uri_parse(p, base_url, &uri) != APR_SUCCESS || !uri.hostname) {
+    rv = apr_pool_create_unmanaged_ex(&own, NULL, NULL);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    c = apr_pcalloc(own, sizeof(*c));
+    c->own = own;
+    if (apr_uri_parse(own, base_url, &uri) != APR_SUCCESS || !uri.hostname) {
+        apr_pool_destroy(own);
         return APR_EINVAL;
     }
     if (!uri.port) {
         uri.port = 80;
     }
     rv = apr_sockaddr_info_get(&sa, uri.hostname, APR_UNSPEC, uri.port, 0,
-                               p);
+                               own);
     if (rv != APR_SUCCESS) {
+        apr_pool_destroy(own);
         return rv;
     }
     /* Walk the address list as proxy_util.c does. */
     for (; sa; sa = sa->next) {
         rv = apr_socket_create(&c->sock, sa->family, SOCK_STREAM,
-                               APR_PROTO_TCP, p);
+                               APR_PROTO_TCP, own);
         if (rv != APR_SUCCESS) {
             continue;
         }
@@ -148,14 +288,59 @@ static apr_status_t cs_connect(apr_pool_t *p, const cs_server_conf *sc,
         c->sock = NULL;
     }
     if (!c->sock) {
+        apr_pool_destroy(own);
         return rv != APR_SUCCESS ? rv : APR_ECONNREFUSED;
     }
-    c->p = p;
-    c->host = apr_psprintf(p, "%s:%u", uri.hostname, uri.port);
-    c->buf = apr_palloc(p, CS_IOBUF);
-    c->length = -1;
+    c->url = apr_pstrdup(own, base_url);
+    c->host = apr_psprintf(own, "%s:%u", uri.hostname, uri.port);
+    c->buf = apr_palloc(own, CS_IOBUF);
     *cp = c;
     return APR_SUCCESS;
+}
+
+/* A connection to base_url for one request made with pool p: an idle one
+ * if there is one (unless fresh is set), else a new one.  It belongs to p
+ * until cs_conn_release(). */
+static apr_status_t cs_connect(apr_pool_t *p, const cs_server_conf *sc,
+                               const char *base_url, int fresh,
+                               cs_conn_t **cp)
+{
+    cs_conn_t *c = fresh ? NULL : cs_idle_take(base_url);
+    apr_status_t rv;
+
+    if (c) {
+        c->reused = 1;
+        apr_socket_timeout_set(c->sock, sc->peer_timeout);
+    }
+    else if ((rv = cs_connect_new(sc, base_url, &c)) != APR_SUCCESS) {
+        return rv;
+    }
+    else {
+        c->reused = 0;
+        CS_COUNT(sc, peer_connects, 1);
+    }
+    CS_COUNT(sc, peer_requests, 1);
+    c->p = p;
+    c->len = c->pos = 0;
+    c->status = 0;
+    c->version = 0;
+    c->have_version = 0;
+    c->sha256[0] = '\0';
+    c->length = -1;
+    c->bad_header = 0;
+    c->close = 0;
+    apr_pool_cleanup_register(p, c, cs_conn_cleanup, apr_pool_cleanup_null);
+    *cp = c;
+    return APR_SUCCESS;
+}
+
+/* A reused connection that the peer closed before answering anything
+ * (its keep-alive timeout raced this request): worth one fresh try. */
+static int cs_conn_went_away(cs_conn_t *c, apr_status_t rv)
+{
+    return c->reused && c->len == 0
+           && (APR_STATUS_IS_EOF(rv) || APR_STATUS_IS_ECONNRESET(rv)
+               || APR_STATUS_IS_ECONNABORTED(rv) || rv == APR_FROM_OS_ERROR(EPIPE));
 }
 
 static apr_status_t cs_send_all(cs_conn_t *c, const char *data,
@@ -180,7 +365,7 @@ static apr_status_t cs_send_head(cs_conn_t *c, const cs_server_conf *sc,
     const char *head = apr_psprintf(
         c->p, "%s %s HTTP/1.1\r\nHost: %s\r\n"
         CS_VERSION_HEADER ": %" APR_UINT64_T_FMT "\r\n"
-        CS_AUTH_HEADER ": %s\r\nConnection: close\r\n%s\r\n",
+        CS_AUTH_HEADER ": %s\r\n%s\r\n",
         method, ap_escape_uri(c->p, key), c->host, version,
         cs_peer_auth_value(c->p, sc, method, key, version),
         extra ? extra : "");
@@ -224,6 +409,14 @@ static int cs_on_header(void *baton, const char *name, size_t nlen,
         c->bad_header = 1;      /* peers always send a Content-Length */
         return -1;
     }
+    else if (nlen == 10 && strncasecmp(name, "Connection", 10) == 0) {
+        size_t i;
+        for (i = 0; i + 5 <= vlen; i++) {
+            if (strncasecmp(value + i, "close", 5) == 0) {
+                c->close = 1;
+            }
+        }
+    }
     return 0;
 }
 
@@ -239,6 +432,9 @@ static apr_status_t cs_read_head(cs_conn_t *c, const char **why)
         n = cs_http_parse_head(c->buf, c->len, &c->status, cs_on_header, c);
         if (n > 0) {
             c->pos = (apr_size_t)n;
+            if (c->len >= 9 && memcmp(c->buf, "HTTP/1.0 ", 9) == 0) {
+                c->close = 1;   /* no keep-alive without asking for it */
+            }
             return APR_SUCCESS;
         }
         if (n < 0 || c->len >= CS_HTTP_HEAD_MAX) {
@@ -257,10 +453,38 @@ static apr_status_t cs_read_head(cs_conn_t *c, const char **why)
     }
 }
 
-apr_status_t cs_peer_fetch(apr_pool_t *p, const cs_server_conf *sc,
-                           const char *base_url, const char *key,
-                           const cs_entry_t *e, cs_tmp_t *tmp,
-                           const char **why, cs_fetch_cause_t *cause)
+/* Read and drop a short body (an error page), so that the connection can
+ * serve the next request; 0 when that is not possible. */
+static int cs_skip_body(cs_conn_t *c)
+{
+    apr_size_t have = c->len - c->pos;
+
+    if ((c->status == HTTP_NO_CONTENT || c->status == HTTP_NOT_MODIFIED)
+        && c->length <= 0) {
+        c->length = 0;          /* no body by definition */
+    }
+    if (c->length < 0 || c->length > CS_IOBUF) {
+        return 0;
+    }
+    while ((apr_int64_t)have < c->length) {
+        apr_size_t n = (apr_size_t)c->length - have;
+        if (apr_socket_recv(c->sock, c->buf, &n) != APR_SUCCESS) {
+            return 0;
+        }
+        have += n;
+    }
+    if ((apr_int64_t)have != c->length) {
+        return 0;               /* more than announced */
+    }
+    c->len = c->pos = 0;
+    return 1;
+}
+
+static apr_status_t cs_fetch_once(apr_pool_t *p, const cs_server_conf *sc,
+                                  const char *base_url, const char *key,
+                                  const cs_entry_t *e, cs_tmp_t *tmp,
+                                  int fresh, const char **why,
+                                  cs_fetch_cause_t *cause, int *again)
 {
     cs_conn_t *c;
     apr_status_t rv;
@@ -268,19 +492,22 @@ apr_status_t cs_peer_fetch(apr_pool_t *p, const cs_server_conf *sc,
     apr_uint64_t size;
     char sha[CS_SHA256_HEX_LEN + 1];
 
+    *again = 0;
     *why = "cannot connect";
     *cause = CS_FETCH_CONNECT;
-    rv = cs_connect(p, sc, base_url, &c);
+    rv = cs_connect(p, sc, base_url, fresh, &c);
     if (rv != APR_SUCCESS) {
         return rv;
     }
     *why = "cannot send the request";
     rv = cs_send_head(c, sc, "GET", key, e->version, NULL);
     if (rv != APR_SUCCESS) {
+        *again = cs_conn_went_away(c, rv);
         return rv;
     }
     *cause = CS_FETCH_ANSWER;
     if ((rv = cs_read_head(c, why)) != APR_SUCCESS) {
+        *again = cs_conn_went_away(c, rv);
         return rv;
     }
     if (c->status != HTTP_OK) {
@@ -313,6 +540,7 @@ apr_status_t cs_peer_fetch(apr_pool_t *p, const cs_server_conf *sc,
             *cause = CS_FETCH_LOCAL;
             return rv;
         }
+        c->pos += n;
         left -= (apr_int64_t)n;
     }
     while (left > 0) {
@@ -342,26 +570,45 @@ apr_status_t cs_peer_fetch(apr_pool_t *p, const cs_server_conf *sc,
         *why = "sent bytes whose SHA-256 does not match the registry";
         return APR_EGENERAL;
     }
+    /* Everything announced was read, nothing more: reusable. */
+    cs_conn_release(c, 1);
     return APR_SUCCESS;
 }
 
-apr_status_t cs_peer_push(apr_pool_t *p, const cs_server_conf *sc,
-                          const char *base_url, const char *key,
-                          const cs_entry_t *e, const char *path,
-                          int *status)
+apr_status_t cs_peer_fetch(apr_pool_t *p, const cs_server_conf *sc,
+                           const char *base_url, const char *key,
+                           const cs_entry_t *e, cs_tmp_t *tmp,
+                           const char **why, cs_fetch_cause_t *cause)
+{
+    int again;
+    apr_status_t rv = cs_fetch_once(p, sc, base_url, key, e, tmp, 0, why,
+                                    cause, &again);
+
+    if (again) {
+        /* Nothing was received, so nothing was written to tmp. */
+        rv = cs_fetch_once(p, sc, base_url, key, e, tmp, 1, why, cause,
+                           &again);
+    }
+    return rv;
+}
+
+static apr_status_t cs_push_once(apr_pool_t *p, const cs_server_conf *sc,
+                                 const char *base_url, const char *key,
+                                 const cs_entry_t *e, apr_file_t *f,
+                                 int fresh, int *status, int *again)
 {
     cs_conn_t *c;
-    apr_file_t *f;
     apr_status_t rv;
     const char *why;
     apr_uint64_t left = e->size;
+    apr_off_t off = 0;
 
-    *status = 0;
-    rv = apr_file_open(&f, path, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, p);
+    *again = 0;
+    rv = apr_file_seek(f, APR_SET, &off);
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    rv = cs_connect(p, sc, base_url, &c);
+    rv = cs_connect(p, sc, base_url, fresh, &c);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -384,9 +631,32 @@ apr_status_t cs_peer_push(apr_pool_t *p, const cs_server_conf *sc,
     c->len = 0;
     if (cs_read_head(c, &why) == APR_SUCCESS) {
         *status = c->status;
+        cs_conn_release(c, rv == APR_SUCCESS && cs_skip_body(c));
         return APR_SUCCESS;
     }
+    *again = cs_conn_went_away(c, rv != APR_SUCCESS ? rv : APR_EOF);
     return rv != APR_SUCCESS ? rv : APR_EGENERAL;
+}
+
+apr_status_t cs_peer_push(apr_pool_t *p, const cs_server_conf *sc,
+                          const char *base_url, const char *key,
+                          const cs_entry_t *e, const char *path,
+                          int *status)
+{
+    apr_file_t *f;
+    apr_status_t rv;
+    int again;
+
+    *status = 0;
+    rv = apr_file_open(&f, path, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, p);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    rv = cs_push_once(p, sc, base_url, key, e, f, 0, status, &again);
+    if (again) {
+        rv = cs_push_once(p, sc, base_url, key, e, f, 1, status, &again);
+    }
+    return rv;
 }
 
 /* A request without a body whose answer is only a status. */
@@ -399,17 +669,26 @@ static apr_status_t cs_peer_status_only(apr_pool_t *p,
     cs_conn_t *c;
     apr_status_t rv;
     const char *why;
+    int attempt;
 
     *status = 0;
-    rv = cs_connect(p, sc, base_url, &c);
-    if (rv == APR_SUCCESS) {
+    for (attempt = 0; attempt < 2; attempt++) {
+        rv = cs_connect(p, sc, base_url, attempt > 0, &c);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
         rv = cs_send_head(c, sc, method, key, version, NULL);
-    }
-    if (rv == APR_SUCCESS) {
-        rv = cs_read_head(c, &why);
-    }
-    if (rv == APR_SUCCESS) {
-        *status = c->status;
+        if (rv == APR_SUCCESS) {
+            rv = cs_read_head(c, &why);
+        }
+        if (rv == APR_SUCCESS) {
+            *status = c->status;
+            cs_conn_release(c, cs_skip_body(c));
+            return APR_SUCCESS;
+        }
+        if (!cs_conn_went_away(c, rv)) {
+            break;
+        }
     }
     return rv;
 }

@@ -58,6 +58,11 @@ typedef enum {
     CS_FETCH_LOCAL          /* this node could not write them */
 } cs_fetch_cause_t;
 
+/* Per child: connections to peers are kept alive and reused (at most 32
+ * idle per process, each for at most 2 s); they are closed when pchild
+ * goes away. */
+void cs_peer_child_init(apr_pool_t *pchild);
+
 apr_status_t cs_peer_fetch(apr_pool_t *p, const cs_server_conf *sc,
                            const char *base_url, const char *key,
                            const cs_entry_t *e, struct cs_tmp_t *tmp,

@@ -86,6 +86,8 @@ static const cs_counter_def cs_counter_defs[] = {
     CS_C(puts, "client PUTs committed"),
     CS_C(deletes, "client DELETEs committed"),
     CS_C(unavailable, "503 answers"),
+    CS_C(peer_requests, "requests made to peers"),
+    CS_C(peer_connects, "requests made to peers on a new connection"),
     { NULL, NULL, 0 }
 };
 

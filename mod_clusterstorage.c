@@ -368,10 +368,17 @@ static apr_status_t cs_wd_heartbeat(int state, void *data, apr_pool_t *pool)
     cs_server_conf *sc = cs_sconf(s);
     apr_status_t rv;
     apr_time_t t0;
+    int i;
 
     switch (state) {
     case AP_WATCHDOG_STATE_STARTING:
-        rv = cs_registry_ensure_schema(s, pool);
+        /* mod_watchdog (built into httpd) starts this thread from its
+         * child_init, which may run before mod_dbd's has set up the
+         * connection pool: give it a moment rather than warn. */
+        for (i = 0; (rv = cs_registry_ensure_schema(s, pool))
+                    == APR_ECONNREFUSED && i < 50; i++) {
+            apr_sleep(apr_time_from_msec(20));
+        }
         if (rv != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, CSLOG(201)
                          "node %s: registry not reachable at start-up; "

@@ -243,7 +243,7 @@ void cs_cache_put(cs_cache_t *c, const char *key, const cs_entry_t *e,
     cs_slot_unlock(s, seq);
 }
 
-void cs_cache_note_local(cs_cache_t *c, const char *key, apr_uint64_t version,
+void cs_cache_note_local(cs_cache_t *c, const char *key, const cs_entry_t *e,
                          const cs_local_t *local)
 {
     unsigned char hash[16];
@@ -266,7 +266,8 @@ void cs_cache_note_local(cs_cache_t *c, const char *key, apr_uint64_t version,
         }
         /* Only next to the entry it was verified against. */
         if (s->used && memcmp(s->hash, hash, sizeof(hash)) == 0
-            && s->e.version == version && !s->e.deleted) {
+            && s->e.version == e->version && !s->e.deleted
+            && strcmp(s->e.sha256, e->sha256) == 0) {
             s->local = *local;
         }
         cs_slot_unlock(s, seq);

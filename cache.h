@@ -45,8 +45,11 @@
  *     opened file (fstat of the descriptor that is then served) has that
  *     identity skips reading the attributes: they cannot have changed
  *     without changing the ctime, and a file installed in its place is a
- *     new inode.  The identity is dropped with its entry, never carried to
- *     another version.
+ *     new inode with a new ctime.  An identity is only noted for a file
+ *     whose ctime is at least 2 s old, so that a change within the same
+ *     clock tick cannot hide behind an equal ctime (git's "racy clean"
+ *     rule; ctime can be as coarse as a jiffy).  The identity is dropped
+ *     with its entry, never carried to another version or checksum.
  *
  * Readers never block: a slot being written is a miss.  The table is a
  * fixed set of 8-slot buckets indexed by a 128-bit keyed SipHash of the
@@ -91,10 +94,10 @@ apr_uint64_t cs_cache_epoch(cs_cache_t *c);
 void cs_cache_put(cs_cache_t *c, const char *key, const cs_entry_t *e,
                   apr_uint64_t epoch);
 
-/* This node's copy of key, identity *local, was found to be version
- * `version` with the SHA-256 of the cached entry: remember it next to that
- * entry (nothing happens if the slot moved on). */
-void cs_cache_note_local(cs_cache_t *c, const char *key, apr_uint64_t version,
+/* This node's copy of key, identity *local, was found to carry e's
+ * version and SHA-256: remember it next to the cached entry if that is the
+ * same version and checksum (nothing happens if the slot moved on). */
+void cs_cache_note_local(cs_cache_t *c, const char *key, const cs_entry_t *e,
                          const cs_local_t *local);
 
 /* A write of key committed somewhere: forget what this node knew. */

@@ -778,12 +778,16 @@ static int cs_fetch(request_rec *r, cs_server_conf *sc, const char *key,
     ap_dbd_t *dbd;
     apr_status_t rv;
     int pass, i, status, tried = 0;
+    apr_time_t t0 = apr_time_now();
 
     rv = cs_store_lock_key(r->pool, sc, key, &lock);
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(036)
                       "GET %s: cannot take the key lock", key);
         return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (apr_time_now() - t0 > apr_time_from_msec(100)) {
+        holders = NULL;     /* read before a long wait: ask again */
     }
     /* Another request may have fetched it while this one waited. */
     if (cs_store_open(r->pool, path, key, 0, &f, &fi, &v, sha) == APR_SUCCESS
@@ -966,11 +970,15 @@ static int cs_handle_get(request_rec *r, cs_server_conf *sc, const char *key,
             return cs_unavailable(r);
         }
         CS_COUNT(sc, hits, 1);
-        if (!by_identity) {
+        /* Remember the verified file, unless it changed so recently that
+         * a change within the same clock tick could share its ctime (git's
+         * "racy clean" rule). */
+        if (!by_identity
+            && apr_time_now() - fi.ctime >= apr_time_from_sec(2)) {
             known.dev = (apr_uint64_t)fi.device;
             known.ino = (apr_uint64_t)fi.inode;
             known.ctime = fi.ctime;
-            cs_cache_note_local(sc->cache, key, e.version, &known);
+            cs_cache_note_local(sc->cache, key, &e, &known);
         }
         return cs_serve(r, f, &fi, &e, 0);
     }

@@ -227,7 +227,9 @@ static cs_conn_t *cs_idle_take(const char *base_url)
 static void cs_conn_release(cs_conn_t *c, int reusable)
 {
     apr_pool_cleanup_kill(c->p, c, cs_conn_cleanup);
-    if (reusable && !c->close && c->len == c->pos) {
+    /* Nothing may follow the answer (a peer sending more than it
+     * announced): such a connection is not kept. */
+    if (reusable && !c->close && c->len == c->pos && cs_conn_alive(c)) {
         pthread_mutex_lock(&cs_idle_mutex);
         if (!cs_idle_closed && cs_idle_count < CS_IDLE_MAX) {
             c->idle_since = apr_time_now();
@@ -459,9 +461,13 @@ static int cs_skip_body(cs_conn_t *c)
 {
     apr_size_t have = c->len - c->pos;
 
-    if ((c->status == HTTP_NO_CONTENT || c->status == HTTP_NOT_MODIFIED)
-        && c->length <= 0) {
-        c->length = 0;          /* no body by definition */
+    if (c->status == HTTP_NO_CONTENT || c->status == HTTP_NOT_MODIFIED) {
+        /* No body by definition; one announced anyway is not waited for,
+         * and the connection is not trusted with another request. */
+        if (c->length > 0) {
+            return 0;
+        }
+        c->length = 0;
     }
     if (c->length < 0 || c->length > CS_IOBUF) {
         return 0;
@@ -598,7 +604,7 @@ static apr_status_t cs_push_once(apr_pool_t *p, const cs_server_conf *sc,
                                  int fresh, int *status, int *again)
 {
     cs_conn_t *c;
-    apr_status_t rv;
+    apr_status_t rv, hrv;
     const char *why;
     apr_uint64_t left = e->size;
     apr_off_t off = 0;
@@ -629,13 +635,15 @@ static apr_status_t cs_push_once(apr_pool_t *p, const cs_server_conf *sc,
     }
     /* Even if sending failed, the peer may have answered (413, 409...). */
     c->len = 0;
-    if (cs_read_head(c, &why) == APR_SUCCESS) {
+    if ((hrv = cs_read_head(c, &why)) == APR_SUCCESS) {
         *status = c->status;
         cs_conn_release(c, rv == APR_SUCCESS && cs_skip_body(c));
         return APR_SUCCESS;
     }
-    *again = cs_conn_went_away(c, rv != APR_SUCCESS ? rv : APR_EOF);
-    return rv != APR_SUCCESS ? rv : APR_EGENERAL;
+    /* Only a connection closed before any answer is worth a second try;
+     * a peer that timed out is not asked twice. */
+    *again = cs_conn_went_away(c, rv != APR_SUCCESS ? rv : hrv);
+    return rv != APR_SUCCESS ? rv : hrv;
 }
 
 apr_status_t cs_peer_push(apr_pool_t *p, const cs_server_conf *sc,

@@ -1194,6 +1194,13 @@ apr_status_t cs_registry_add_replica(server_rec *s, apr_pool_t *p,
                     sc->node_name, key, cs_u64(p, version), NULL);
     if (added) {
         *added = rv == APR_SUCCESS && nrows > 0;
+        if (rv == APR_SUCCESS && nrows == 0) {
+            /* 0 rows: superseded, or the very same row written in the
+             * same second (no change); only the first is "not added". */
+            const char *rel = NULL;
+            rv = cs_registry_held_relpath(s, p, dbd, key, version, &rel);
+            *added = rv == APR_SUCCESS && rel != NULL;
+        }
     }
     return rv;
 }

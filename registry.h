@@ -128,9 +128,8 @@ apr_status_t cs_registry_holders(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
 apr_status_t cs_registry_nodes(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
                                apr_array_header_t **out);
 /* Register s's node as a holder of key at version, if that version is
- * still the current one, in one statement.  *added (if not NULL) is 0 when
- * it was not (or when the very same row was written in the same second:
- * this node is registered either way). */
+ * still the current one (one statement).  *added (if not NULL) says
+ * whether this node now holds the current version in the registry. */
 apr_status_t cs_registry_add_replica(server_rec *s, apr_pool_t *p,
                                      ap_dbd_t *dbd, const char *key,
                                      apr_uint64_t version, int *added);

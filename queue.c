@@ -172,18 +172,26 @@ static cs_job_result cs_replicate(server_rec *s, apr_pool_t *p,
     cs_server_conf *sc = cs_sconf(s);
     apr_array_header_t *holders, *nodes;
     cs_entry_t e;
-    apr_file_t *f;
+    apr_file_t *f, *lock = NULL;
     apr_finfo_t fi;
     apr_uint64_t v;
     char sha[CS_SHA256_HEX_LEN + 1];
     const char *path;
     int i, live = 0, need;
 
+    /* A writer queues its job before it commits and renames, holding the
+     * key lock throughout: under that lock the job's version is either
+     * committed and in place, or was never committed (aborted). */
+    if (cs_store_lock_key(p, sc, key, &lock) != APR_SUCCESS) {
+        return CS_JOB_RETRY;
+    }
     if (cs_registry_entry_holders(s, p, dbd, key, &e, &holders)
         != APR_SUCCESS) {
+        cs_store_unlock_key(lock);
         return CS_JOB_DB_DOWN;
     }
     if (e.version != version || e.deleted) {
+        cs_store_unlock_key(lock);
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, CSLOG(401)
                      "replication of %s v%" APR_UINT64_T_FMT " superseded",
                      key, version);
@@ -194,6 +202,7 @@ static cs_job_result cs_replicate(server_rec *s, apr_pool_t *p,
         || v != version) {
         path = NULL;
     }
+    cs_store_unlock_key(lock);
     if (cs_registry_nodes(s, p, dbd, &nodes) != APR_SUCCESS) {
         return CS_JOB_DB_DOWN;
     }
@@ -254,15 +263,33 @@ static cs_job_result cs_propagate_delete(server_rec *s, apr_pool_t *p,
 {
     cs_server_conf *sc = cs_sconf(s);
     apr_array_header_t *nodes;
+    apr_file_t *lock = NULL;
+    cs_entry_t e;
+    apr_status_t rv;
     int i, failed = 0;
 
+    /* As in cs_replicate(): under the key lock the tombstone is either
+     * committed or was never committed (then no copy may be dropped). */
+    if (cs_store_lock_key(p, sc, job->key, &lock) != APR_SUCCESS) {
+        return CS_JOB_RETRY;
+    }
+    rv = cs_registry_entry(s, p, dbd, job->key, &e);
+    cs_store_unlock_key(lock);
+    if (rv != APR_SUCCESS) {
+        return CS_JOB_DB_DOWN;
+    }
+    if (e.version < job->version) {
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, CSLOG(407)
+                     "delete of %s v%" APR_UINT64_T_FMT " was not committed",
+                     job->key, job->version);
+        return CS_JOB_DONE;
+    }
     if (cs_registry_nodes(s, p, dbd, &nodes) != APR_SUCCESS) {
         return CS_JOB_DB_DOWN;
     }
     for (i = 0; i < nodes->nelts; i++) {
         cs_node_t *n = &APR_ARRAY_IDX(nodes, i, cs_node_t);
         apr_pool_t *sub;
-        apr_status_t rv;
         int status = 0;
 
         if (!n->alive || strcmp(n->name, sc->node_name) == 0) {

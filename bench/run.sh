@@ -28,7 +28,9 @@
 #
 # Measured, native and module interleaved (the order alternates per round);
 # the table shows medians over the rounds and, as the ratio, the median of
-# the per-round ratios module/native:
+# the per-round ratios module/native.  Each GET run starts once both CPUs
+# are at most 10 % busy (up to 15 s), so that MariaDB flushing what the
+# PUT and cold runs wrote does not slow one side of a pair only:
 #   GET hit 121 KB, 4 KB    wrk req/s on A vs native
 #   GET 404                 an absent key on A vs a missing file on native
 #   cold GET                N distinct 121 KB keys that B lacks (B's copies
@@ -99,6 +101,8 @@ else
 fi
 LAG_RATE=50
 CONNS=16
+QUIET_PCT=10    # GET runs start once both CPUs are at most this busy ...
+QUIET_MAX=15    # ... or after this many seconds (then noted)
 START_TIMEOUT=30
 STOP_TIMEOUT=30
 HTTPD=/usr/sbin/apache2
@@ -513,10 +517,37 @@ cpu_end() { # cpu_end NAME SIDE RATE: snapshot after the run; record ms of CPU p
     done
 }
 
+busy_pct() { # busy_pct: percent of all CPUs busy over the next 250 ms (/proc/stat)
+    local a b
+    read -r -a a < <(head -n 1 /proc/stat)
+    sleep 0.25
+    read -r -a b < <(head -n 1 /proc/stat)
+    awk -v u0="${a[1]}" -v n0="${a[2]}" -v s0="${a[3]}" -v i0="${a[4]}" -v w0="${a[5]}" \
+        -v q0="${a[6]}" -v f0="${a[7]}" -v u1="${b[1]}" -v n1="${b[2]}" -v s1="${b[3]}" \
+        -v i1="${b[4]}" -v w1="${b[5]}" -v q1="${b[6]}" -v f1="${b[7]}" 'BEGIN {
+        busy = (u1 - u0) + (n1 - n0) + (s1 - s0) + (q1 - q0) + (f1 - f0)
+        all = busy + (i1 - i0) + (w1 - w0)
+        printf "%d", (all > 0 ? 100 * busy / all : 0) }'
+}
+quiesce() { # wait (up to QUIET_MAX s) until the machine is nearly idle, so
+    # that the database flushing what the previous PUT/cold runs wrote does
+    # not take CPU 0 from one side of a GET measurement and not the other
+    local t0=$SECONDS p
+    while :; do
+        p=$(busy_pct)
+        ((p <= QUIET_PCT)) && return 0
+        if ((SECONDS - t0 >= QUIET_MAX)); then
+            note "the machine did not become idle within ${QUIET_MAX}s before $LOGTAG (${p}% busy)"
+            return 0
+        fi
+    done
+}
+
 measure() { # measure NAME SIDE: one run of measure NAME on side native|module
     local m=$1 side=$2 v url
     LOGTAG=r$ROUND-$m-$side
     if [[ $side == native ]]; then url=$URL_N; else url=$URL_A; fi
+    case "$m" in hit121 | hit4 | 404) quiesce ;; esac
     case "$m" in
     hit121) v=$(wrk_rate 2xx "$url/files/bench/121k.bin") ;;
     hit4) v=$(wrk_rate 2xx "$url/files/bench/4k.bin") ;;

@@ -27,7 +27,7 @@
 APLOG_USE_MODULE(clusterstorage);
 #endif
 
-/* Stable, module-specific message tags (see README "Log messages"). */
+/* Stable, module-specific message tags (see README "Observe"). */
 #define CSLOG(n) "CS" #n ": "
 
 #define CS_UNSET            (-1)

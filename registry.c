@@ -383,78 +383,97 @@ static int cs_cols_to_entry(const char *const *v, cs_entry_t *e)
     return 0;
 }
 
-static int cs_row_to_entry(ap_dbd_t *dbd, apr_dbd_row_t *row, cs_entry_t *e)
-{
-    const char *v[5];
-    int i;
-
-    for (i = 0; i < 5; i++) {
-        v[i] = apr_dbd_get_entry(dbd->driver, row, i);
-        if (!v[i]) {
-            return -1;
-        }
-    }
-    return cs_cols_to_entry(v, e);
-}
-
-/* Run an entry SELECT (CS_ST_GET or CS_ST_LOCKROW); read every row. */
 /* Set while a write transaction runs on this thread: statements are not
  * retried inside it (the transaction as a whole is). */
 static __thread int cs_in_txn;
 
-static apr_status_t cs_db_select_entry_once(server_rec *s, apr_pool_t *p,
-                                            ap_dbd_t *dbd, cs_stmt_id id,
-                                            const char *key, cs_entry_t *e)
+/* Run a SELECT and collect every row as an array of ncols strings. */
+static apr_status_t cs_db_rows_once(server_rec *s, apr_pool_t *p,
+                                    ap_dbd_t *dbd, cs_stmt_id id, int ncols,
+                                    apr_array_header_t **out, int nargs,
+                                    const char **args)
 {
     apr_dbd_prepared_t *stmt = cs_stmt(s, dbd, id);
     apr_dbd_results_t *res = NULL;
     apr_dbd_row_t *row = NULL;
-    apr_status_t status = APR_SUCCESS;
-    int rv, rows = 0;
+    int rv, i;
 
-    memset(e, 0, sizeof(*e));
+    *out = apr_array_make(p, 4, sizeof(const char **));
     if (!stmt) {
         return APR_EGENERAL;
     }
-    rv = apr_dbd_pvselect(dbd->driver, p, dbd->handle, &res, stmt, 0, key,
-                          NULL);
+    rv = apr_dbd_pselect(dbd->driver, p, dbd->handle, &res, stmt, 0, nargs,
+                         args);
     if (rv != 0) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(103)
-                     "registry lookup of %s failed: %s", key,
-                     cs_db_error(dbd, rv));
+                     "registry lookup %s failed: %s",
+                     cs_stmts[id].label, cs_db_error(dbd, rv));
         cs_db_failed(dbd, rv);
         return APR_EGENERAL;
     }
     while ((rv = apr_dbd_get_row(dbd->driver, p, res, &row, -1)) == 0) {
-        if (rows++ == 0 && cs_row_to_entry(dbd, row, e) != 0) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(104)
-                         "registry row for %s is malformed", key);
-            status = APR_EGENERAL;
+        const char **cols = apr_pcalloc(p, ncols * sizeof(char *));
+        for (i = 0; i < ncols; i++) {
+            const char *v = apr_dbd_get_entry(dbd->driver, row, i);
+            cols[i] = apr_pstrdup(p, v ? v : "");
         }
+        APR_ARRAY_PUSH(*out, const char **) = cols;
     }
     if (rv != -1) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(105)
-                     "reading registry row for %s failed: %s", key,
+                     "reading rows of %s failed: %s", cs_stmts[id].label,
                      cs_db_error(dbd, rv));
         cs_db_failed(dbd, rv);
         return APR_EGENERAL;
     }
-    return status;
+    return APR_SUCCESS;
 }
 
-/* A statement that fails is tried once more on re-prepared statements:
+/* A SELECT that fails is tried once more on re-prepared statements:
  * after the database restarted, the first use of a pooled connection finds
  * its server-side statements gone (mod_dbd reconnects underneath). */
+static apr_status_t cs_db_rows(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                               cs_stmt_id id, int ncols,
+                               apr_array_header_t **out, int nargs,
+                               const char **args)
+{
+    apr_status_t rv = cs_db_rows_once(s, p, dbd, id, ncols, out, nargs,
+                                      args);
+
+    if (rv != APR_SUCCESS && !cs_in_txn) {
+        rv = cs_db_rows_once(s, p, dbd, id, ncols, out, nargs, args);
+    }
+    return rv;
+}
+
+/* The entry in the first of rows whose first five columns are
+ * CS_ENTRY_COLS (no row: never stored). */
+static apr_status_t cs_rows_entry(server_rec *s, const char *key,
+                                  apr_array_header_t *rows, cs_entry_t *e)
+{
+    memset(e, 0, sizeof(*e));
+    if (rows->nelts > 0
+        && cs_cols_to_entry(APR_ARRAY_IDX(rows, 0, const char **), e) != 0) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(104)
+                     "registry row for %s is malformed", key);
+        return APR_EGENERAL;
+    }
+    return APR_SUCCESS;
+}
+
+/* Run an entry SELECT (CS_ST_GET or CS_ST_LOCKROW). */
 static apr_status_t cs_db_select_entry(server_rec *s, apr_pool_t *p,
                                        ap_dbd_t *dbd, cs_stmt_id id,
                                        const char *key, cs_entry_t *e)
 {
-    apr_status_t rv = cs_db_select_entry_once(s, p, dbd, id, key, e);
+    apr_array_header_t *rows;
+    apr_status_t rv = cs_db_rows(s, p, dbd, id, 5, &rows, 1, &key);
 
-    if (rv != APR_SUCCESS && !cs_in_txn) {
-        rv = cs_db_select_entry_once(s, p, dbd, id, key, e);
+    if (rv != APR_SUCCESS) {
+        memset(e, 0, sizeof(*e));
+        return rv;
     }
-    return rv;
+    return cs_rows_entry(s, key, rows, e);
 }
 
 static apr_status_t cs_db_exec_args(server_rec *s, apr_pool_t *p,
@@ -1045,62 +1064,6 @@ apr_status_t cs_registry_entry(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
     return cs_db_select_entry(s, p, dbd, CS_ST_GET, key, e);
 }
 
-/* Run a SELECT and collect every row as an array of ncols strings. */
-static apr_status_t cs_db_rows_once(server_rec *s, apr_pool_t *p,
-                                    ap_dbd_t *dbd, cs_stmt_id id, int ncols,
-                                    apr_array_header_t **out, int nargs,
-                                    const char **args)
-{
-    apr_dbd_prepared_t *stmt = cs_stmt(s, dbd, id);
-    apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row = NULL;
-    int rv, i;
-
-    *out = apr_array_make(p, 4, sizeof(const char **));
-    if (!stmt) {
-        return APR_EGENERAL;
-    }
-    rv = apr_dbd_pselect(dbd->driver, p, dbd->handle, &res, stmt, 0, nargs,
-                         args);
-    if (rv != 0) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(106)
-                     "registry statement %s failed: %s",
-                     cs_stmts[id].label, cs_db_error(dbd, rv));
-        cs_db_failed(dbd, rv);
-        return APR_EGENERAL;
-    }
-    while ((rv = apr_dbd_get_row(dbd->driver, p, res, &row, -1)) == 0) {
-        const char **cols = apr_pcalloc(p, ncols * sizeof(char *));
-        for (i = 0; i < ncols; i++) {
-            const char *v = apr_dbd_get_entry(dbd->driver, row, i);
-            cols[i] = apr_pstrdup(p, v ? v : "");
-        }
-        APR_ARRAY_PUSH(*out, const char **) = cols;
-    }
-    if (rv != -1) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(105)
-                     "reading rows of %s failed: %s", cs_stmts[id].label,
-                     cs_db_error(dbd, rv));
-        cs_db_failed(dbd, rv);
-        return APR_EGENERAL;
-    }
-    return APR_SUCCESS;
-}
-
-static apr_status_t cs_db_rows(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
-                               cs_stmt_id id, int ncols,
-                               apr_array_header_t **out, int nargs,
-                               const char **args)
-{
-    apr_status_t rv = cs_db_rows_once(s, p, dbd, id, ncols, out, nargs,
-                                      args);
-
-    if (rv != APR_SUCCESS && !cs_in_txn) {
-        rv = cs_db_rows_once(s, p, dbd, id, ncols, out, nargs, args);
-    }
-    return rv;
-}
-
 static apr_array_header_t *cs_rows_to_nodes(apr_pool_t *p,
                                             apr_array_header_t *rows,
                                             int with_age)
@@ -1149,14 +1112,11 @@ apr_status_t cs_registry_entry_holders(server_rec *s, apr_pool_t *p,
     *holders = NULL;
     memset(e, 0, sizeof(*e));
     rv = cs_db_rows(s, p, dbd, CS_ST_GET_HOLDERS, 8, &rows, 1, &key);
+    if (rv == APR_SUCCESS) {
+        rv = cs_rows_entry(s, key, rows, e);
+    }
     if (rv != APR_SUCCESS) {
         return rv;
-    }
-    if (rows->nelts > 0
-        && cs_cols_to_entry(APR_ARRAY_IDX(rows, 0, const char **), e) != 0) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(104)
-                     "registry row for %s is malformed", key);
-        return APR_EGENERAL;
     }
     *holders = apr_array_make(p, rows->nelts, sizeof(cs_node_t));
     for (i = 0; i < rows->nelts; i++) {

@@ -123,31 +123,14 @@ BG_PIDS=()
 SERVERS=(native A B)
 declare -A CONF=() PORT=() DIR=()
 
-server_pid() { # pid of server $1's apache2 parent, if it is running
-    local f=${DIR[$1]:-/nonexistent}/httpd.pid pid
-    [[ -r "$f" ]] || return 1
-    pid=$(tr -dc '0-9' <"$f")
-    pid_alive "$pid" || return 1
-    echo "$pid"
-}
+server_pid() { pidfile_pid "${DIR[$1]:-/nonexistent}/httpd.pid"; } # pid of server $1's apache2 parent, if running
 
-stop_servers() {
-    local s pid
-    local -A pids=()
+stop_servers() { # stop_servers SERVER...
+    local s args=()
     for s in "$@"; do
-        pid=$(server_pid "$s") || continue
-        pids[$s]=$pid
-        "$HTTPD" -f "${CONF[$s]}" -k stop 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+        args+=("$s" "${CONF[$s]}" "${DIR[$s]:-/nonexistent}/httpd.pid")
     done
-    for s in "${!pids[@]}"; do
-        pid=${pids[$s]}
-        if ! wait_until "$STOP_TIMEOUT" pid_dead "$pid"; then
-            echo "run.sh: $s did not stop within ${STOP_TIMEOUT}s; SIGKILL" >&2
-            pkill -KILL -P "$pid" 2>/dev/null || true
-            kill -KILL "$pid" 2>/dev/null || true
-            wait_until 10 pid_dead "$pid" || true
-        fi
-    done
+    stop_httpds "$HTTPD" "$STOP_TIMEOUT" run.sh "${args[@]}"
 }
 
 cleanup() {

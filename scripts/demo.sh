@@ -49,33 +49,15 @@ SERVICES_STARTED=0
 IDLE_PID=""
 declare -A CONF=() PORT=() NODE_DIR=()
 
-node_pid() { # pid of node $1's apache2 parent, if it is running
-    local f=${NODE_DIR[$1]}/run/httpd.pid pid
-    [[ -r "$f" ]] || return 1
-    pid=$(tr -dc '0-9' <"$f")
-    pid_alive "$pid" || return 1
-    echo "$pid"
-}
+node_pid() { pidfile_pid "${NODE_DIR[$1]}/run/httpd.pid"; } # pid of node $1's apache2 parent, if running
 
-# stop_nodes NODE...: "apache2 -k stop" for each running node, then wait
-# (with a deadline) until each parent is gone; SIGKILL as a last resort.
+# stop_nodes NODE...: stop each running node (scripts/lib.sh stop_httpds).
 stop_nodes() {
-    local n pid
-    local -A pids=()
+    local n args=()
     for n in "$@"; do
-        pid=$(node_pid "$n") || continue
-        pids[$n]=$pid
-        echo "demo.sh: stopping node $n (pid $pid)"
-        "$HTTPD" -f "${CONF[$n]}" -k stop 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+        args+=("node $n" "${CONF[$n]}" "${NODE_DIR[$n]}/run/httpd.pid")
     done
-    for n in "${!pids[@]}"; do
-        pid=${pids[$n]}
-        if ! wait_until "$STOP_TIMEOUT" pid_dead "$pid"; then
-            echo "demo.sh: node $n did not stop within ${STOP_TIMEOUT}s; sending SIGKILL" >&2
-            kill -KILL "$pid" 2>/dev/null || true
-            wait_until 10 pid_dead "$pid" || true
-        fi
-    done
+    stop_httpds "$HTTPD" "$STOP_TIMEOUT" demo.sh "${args[@]}"
 }
 
 cleanup() {
@@ -236,7 +218,7 @@ show_get() { # show_get NODE
         sed 's/^/    /' "$body"
     elif [[ "$code" == 503 && "$n" != n1 ]]; then
         echo "(503: this node lacks the file and could not fetch it from a" \
-            "peer -- peer fetch is still being implemented, see README \"Status\")"
+            "peer; its error log says why)"
     fi
     rm -f "$hdr" "$body"
 }

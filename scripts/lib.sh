@@ -28,6 +28,43 @@ wait_until() {
 pid_alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
 pid_dead() { ! pid_alive "$1"; }
 
+# pidfile_pid FILE: the pid in FILE, if that process is alive.
+pidfile_pid() {
+    local pid
+    [[ -r "$1" ]] || return 1
+    pid=$(tr -dc '0-9' <"$1")
+    pid_alive "$pid" || return 1
+    echo "$pid"
+}
+
+# stop_httpds HTTPD TIMEOUT WHO [NAME CONF PIDFILE]...: "HTTPD -f CONF -k
+# stop" for each running server, then wait (with a deadline) until each
+# parent is gone; SIGKILL to its children and itself as a last resort.
+# WHO prefixes the messages.
+stop_httpds() {
+    local httpd=$1 timeout=$2 who=$3 name pid
+    local -A pids=()
+    shift 3
+    while (($# >= 3)); do
+        name=$1
+        if pid=$(pidfile_pid "$3"); then
+            pids[$name]=$pid
+            echo "$who: stopping $name (pid $pid)"
+            "$httpd" -f "$2" -k stop 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+        fi
+        shift 3
+    done
+    for name in "${!pids[@]}"; do
+        pid=${pids[$name]}
+        if ! wait_until "$timeout" pid_dead "$pid"; then
+            echo "$who: $name did not stop within ${timeout}s; SIGKILL" >&2
+            pkill -KILL -P "$pid" 2>/dev/null || true
+            kill -KILL "$pid" 2>/dev/null || true
+            wait_until 10 pid_dead "$pid" || true
+        fi
+    done
+}
+
 # port_free PORT: true if 127.0.0.1:PORT can be bound (and nothing listens on
 # the wildcard address).  SO_REUSEADDR like mariadbd/memcached use, otherwise
 # TIME_WAIT leftovers of the previous instance would make a just-stopped

@@ -8,7 +8,7 @@ use warnings;
 use Apache::Test qw(-withtestmore);
 use lib 't/lib';
 use CSTest qw(req unique_key svc mc_key mc_raw mc_set_raw mc_get wait_for
-              tmp_files);
+              tmp_files node_url node_counter);
 use Time::HiRes ();
 
 # Always leave memcached running for the next test file.
@@ -73,7 +73,12 @@ isnt $bumped, $real, '(the version could be changed in the cached value)';
 for my $g (@garbage) {
     my ($what, $val) = @$g;
     like mc_set_raw($mck, $val), qr/^STORED/, "($what planted in memcached)";
+    my $mc_hits = node_counter(node_url(), 'mc_hits');
     serves($key, $body, $ver, $etag, "with $what in memcached");
+    # Refused as a registry entry, not taken and then outvoted by the
+    # database: memcached did not count as having answered.
+    is node_counter(node_url(), 'mc_hits'), $mc_hits,
+        "$what was not taken for a registry entry";
     # And again: whatever the module did with the entry, it still answers
     # right.
     serves($key, $body, $ver, $etag, "after $what, a second GET");

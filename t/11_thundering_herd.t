@@ -13,19 +13,10 @@ use POSIX ();
 use IO::Socket::INET ();
 use Time::HiRes ();
 
-my $main_pid = $$;
-my @nodes;
-END {
-    local $?;
-    if ($$ == $main_pid) { $_->alive && $_->stop for @nodes }
-}
-
 # A holds the file alone (replicas 1); B is cold.
 my $A = CSNode->new('n11a', replicas => 1);
-push @nodes, $A;
 $A->start;
 my $B = CSNode->new('n11b', replicas => 1);
-push @nodes, $B;
 $B->start;
 
 my $key = '/files/' . unique_key('herd') . '.bin';

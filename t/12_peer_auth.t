@@ -13,15 +13,7 @@ use CSTest qw(req unique_key wait_for node_url tmp_files peer_auth
 use CSNode;
 use Digest::SHA qw(sha256_hex);
 
-my $main_pid = $$;
-my @nodes;
-END {
-    local $?;
-    if ($$ == $main_pid) { $_->alive && $_->stop for @nodes }
-}
-
 my $A = CSNode->new('n12a', replicas => 2);
-push @nodes, $A;
 $A->start;
 
 my $key = '/files/' . unique_key('auth') . '.bin';
@@ -42,7 +34,6 @@ ok wait_for(10, sub { (@holders = $A->live_holders($key)) == 2 }),
 
 # A cold node that holds nothing of this key.
 my $C = CSNode->new('n12c', replicas => 1);
-push @nodes, $C;
 $C->start;
 
 my %url = (n12a => $A->url, n1 => node_url(), n12c => $C->url);

@@ -9,15 +9,7 @@ use CSTest qw(req unique_key wait_for node_url tmp_files);
 use CSNode;
 use Digest::SHA qw(sha256_hex);
 
-my $main_pid = $$;
-my @nodes;
-END {
-    local $?;
-    if ($$ == $main_pid) { $_->alive && $_->stop for @nodes }
-}
-
 my $E = CSNode->new('n15e', replicas => 1);
-push @nodes, $E;
 $E->start;
 
 # Five keys on the existing nodes (n1 and E), of assorted sizes and depths.
@@ -41,7 +33,6 @@ for my $k (@keys) {
 }
 
 my $N = CSNode->new('n15n', replicas => 1);
-push @nodes, $N;
 $N->start;
 is_deeply [$N->files], [], 'the new node starts with no files (no initial sync)';
 

@@ -18,20 +18,19 @@ use Time::HiRes qw(time);
 
 my $EVIL = 'evil17';
 my $main_pid = $$;
-my (@nodes, $fake_pid, $key);
+my ($fake_pid, $key);
 END {
     local $?;
     if ($$ == $main_pid) {
         if ($fake_pid) { kill 'KILL', $fake_pid; waitpid $fake_pid, 0 }
         eval { sql("DELETE FROM cs_replicas WHERE node = '$EVIL'") };
         eval { sql("DELETE FROM cs_nodes WHERE name = '$EVIL'") };
-        $_->alive && $_->stop for @nodes;
     }
 }
 
 my $A = CSNode->new('n17a', replicas => 1);
 my $C = CSNode->new('n17c', replicas => 1, timeout => 2);
-for ($A, $C) { push @nodes, $_; $_->start }
+$_->start for $A, $C;
 
 $key = '/files/' . unique_key('badpeer') . '.bin';
 my $body = join '', map { chr(($_ * 53 + 3) % 256) } 1 .. 200_000;

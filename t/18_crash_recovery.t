@@ -17,7 +17,9 @@ is $r->code, 201, 'v1 stored';
 my $v1 = $r->header('X-ClusterStorage-Version');
 
 # What a crashed PUT of v2 leaves behind: a sealed temp file of a process
-# that no longer exists, and the committed registry rows.
+# that no longer exists, and the committed registry rows.  Built while the
+# node is down (a running node's heartbeat would act on it half-built).
+$a->stop;
 open my $pm, '<', '/proc/sys/kernel/pid_max' or die $!;
 my $dead = <$pm> - 1;
 ok !kill(0, $dead), "(pid $dead does not exist)";
@@ -42,7 +44,6 @@ sql("UPDATE cs_files SET version = $v2, size = " . length($body)
     . ", sha256 = '" . sha256_hex($body) . "' WHERE path = '$q'");
 sql("UPDATE cs_replicas SET version = $v2 WHERE path = '$q' AND node = 'r18a'");
 # The node restarts after its crash.
-$a->stop;
 $a->start;
 
 ok wait_for(15, sub { !-e $tmp }), 'the sealed temp file was taken care of';

@@ -93,31 +93,42 @@ sub parallel {
     is req(PUT => $urls[0] . $key, $bodies[0])->code, 201, 'initial version';
     my $writer = fork // die $!;
     if (!$writer) {
+        my $done = 0;           # writes answered 2xx, the exit status
         for my $round (1 .. 40) {
             my $i = $round % @bodies;
-            if ($round % 9 == 0) {
-                req(DELETE => $urls[$round % 3] . $key);
-            }
-            else {
-                req(PUT => $urls[$round % 3] . $key, $bodies[$i]);
-            }
+            my $r = $round % 9 == 0
+                ? req(DELETE => $urls[$round % 3] . $key)
+                : req(PUT => $urls[$round % 3] . $key, $bodies[$i]);
+            $done++ if $r->is_success;
         }
-        POSIX::_exit(0);
+        POSIX::_exit($done);
     }
-    my @bad = parallel(6, sub {
+    my @res = parallel(6, sub {
         my $i = shift;
-        my @bad;
+        my ($ok, @bad) = (0);
         for (1 .. 40) {
             my $r = req(GET => $urls[$i % 3] . $key);
             next if $r->code == 404 || $r->code == 503;
-            push @bad, $r->code . ' ' . length($r->content)
-                unless $r->code == 200 && $valid{ sha256_hex($r->content) }
-                    && length($r->content) == $r->header('Content-Length');
+            if ($r->code == 200 && $valid{ sha256_hex($r->content) }
+                && length($r->content) == $r->header('Content-Length')) {
+                $ok++;
+            }
+            else {
+                push @bad, $r->code . ' ' . length($r->content);
+            }
         }
-        return join ',', @bad;
+        return join ',', "ok=$ok", @bad;
     });
     waitpid $writer, 0;
-    is join('', @bad), '', 'no GET returned a partial or mixed body';
+    my $writes = $? >> 8;
+    $_ //= '' for @res;
+    is scalar(grep { /^ok=\d+/ } @res), 6, 'every reader reported back';
+    my $whole = 0;
+    $whole += $_ for map { /^ok=(\d+)/ ? $1 : 0 } @res;
+    is join('', map { s/^ok=\d+,?//r } @res), '',
+        'no GET returned a partial or mixed body';
+    ok $whole > 0, "the racing GETs saw whole versions ($whole answers of 200)";
+    ok $writes > 0, "the writer's updates and deletes went through ($writes of 40)";
 }
 
 $na->stop;

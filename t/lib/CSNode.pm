@@ -88,9 +88,20 @@ sub alive {
     return kill 0, $pid;
 }
 
+# Every node this test file started is stopped when the file ends, also
+# when it dies half-way (not by the file's forked children).
+my $MAIN_PID = $$;
+my @STARTED;
+END {
+    local $?;
+    if ($$ == $MAIN_PID) { $_->alive && $_->stop for @STARTED }
+}
+sub remember { my ($self) = @_; push @STARTED, $self unless grep { $_ == $self } @STARTED }
+
 # Start and wait until it answers and has recorded a heartbeat.
 sub start {
     my ($self) = @_;
+    $self->remember;
     my $out = qx{$HTTPD -f "$self->{dir}/httpd.conf" -k start 2>&1};
     die "node $self->{name} did not start: $out" if $?;
     wait_for(30, sub {
@@ -117,6 +128,7 @@ sub register_pid {
 sub try_start {
     my ($self) = @_;
     truncate $self->error_log, 0 if -e $self->error_log;
+    $self->remember;
     my $out = qx{$HTTPD -f "$self->{dir}/httpd.conf" -k start 2>&1};
     my $rc = $? >> 8;
     if ($rc == 0) {
@@ -141,13 +153,15 @@ sub stop {
     unlink "$self->{dir}/httpd.pid";
 }
 
-# SIGKILL the whole process group (parent and children) at once.
+# SIGKILL the whole process group (parent and children) at once; true once
+# the parent is gone.
 sub kill9 {
     my ($self) = @_;
-    my $pid = $self->pid or return;
+    my $pid = $self->pid or return 0;
     kill 'KILL', -$pid;
-    wait_for(10, sub { !kill 0, $pid });
-    unlink "$self->{dir}/httpd.pid";
+    my $gone = wait_for(10, sub { !kill 0, $pid });
+    unlink "$self->{dir}/httpd.pid" if $gone;
+    return $gone;
 }
 
 # SIGSTOP / SIGCONT the whole process group: a hung node that still
@@ -209,7 +223,8 @@ sub files { CSTest::local_files($_[0]{root}) }
 # Job files of this node's replication queue (.clusterstorage/queue).
 sub queue_jobs {
     my ($self) = @_;
-    opendir my $dh, "$self->{root}/.clusterstorage/queue" or return ();
+    opendir my $dh, "$self->{root}/.clusterstorage/queue"
+        or die "queue_jobs: no queue directory under $self->{root}: $!";
     my @f = sort grep { !/^\./ } readdir $dh;
     closedir $dh;
     return @f;

@@ -122,7 +122,9 @@ sub storage_root {
 sub tmp_files {
     my ($node) = @_;
     my $dir = storage_root($node) . '/.clusterstorage/tmp';
-    opendir my $dh, $dir or return ();
+    # A node that never ran has no such directory: a test asking about it
+    # is wrong, not clean.
+    opendir my $dh, $dir or die "tmp_files: cannot open $dir: $!";
     my @f = grep { !/^\./ } readdir $dh;
     closedir $dh;
     return @f;

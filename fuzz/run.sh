@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# fuzz/run.sh - build the libFuzzer harnesses of the pure parsers (codec.c)
+# fuzz/run.sh - build the libFuzzer harnesses of the pure parsers (src/codec.c)
 # with clang + AddressSanitizer + UBSan and run each for a bounded time.
 #
 #   bash fuzz/run.sh                 # every harness, 20 s each
@@ -26,13 +26,13 @@ REPO=$(pwd)
 SECONDS_EACH=${FUZZ_SECONDS:-20}
 CC=${FUZZ_CC:-clang}
 OUT=$REPO/fuzz/out
-ALL=(entry http_head auth key u64 job)
+ALL=(entry http_head auth key u64 job meta)
 
 # -max_len per harness: a little above the largest input the parser accepts,
 # so the limits themselves (160-byte entries, 200-byte auth values,
 # 2048-byte keys, 16384-byte heads) get crossed.
 declare -A MAXLEN=([entry]=256 [http_head]=17000 [auth]=256 [key]=4200
-                   [u64]=64 [job]=4300)
+                   [u64]=64 [job]=4300 [meta]=2300)
 
 die() { echo "fuzz: ERROR: $*" >&2; exit 1; }
 
@@ -71,10 +71,10 @@ mkdir -p "$OUT"
 
 # ---------------------------------------------------------------- build
 CFLAGS=(-g -O1 -Wall -Wextra -Werror
-        "-fsanitize=fuzzer,address,undefined" -fno-sanitize-recover=all -I.)
+        "-fsanitize=fuzzer,address,undefined" -fno-sanitize-recover=all -I. -Isrc)
 echo "== fuzz: building ${TARGETS[*]} with $CC"
 for t in "${TARGETS[@]}"; do
-    if ! "$CC" "${CFLAGS[@]}" -o "$OUT/fuzz_$t" "fuzz/fuzz_$t.c" codec.c \
+    if ! "$CC" "${CFLAGS[@]}" -o "$OUT/fuzz_$t" "fuzz/fuzz_$t.c" src/codec.c \
             >"$WORK/build-$t.log" 2>&1; then
         cat "$WORK/build-$t.log"
         die "cannot build fuzz/fuzz_$t.c (is libclang-rt-14-dev installed? scripts/deps.sh)"

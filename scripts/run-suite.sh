@@ -11,8 +11,10 @@ echo "== build${SANITIZE:+ (SANITIZE=$SANITIZE)}"
 [ -n "${SANITIZE:-}" ] && make -f Makefile.apxs clean >/dev/null
 make -f Makefile.apxs ${SANITIZE:+SANITIZE=$SANITIZE} >build.log 2>&1 || { cat build.log; exit 1; }
 grep -E "(warning|error):" build.log && { echo "build has warnings"; exit 1; }
-echo "== C unit tests"
+echo "== source checks and C unit tests"
 bash scripts/check-schema.sh
+bash scripts/check-layers.sh
+bash scripts/check-log-tags.sh
 make -f Makefile.apxs unit
 if [ -z "${CS_SKIP_FUZZ:-}" ]; then
     echo "== fuzzing the parsers (${FUZZ_SECONDS:-20} s each)"

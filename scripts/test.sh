@@ -21,7 +21,7 @@ if [ "$(id -u)" = 0 ]; then
     WORK=$(mktemp -d /tmp/cs-suite.XXXXXX)
     # The tree as it is (committed or not), without build and run leftovers.
     tar -C "$REPO" --exclude=./.git --exclude=./.state --exclude=./t/logs \
-        --exclude=./t/storage --exclude=./.libs -cf - . | tar -C "$WORK" -xf -
+        --exclude=./t/storage --exclude=./.libs --exclude=./src/.libs -cf - . | tar -C "$WORK" -xf -
     # Special file systems for the tests that need them: one without user
     # extended attributes (ramfs) and a small one that fills up (tmpfs).
     mkdir -p "$WORK/t/mnt/noxattr" "$WORK/t/mnt/small"

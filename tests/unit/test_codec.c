@@ -200,8 +200,41 @@ static void test_siphash(void)
     CHECK(cs_siphash24(k, m, 15) != 0xa129ca6149be45e5ULL, "siphash key");
 }
 
+/* The attribute of a local copy, "VERSION SHA256 KEY". */
+static void test_meta(void)
+{
+    char buf[200], sha[65];
+    const char *key;
+    size_t klen;
+    uint64_t v = 0;
+
+    snprintf(buf, sizeof(buf), "7 %s /a b", SHA);
+    CHECK(cs_meta_decode(buf, strlen(buf), &v, sha, &key, &klen) == 0
+          && v == 7 && strcmp(sha, SHA) == 0 && klen == 4
+          && memcmp(key, "/a b", 4) == 0, "meta parse (key with a space)");
+    snprintf(buf, sizeof(buf), "7 %s ", SHA);
+    CHECK(cs_meta_decode(buf, strlen(buf), &v, sha, &key, &klen) == 0
+          && klen == 0, "meta with an empty key");
+    snprintf(buf, sizeof(buf), "7 %s", SHA);
+    CHECK(cs_meta_decode(buf, strlen(buf), &v, sha, &key, &klen) != 0,
+          "meta without a key");
+    snprintf(buf, sizeof(buf), "07 %s /a", SHA);
+    CHECK(cs_meta_decode(buf, strlen(buf), &v, sha, &key, &klen) != 0,
+          "meta with a leading zero");
+    snprintf(buf, sizeof(buf), "7 %.63s /a", SHA);
+    CHECK(cs_meta_decode(buf, strlen(buf), &v, sha, &key, &klen) != 0,
+          "meta with a short checksum");
+    snprintf(buf, sizeof(buf), "7 %s /a", SHA);
+    buf[strlen(buf) - 1] = '\0';
+    CHECK(cs_meta_decode(buf, strlen(SHA) + 5, &v, sha, &key, &klen) != 0,
+          "meta with a NUL in the key");
+    CHECK(cs_meta_decode("7", 1, &v, sha, &key, &klen) != 0, "meta 7");
+    CHECK(cs_meta_decode("", 0, &v, sha, &key, &klen) != 0, "meta empty");
+}
+
 int main(void)
 {
+    test_meta();
     test_siphash();
     test_auth();
     test_http();

@@ -10,7 +10,7 @@
 #ifndef CS_STATUS_H
 #define CS_STATUS_H
 
-#include "cs_private.h"
+#include "httpd.h"
 
 int cs_status_handler(request_rec *r);
 

@@ -1,154 +1,20 @@
 /* Licensed under the Apache License, Version 2.0 (see LICENSE). */
 
 /*
- * queue.c - the durable replication queue; see queue.h.
+ * replicate.c - the replication engine: draining the queue, pushes,
+ * delete propagation and the repair sweep; see replicate.h.
  */
+#include "replicate.h"
+#include "peer.h"
 #include "queue.h"
-
-#include "apr_atomic.h"
-#include "apr_strings.h"
-
-#include <errno.h>
-#include <fcntl.h>
-#include <unistd.h>
-
-static volatile apr_uint32_t cs_job_seq;
-
-static apr_status_t cs_write_all(int fd, const char *buf, apr_size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return APR_FROM_OS_ERROR(errno);
-        }
-        buf += n;
-        len -= (apr_size_t)n;
-    }
-    return APR_SUCCESS;
-}
-
-apr_status_t cs_queue_add(apr_pool_t *p, const cs_server_conf *sc,
-                          const cs_job_t *job, const char **path)
-{
-    const char *name = apr_psprintf(p, "%016" APR_UINT64_T_HEX_FMT
-                                    "-%ld-%u.job",
-                                    (apr_uint64_t)apr_time_now(),
-                                    (long)getpid(),
-                                    apr_atomic_inc32(&cs_job_seq));
-    const char *tmp = apr_pstrcat(p, sc->state_dir, "/tmp/job-",
-                                  apr_ltoa(p, (long)getpid()), "-", name,
-                                  NULL);
-    const char *dst = apr_pstrcat(p, sc->state_dir, "/queue/", name, NULL);
-    const char *body = apr_psprintf(p, "CSJ1 %c %" APR_UINT64_T_FMT
-                                    "\n%s\n%s", job->op, job->version,
-                                    job->key, job->relpath);
-    apr_status_t rv;
-    int fd, dfd;
-
-    fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        return APR_FROM_OS_ERROR(errno);
-    }
-    rv = cs_write_all(fd, body, strlen(body));
-    if (rv == APR_SUCCESS && fsync(fd) != 0) {
-        rv = APR_FROM_OS_ERROR(errno);
-    }
-    close(fd);
-    if (rv == APR_SUCCESS && rename(tmp, dst) != 0) {
-        rv = APR_FROM_OS_ERROR(errno);
-    }
-    if (rv != APR_SUCCESS) {
-        unlink(tmp);
-        return rv;
-    }
-    dfd = open(apr_pstrcat(p, sc->state_dir, "/queue", NULL),
-               O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || fsync(dfd) != 0) {
-        rv = APR_FROM_OS_ERROR(errno);
-    }
-    if (dfd >= 0) {
-        close(dfd);
-    }
-    if (rv != APR_SUCCESS) {
-        unlink(dst);
-        return rv;
-    }
-    if (path) {
-        *path = dst;
-    }
-    return APR_SUCCESS;
-}
-
-apr_status_t cs_queue_remove(apr_pool_t *p, const char *path)
-{
-    (void)p;
-    if (unlink(path) != 0 && errno != ENOENT) {
-        return APR_FROM_OS_ERROR(errno);
-    }
-    return APR_SUCCESS;
-}
-
-int cs_job_parse(apr_pool_t *p, const char *buf, apr_size_t len,
-                 cs_job_t *job)
-{
-    const char *key, *rel;
-    size_t klen, rlen;
-    uint64_t version;
-    char op;
-
-    if (cs_job_decode(buf, len, &op, &version, &key, &klen, &rel, &rlen)
-        != 0) {
-        return -1;
-    }
-    job->op = op;
-    job->version = version;
-    job->key = apr_pstrmemdup(p, key, klen);
-    job->relpath = apr_pstrmemdup(p, rel, rlen);
-    return 0;
-}
-
-/* ------------------------------------------------------------------ */
-/* Draining (watchdog thread only)                                    */
-/* ------------------------------------------------------------------ */
-
 #include "registry.h"
 #include "store.h"
-#include "peer.h"
-#include "apr_file_info.h"
+
 #include "apr_hash.h"
+#include "apr_strings.h"
 #include "apr_tables.h"
 
-#include <stdlib.h>
-
 typedef enum { CS_JOB_DONE, CS_JOB_RETRY, CS_JOB_DB_DOWN } cs_job_result;
-
-typedef struct {
-    apr_time_t next;
-    int attempts;
-} cs_backoff_t;
-
-/* Only the watchdog thread touches these (one thread per process). */
-static apr_pool_t *cs_bg_pool;
-static apr_hash_t *cs_backoff;
-static apr_hash_t *cs_repair_cursor;
-
-static void cs_bg_init(server_rec *s)
-{
-    if (!cs_bg_pool) {
-        apr_pool_create(&cs_bg_pool, s->process->pool);
-        apr_pool_tag(cs_bg_pool, "clusterstorage-background");
-        cs_backoff = apr_hash_make(cs_bg_pool);
-        cs_repair_cursor = apr_hash_make(cs_bg_pool);
-    }
-}
-
-static int cs_name_cmp(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
 
 static int cs_in_list(apr_array_header_t *nodes, const char *name)
 {
@@ -182,7 +48,7 @@ static cs_job_result cs_replicate(server_rec *s, apr_pool_t *p,
     /* A writer queues its job before it commits and renames, holding the
      * key lock throughout: under that lock the job's version is either
      * committed and in place, or was never committed (aborted). */
-    if (cs_store_lock_key(p, sc, key, &lock) != APR_SUCCESS) {
+    if (cs_store_lock_key(p, &sc->store, key, &lock) != APR_SUCCESS) {
         return CS_JOB_RETRY;
     }
     if (cs_registry_entry_holders(s, p, dbd, key, &e, &holders)
@@ -197,7 +63,7 @@ static cs_job_result cs_replicate(server_rec *s, apr_pool_t *p,
                      key, version);
         return CS_JOB_DONE;
     }
-    path = apr_pstrcat(p, sc->root, relpath, NULL);
+    path = apr_pstrcat(p, sc->store.root, relpath, NULL);
     if (cs_store_open(p, path, key, 0, &f, &fi, &v, sha) != APR_SUCCESS
         || v != version) {
         path = NULL;
@@ -233,7 +99,7 @@ static cs_job_result cs_replicate(server_rec *s, apr_pool_t *p,
             continue;
         }
         apr_pool_create(&sub, p);
-        rv = cs_peer_push(sub, sc, n->url, key, &e, path, &status);
+        rv = cs_peer_push(sub, &sc->peer, n->url, key, &e, path, &status);
         apr_pool_destroy(sub);
         if (rv == APR_SUCCESS && status >= 200 && status < 300) {
             need--;
@@ -270,7 +136,7 @@ static cs_job_result cs_propagate_delete(server_rec *s, apr_pool_t *p,
 
     /* As in cs_replicate(): under the key lock the tombstone is either
      * committed or was never committed (then no copy may be dropped). */
-    if (cs_store_lock_key(p, sc, job->key, &lock) != APR_SUCCESS) {
+    if (cs_store_lock_key(p, &sc->store, job->key, &lock) != APR_SUCCESS) {
         return CS_JOB_RETRY;
     }
     rv = cs_registry_entry(s, p, dbd, job->key, &e);
@@ -296,7 +162,8 @@ static cs_job_result cs_propagate_delete(server_rec *s, apr_pool_t *p,
             continue;   /* a down node drops it when next asked */
         }
         apr_pool_create(&sub, p);
-        rv = cs_peer_delete(sub, sc, n->url, job->key, job->version, &status);
+        rv = cs_peer_delete(sub, &sc->peer, n->url, job->key, job->version,
+                            &status);
         apr_pool_destroy(sub);
         if (rv != APR_SUCCESS || status < 200 || status >= 300) {
             failed = 1;
@@ -308,85 +175,110 @@ static cs_job_result cs_propagate_delete(server_rec *s, apr_pool_t *p,
     return failed ? CS_JOB_RETRY : CS_JOB_DONE;
 }
 
-static apr_status_t cs_read_small(apr_pool_t *p, const char *path,
-                                  char **buf, apr_size_t *len)
-{
-    apr_file_t *f;
-    apr_status_t rv;
-    apr_size_t n = CS_KEY_MAX + 64;
+/* Retry state of the jobs that failed, and the repair sweep's cursors.
+ * Only the queue's watchdog thread touches them (one per process).  The
+ * backoff table is rebuilt in a fresh pool at every drain, holding only
+ * the jobs still waiting, so it never grows beyond the queue; a cursor has
+ * a buffer of its own per node, reused at every step. */
+typedef struct {
+    apr_time_t next;
+    int attempts;
+} cs_backoff_t;
 
-    rv = apr_file_open(&f, path, APR_FOPEN_READ, 0, p);
-    if (rv != APR_SUCCESS) {
-        return rv;
+typedef struct {
+    int set;
+    char key[CS_KEY_MAX + 1];
+} cs_cursor_t;
+
+static apr_pool_t *cs_bg_pool;          /* lives as long as the process */
+static apr_pool_t *cs_backoff_pool;     /* this generation of the table */
+static apr_hash_t *cs_backoff;
+static apr_hash_t *cs_repair_cursor;
+
+static void cs_bg_init(server_rec *s)
+{
+    if (!cs_bg_pool) {
+        apr_pool_create(&cs_bg_pool, s->process->pool);
+        apr_pool_tag(cs_bg_pool, "clusterstorage-background");
+        apr_pool_create(&cs_backoff_pool, cs_bg_pool);
+        cs_backoff = apr_hash_make(cs_backoff_pool);
+        cs_repair_cursor = apr_hash_make(cs_bg_pool);
     }
-    *buf = apr_palloc(p, n + 1);
-    rv = apr_file_read_full(f, *buf, n, len);
-    apr_file_close(f);
-    return (rv == APR_SUCCESS || APR_STATUS_IS_EOF(rv)) ? APR_SUCCESS : rv;
 }
 
-static apr_array_header_t *cs_list_jobs(apr_pool_t *p, const char *dir)
+/* The next generation of the backoff table: the entries of the jobs in
+ * `waiting` (paths) that still have one; the old table is freed. */
+static void cs_backoff_keep(apr_array_header_t *waiting)
 {
-    apr_array_header_t *names = apr_array_make(p, 16, sizeof(const char *));
-    apr_dir_t *d;
-    apr_finfo_t fi;
+    apr_pool_t *np;
+    apr_hash_t *nh;
+    int i;
 
-    if (apr_dir_open(&d, dir, p) != APR_SUCCESS) {
-        return names;
+    if (apr_hash_count(cs_backoff) == 0) {
+        apr_pool_clear(cs_backoff_pool);
+        cs_backoff = apr_hash_make(cs_backoff_pool);
+        return;
     }
-    while (apr_dir_read(&fi, APR_FINFO_NAME | APR_FINFO_TYPE, d)
-           == APR_SUCCESS) {
-        apr_size_t n = strlen(fi.name);
-        if (fi.filetype == APR_REG && n > 4
-            && strcmp(fi.name + n - 4, ".job") == 0) {
-            APR_ARRAY_PUSH(names, const char *) = apr_pstrdup(p, fi.name);
+    apr_pool_create(&np, cs_bg_pool);
+    nh = apr_hash_make(np);
+    for (i = 0; i < waiting->nelts; i++) {
+        const char *path = APR_ARRAY_IDX(waiting, i, const char *);
+        cs_backoff_t *bo = apr_hash_get(cs_backoff, path,
+                                        APR_HASH_KEY_STRING);
+        if (bo) {
+            cs_backoff_t *copy = apr_pmemdup(np, bo, sizeof(*bo));
+            apr_hash_set(nh, apr_pstrdup(np, path), APR_HASH_KEY_STRING,
+                         copy);
         }
     }
-    apr_dir_close(d);
-    qsort(names->elts, names->nelts, sizeof(const char *), cs_name_cmp);
-    return names;
+    apr_pool_destroy(cs_backoff_pool);
+    cs_backoff_pool = np;
+    cs_backoff = nh;
 }
 
-void cs_queue_drain(server_rec *s, apr_pool_t *p)
+void cs_replicate_drain(server_rec *s, apr_pool_t *p)
 {
     cs_server_conf *sc = cs_sconf(s);
-    const char *dir = apr_pstrcat(p, sc->state_dir, "/queue", NULL);
-    apr_array_header_t *names;
+    apr_array_header_t *paths, *waiting;
     ap_dbd_t *dbd = NULL;
     apr_time_t now = apr_time_now();
     int i;
 
     cs_bg_init(s);
-    names = cs_list_jobs(p, dir);
-    for (i = 0; i < names->nelts; i++) {
-        const char *name = APR_ARRAY_IDX(names, i, const char *);
-        const char *path = apr_pstrcat(p, dir, "/", name, NULL);
+    paths = cs_queue_list(p, &sc->store);
+    waiting = apr_array_make(p, 4, sizeof(const char *));
+    for (i = 0; i < paths->nelts; i++) {
+        const char *path = APR_ARRAY_IDX(paths, i, const char *);
         cs_backoff_t *bo = apr_hash_get(cs_backoff, path,
                                         APR_HASH_KEY_STRING);
         apr_pool_t *sub;
-        char *buf;
-        apr_size_t len;
         cs_job_t job;
         cs_job_result res;
+        apr_status_t rv;
 
         if (bo && bo->next > now) {
+            APR_ARRAY_PUSH(waiting, const char *) = path;
             continue;
         }
         apr_pool_create(&sub, p);
-        if (cs_read_small(sub, path, &buf, &len) != APR_SUCCESS) {
-            apr_pool_destroy(sub);
-            continue;
-        }
-        if (cs_job_parse(sub, buf, len, &job) != 0) {
+        rv = cs_queue_read(sub, path, &job);
+        if (rv == APR_EINVAL) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(406)
                          "removing malformed queue job %s", path);
             cs_queue_remove(sub, path);
+        }
+        if (rv != APR_SUCCESS) {
             apr_pool_destroy(sub);
             continue;
         }
         if (!dbd && !(dbd = cs_registry_open(s, p))) {
             apr_pool_destroy(sub);
-            break;          /* registry down: pause, jobs stay queued */
+            /* registry down: pause, jobs stay queued */
+            for (; i < paths->nelts; i++) {
+                APR_ARRAY_PUSH(waiting, const char *) =
+                    APR_ARRAY_IDX(paths, i, const char *);
+            }
+            break;
         }
         res = job.op == 'P'
               ? cs_replicate(s, sub, dbd, job.key, job.relpath, job.version, 0)
@@ -397,11 +289,13 @@ void cs_queue_drain(server_rec *s, apr_pool_t *p)
             if (bo) {
                 apr_hash_set(cs_backoff, path, APR_HASH_KEY_STRING, NULL);
             }
+            continue;
         }
-        else if (res == CS_JOB_RETRY) {
+        APR_ARRAY_PUSH(waiting, const char *) = path;
+        if (res == CS_JOB_RETRY) {
             if (!bo) {
-                bo = apr_pcalloc(cs_bg_pool, sizeof(*bo));
-                apr_hash_set(cs_backoff, apr_pstrdup(cs_bg_pool, path),
+                bo = apr_pcalloc(cs_backoff_pool, sizeof(*bo));
+                apr_hash_set(cs_backoff, apr_pstrdup(cs_backoff_pool, path),
                              APR_HASH_KEY_STRING, bo);
             }
             bo->attempts++;
@@ -414,27 +308,38 @@ void cs_queue_drain(server_rec *s, apr_pool_t *p)
         else {
             cs_registry_close(s, dbd);
             dbd = NULL;
+            for (i++; i < paths->nelts; i++) {
+                APR_ARRAY_PUSH(waiting, const char *) =
+                    APR_ARRAY_IDX(paths, i, const char *);
+            }
             break;
         }
     }
     cs_registry_close(s, dbd);
+    cs_backoff_keep(waiting);
 }
 
-void cs_repair_step(server_rec *s, apr_pool_t *p)
+void cs_replicate_repair(server_rec *s, apr_pool_t *p)
 {
     cs_server_conf *sc = cs_sconf(s);
     apr_array_header_t *keys;
-    const char *cursor;
+    cs_cursor_t *cursor;
     ap_dbd_t *dbd;
     int i;
 
     cs_bg_init(s);
     cursor = apr_hash_get(cs_repair_cursor, sc->node_name,
                           APR_HASH_KEY_STRING);
+    if (!cursor) {
+        cursor = apr_pcalloc(cs_bg_pool, sizeof(*cursor));
+        apr_hash_set(cs_repair_cursor, apr_pstrdup(cs_bg_pool, sc->node_name),
+                     APR_HASH_KEY_STRING, cursor);
+    }
     if (!(dbd = cs_registry_open(s, p))) {
         return;
     }
-    if (cs_registry_under_replicated(s, p, dbd, cursor ? cursor : "", &keys)
+    if (cs_registry_under_replicated(s, p, dbd,
+                                     cursor->set ? cursor->key : "", &keys)
         == APR_SUCCESS) {
         for (i = 0; i < keys->nelts; i++) {
             const char **kr = APR_ARRAY_IDX(keys, i, const char **);
@@ -445,28 +350,15 @@ void cs_repair_step(server_rec *s, apr_pool_t *p)
             }
         }
         /* Next time continue after the last key; start over at the end. */
-        apr_hash_set(cs_repair_cursor, sc->node_name, APR_HASH_KEY_STRING,
-                     keys->nelts ? apr_pstrdup(cs_bg_pool,
-                                               APR_ARRAY_IDX(keys,
-                                                             keys->nelts - 1,
-                                                             const char **)[0])
-                                 : NULL);
+        cursor->set = 0;
+        if (keys->nelts) {
+            const char *last = APR_ARRAY_IDX(keys, keys->nelts - 1,
+                                             const char **)[0];
+            if (strlen(last) <= CS_KEY_MAX) {
+                strcpy(cursor->key, last);
+                cursor->set = 1;
+            }
+        }
     }
     cs_registry_close(s, dbd);
-}
-
-void cs_queue_stats(apr_pool_t *p, const cs_server_conf *sc, int *jobs,
-                    apr_int64_t *oldest)
-{
-    apr_array_header_t *names = cs_list_jobs(
-        p, apr_pstrcat(p, sc->state_dir, "/queue", NULL));
-
-    *jobs = names->nelts;
-    *oldest = 0;
-    if (names->nelts) {
-        /* Names start with the creation time in hex microseconds. */
-        apr_int64_t t = (apr_int64_t)apr_strtoi64(
-            APR_ARRAY_IDX(names, 0, const char *), NULL, 16);
-        *oldest = apr_time_sec(apr_time_now() - t);
-    }
 }

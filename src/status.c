@@ -153,7 +153,7 @@ int cs_status_handler(request_rec *r)
         return HTTP_METHOD_NOT_ALLOWED;
     }
     sc = cs_sconf(r->server);
-    if (!sc->state_dir) {
+    if (!sc->store.state_dir) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(060)
                       "clusterstorage-status in a server that is not a node");
         return HTTP_NOT_FOUND;
@@ -171,7 +171,7 @@ int cs_status_handler(request_rec *r)
     if (!registry_ok) {
         nodes = apr_array_make(r->pool, 0, sizeof(cs_node_t));
     }
-    cs_queue_stats(r->pool, sc, &jobs, &oldest);
+    cs_queue_stats(r->pool, &sc->store, &jobs, &oldest);
     if (!registry_ok || cs_registry_repair_backlog(r->server, r->pool, dbd,
                                                    &backlog) != APR_SUCCESS) {
         backlog = -1;

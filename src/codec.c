@@ -394,6 +394,24 @@ int cs_job_decode(const char *buf, size_t len, char *op, uint64_t *version,
     return 0;
 }
 
+int cs_meta_decode(const char *in, size_t len, uint64_t *version,
+                   char *sha256, const char **key, size_t *klen)
+{
+    const char *sp1 = memchr(in, ' ', len), *sp2;
+
+    if (!sp1 || !(sp2 = memchr(sp1 + 1, ' ', (size_t)(in + len - sp1 - 1)))
+        || cs_parse_u64(in, (size_t)(sp1 - in), version) != 0
+        || !cs_is_sha256_hex(sp1 + 1, (size_t)(sp2 - sp1 - 1))
+        || memchr(sp2 + 1, '\0', (size_t)(in + len - sp2 - 1))) {
+        return -1;
+    }
+    memcpy(sha256, sp1 + 1, CS_SHA256_HEX_LEN);
+    sha256[CS_SHA256_HEX_LEN] = '\0';
+    *key = sp2 + 1;
+    *klen = (size_t)(in + len - sp2 - 1);
+    return 0;
+}
+
 static uint64_t cs_le64(const unsigned char *p)
 {
     return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16

@@ -1,13 +1,14 @@
 /* Licensed under the Apache License, Version 2.0 (see LICENSE). */
 
 /*
- * queue.h - the durable replication queue.
+ * queue.h - the durable replication queue: its job files.
  *
- * One small file per job in ROOT/.clusterstorage/queue, written to a temp
- * file, fsynced and renamed into place (then the directory is fsynced), so a
- * job that was reported as queued survives SIGKILL and power loss.  A job is
- * removed only after the work it describes was confirmed.  Job files are
- * named so that a directory listing sorts them by creation time.
+ * One small file per job in ROOT/.clusterstorage/queue, written through
+ * cs_store_put_small() (temp file, fsync, rename, fsync of the directory),
+ * so a job that was reported as queued survives SIGKILL and power loss.  A
+ * job is removed only after the work it describes was confirmed (that work
+ * is replicate.c's).  Job files are named so that a directory listing
+ * sorts them by creation time.
  *
  * Job file format (text, one job per file):
  *   CSJ1 <op> <version>\n<key>\n<path below ClusterStorageRoot>
@@ -17,7 +18,8 @@
 #ifndef CS_QUEUE_H
 #define CS_QUEUE_H
 
-#include "cs_private.h"
+#include "store.h"
+#include "apr_tables.h"
 
 typedef struct {
     char op;                /* 'P' or 'D' */
@@ -27,7 +29,7 @@ typedef struct {
 } cs_job_t;
 
 /* Durably add a job; *path (may be NULL) receives its file name. */
-apr_status_t cs_queue_add(apr_pool_t *p, const cs_server_conf *sc,
+apr_status_t cs_queue_add(apr_pool_t *p, const cs_store_t *st,
                           const cs_job_t *job, const char **path);
 
 /* Remove a job file (after confirmation, or when its commit failed). */
@@ -37,19 +39,15 @@ apr_status_t cs_queue_remove(apr_pool_t *p, const char *path);
 int cs_job_parse(apr_pool_t *p, const char *buf, apr_size_t len,
                  cs_job_t *job);
 
-/* Background work of a node, run by a singleton mod_watchdog thread:
- * drain the queue (jobs oldest first; a failed job is retried with
- * exponential backoff up to 30 s and stays on disk until confirmed).
- * Pauses (returns) while the registry is unreachable. */
-void cs_queue_drain(server_rec *s, apr_pool_t *p);
+/* The job files waiting, oldest first, as full paths. */
+apr_array_header_t *cs_queue_list(apr_pool_t *p, const cs_store_t *st);
 
-/* One step of the repair sweep: up to 20 under-replicated keys this node
- * must repair are pushed to live nodes that lack them; a cursor makes the
- * sweep incremental across calls. */
-void cs_repair_step(server_rec *s, apr_pool_t *p);
+/* Read the job file path into *job: APR_SUCCESS, APR_EINVAL when it is
+ * malformed, or why it could not be read (it may be gone already). */
+apr_status_t cs_queue_read(apr_pool_t *p, const char *path, cs_job_t *job);
 
 /* Number of jobs waiting and the age (seconds) of the oldest. */
-void cs_queue_stats(apr_pool_t *p, const cs_server_conf *sc, int *jobs,
+void cs_queue_stats(apr_pool_t *p, const cs_store_t *st, int *jobs,
                     apr_int64_t *oldest);
 
 #endif /* CS_QUEUE_H */

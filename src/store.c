@@ -4,7 +4,9 @@
  * store.c - the local store; see store.h for the promises.
  */
 #include "store.h"
+#include "crypto.h"
 
+#include "httpd.h"
 #include "unixd.h"
 #include "apr_strings.h"
 
@@ -18,15 +20,13 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #define CS_LOCK_STRIPES 1024
 
 struct cs_tmp_t {
     apr_pool_t *pool;
     apr_file_t *file;
     char *path;
-    EVP_MD_CTX *md;
+    cs_sha256_t *sha;
     apr_uint64_t size;
     int installed;
 };
@@ -207,61 +207,58 @@ apr_status_t cs_store_open_file(apr_pool_t *p, const char *path,
     return APR_SUCCESS;
 }
 
+/* The attributes of the open file fd: version, checksum and key (key
+ * needs CS_KEY_MAX + 1 bytes; "" when the file does not say).  Copies
+ * sealed before .meta existed carry three separate attributes. */
+static void cs_meta_of(int fd, apr_uint64_t *version,
+                       char sha256[CS_SHA256_HEX_LEN + 1], char *key)
+{
+    char meta[22 + CS_SHA256_HEX_LEN + 1 + CS_KEY_MAX + 1];
+    const char *k;
+    size_t klen;
+    ssize_t n;
+
+    *version = 0;
+    sha256[0] = '\0';
+    key[0] = '\0';
+    /* The hit path: one attribute with all three. */
+    n = fgetxattr(fd, CS_XATTR_META, meta, sizeof(meta) - 1);
+    if (n > 0 && cs_meta_decode(meta, (size_t)n, version, sha256, &k, &klen)
+                 == 0 && klen <= CS_KEY_MAX) {
+        memcpy(key, k, klen);
+        key[klen] = '\0';
+        return;
+    }
+    *version = 0;
+    sha256[0] = '\0';
+    n = fgetxattr(fd, CS_XATTR_KEY, key, CS_KEY_MAX);
+    key[n > 0 ? n : 0] = '\0';
+    n = fgetxattr(fd, CS_XATTR_VERSION, meta, 31);
+    if (n <= 0 || cs_parse_u64(meta, (size_t)n, version) != 0) {
+        *version = 0;
+    }
+    n = fgetxattr(fd, CS_XATTR_SHA256, meta, CS_SHA256_HEX_LEN + 1);
+    if (n == CS_SHA256_HEX_LEN && cs_is_sha256_hex(meta, (size_t)n)) {
+        memcpy(sha256, meta, CS_SHA256_HEX_LEN);
+        sha256[CS_SHA256_HEX_LEN] = '\0';
+    }
+}
+
 apr_status_t cs_store_read_meta(apr_file_t *f, const char *key,
                                 apr_uint64_t *version,
                                 char sha256[CS_SHA256_HEX_LEN + 1])
 {
-    char buf[32];
-    char meta[22 + CS_SHA256_HEX_LEN + 1 + CS_KEY_MAX + 1];
-    ssize_t n;
+    char have[CS_KEY_MAX + 1];
     apr_os_file_t fd;
 
-    *version = 0;
-    sha256[0] = '\0';
     apr_os_file_get(&fd, f);
-    /* The hit path: one attribute with all three ("VERSION SHA256 KEY"). */
-    {
-        n = fgetxattr(fd, CS_XATTR_META, meta, sizeof(meta) - 1);
-        if (n > 0) {
-            const char *sp1 = memchr(meta, ' ', (size_t)n), *sp2;
-            uint64_t v;
-            if (sp1 && (sp2 = memchr(sp1 + 1, ' ', (size_t)(meta + n - sp1
-                                                             - 1)))
-                && cs_parse_u64(meta, (size_t)(sp1 - meta), &v) == 0
-                && cs_is_sha256_hex(sp1 + 1, (size_t)(sp2 - sp1 - 1))) {
-                apr_size_t klen = (apr_size_t)(meta + n - sp2 - 1);
-                if (key && (klen != strlen(key)
-                            || memcmp(sp2 + 1, key, klen) != 0)) {
-                    return APR_EEXIST;
-                }
-                *version = v;
-                memcpy(sha256, sp1 + 1, CS_SHA256_HEX_LEN);
-                sha256[CS_SHA256_HEX_LEN] = '\0';
-                return APR_SUCCESS;
-            }
-        }
-    }
-    /* Files sealed with only the separate attributes. */
-    if (key) {
-        /* Another URL may map onto this file: it is this key's copy only
-         * if it says so. */
-        apr_size_t klen = strlen(key);
-        n = fgetxattr(fd, CS_XATTR_KEY, meta, sizeof(meta) - 1);
-        if (n >= 0 && ((apr_size_t)n != klen || memcmp(meta, key, klen))) {
-            return APR_EEXIST;
-        }
-    }
-    n = fgetxattr(fd, CS_XATTR_VERSION, buf, sizeof(buf) - 1);
-    if (n > 0 && cs_parse_u64(buf, (size_t)n, version) != 0) {
+    cs_meta_of(fd, version, sha256, have);
+    /* Another URL may map onto this file: it is this key's copy only if
+     * it says so (a copy that names no key is taken at its word). */
+    if (key && have[0] && strcmp(have, key) != 0) {
         *version = 0;
-    }
-    {
-        char hex[CS_SHA256_HEX_LEN + 1];
-        n = fgetxattr(fd, CS_XATTR_SHA256, hex, sizeof(hex));
-        if (n == CS_SHA256_HEX_LEN && cs_is_sha256_hex(hex, (size_t)n)) {
-            memcpy(sha256, hex, CS_SHA256_HEX_LEN);
-            sha256[CS_SHA256_HEX_LEN] = '\0';
-        }
+        sha256[0] = '\0';
+        return APR_EEXIST;
     }
     return APR_SUCCESS;
 }
@@ -285,24 +282,20 @@ static apr_status_t cs_tmp_cleanup(void *data)
 {
     cs_tmp_t *t = data;
 
-    if (t->md) {
-        EVP_MD_CTX_free(t->md);
-        t->md = NULL;
-    }
     if (!t->installed && t->path) {
         unlink(t->path);
     }
     return APR_SUCCESS;
 }
 
-apr_status_t cs_store_tmp_create(apr_pool_t *p, const cs_server_conf *sc,
+apr_status_t cs_store_tmp_create(apr_pool_t *p, const cs_store_t *st,
                                  const char *prefix, cs_tmp_t **tp)
 {
     cs_tmp_t *t = apr_pcalloc(p, sizeof(*t));
     apr_status_t rv;
 
     t->pool = p;
-    t->path = apr_psprintf(p, "%s/tmp/%s-%ld-XXXXXX", sc->state_dir, prefix,
+    t->path = apr_psprintf(p, "%s/tmp/%s-%ld-XXXXXX", st->state_dir, prefix,
                            (long)getpid());
     rv = apr_file_mktemp(&t->file, t->path,
                          APR_FOPEN_CREATE | APR_FOPEN_READ | APR_FOPEN_WRITE
@@ -314,9 +307,9 @@ apr_status_t cs_store_tmp_create(apr_pool_t *p, const cs_server_conf *sc,
     /* Registered after mktemp's own close cleanup, so it runs first;
      * unlinking an open file is fine. */
     apr_pool_cleanup_register(p, t, cs_tmp_cleanup, apr_pool_cleanup_null);
-    t->md = EVP_MD_CTX_new();
-    if (!t->md || !EVP_DigestInit_ex(t->md, EVP_sha256(), NULL)) {
-        return APR_ENOMEM;
+    rv = cs_sha256_start(p, &t->sha);
+    if (rv != APR_SUCCESS) {
+        return rv;
     }
     apr_file_buffer_set(t->file, apr_palloc(p, 65536), 65536);
     *tp = t;
@@ -328,7 +321,7 @@ apr_status_t cs_store_tmp_write(cs_tmp_t *t, const char *buf, apr_size_t len)
     apr_status_t rv = apr_file_write_full(t->file, buf, len, NULL);
 
     if (rv == APR_SUCCESS) {
-        EVP_DigestUpdate(t->md, buf, len);
+        cs_sha256_update(t->sha, buf, len);
         t->size += len;
     }
     return rv;
@@ -337,11 +330,7 @@ apr_status_t cs_store_tmp_write(cs_tmp_t *t, const char *buf, apr_size_t len)
 void cs_store_tmp_digest(cs_tmp_t *t, apr_uint64_t *size,
                          char sha256[CS_SHA256_HEX_LEN + 1])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-
-    EVP_DigestFinal_ex(t->md, md, &mdlen);
-    cs_hex_encode(md, 32, sha256);
+    cs_sha256_final_hex(t->sha, sha256);
     *size = t->size;
 }
 
@@ -375,43 +364,34 @@ apr_status_t cs_store_tmp_seal(cs_tmp_t *t, const char *key,
     return APR_SUCCESS;
 }
 
-apr_status_t cs_store_make_parents(apr_pool_t *p, const cs_server_conf *sc,
-                                   const char *path, int *status)
+apr_status_t cs_store_make_parents(apr_pool_t *p, const cs_store_t *st,
+                                   const char *path)
 {
     char *cur = apr_pstrdup(p, path);
-    char *s = cur + sc->root_len;
-    struct stat st;
+    char *s = cur + st->root_len;
+    struct stat sb;
 
-    *status = HTTP_INTERNAL_SERVER_ERROR;
-    if (strncmp(path, sc->root, sc->root_len) != 0 || *s != '/') {
-        *status = HTTP_FORBIDDEN;
-        return APR_EACCES;
+    if (strncmp(path, st->root, st->root_len) != 0 || *s != '/') {
+        return CS_STORE_EUNSAFE;
     }
     while ((s = strchr(s + 1, '/')) != NULL) {
         *s = '\0';
-        if (lstat(cur, &st) != 0) {
+        if (lstat(cur, &sb) != 0) {
             if (errno != ENOENT
                 || (mkdir(cur, 0755) != 0 && errno != EEXIST)
-                || lstat(cur, &st) != 0) {
-                apr_status_t rv = APR_FROM_OS_ERROR(errno);
-                if (APR_STATUS_IS_ENOSPC(rv)) {
-                    *status = HTTP_INSUFFICIENT_STORAGE;
-                }
-                return rv;
+                || lstat(cur, &sb) != 0) {
+                return APR_FROM_OS_ERROR(errno);
             }
         }
-        if (S_ISLNK(st.st_mode)) {
-            *status = HTTP_FORBIDDEN;
-            return APR_EACCES;
+        if (S_ISLNK(sb.st_mode)) {
+            return CS_STORE_EUNSAFE;
         }
-        if (!S_ISDIR(st.st_mode)) {
-            *status = HTTP_CONFLICT;
+        if (!S_ISDIR(sb.st_mode)) {
             return APR_ENOTDIR;
         }
         *s = '/';
     }
-    if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        *status = HTTP_CONFLICT;
+    if (lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
         return APR_FROM_OS_ERROR(EISDIR);
     }
     return APR_SUCCESS;
@@ -452,7 +432,50 @@ apr_status_t cs_store_remove(apr_pool_t *p, const char *path)
     return cs_fsync_parent(p, path);
 }
 
-apr_status_t cs_store_lock_key(apr_pool_t *p, const cs_server_conf *sc,
+apr_status_t cs_store_put_small(apr_pool_t *p, const cs_store_t *st,
+                                const char *prefix, const char *dst,
+                                const char *data, apr_size_t len)
+{
+    const char *slash = strrchr(dst, '/');
+    const char *tmp = apr_psprintf(p, "%s/tmp/%s-%ld-%s", st->state_dir,
+                                   prefix, (long)getpid(),
+                                   slash ? slash + 1 : dst);
+    apr_status_t rv = APR_SUCCESS;
+    int fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+
+    if (fd < 0) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    while (len > 0 && rv == APR_SUCCESS) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0) {
+            if (errno != EINTR) {
+                rv = APR_FROM_OS_ERROR(errno);
+            }
+            continue;
+        }
+        data += n;
+        len -= (apr_size_t)n;
+    }
+    if (rv == APR_SUCCESS && fsync(fd) != 0) {
+        rv = APR_FROM_OS_ERROR(errno);
+    }
+    close(fd);
+    if (rv == APR_SUCCESS && rename(tmp, dst) != 0) {
+        rv = APR_FROM_OS_ERROR(errno);
+    }
+    if (rv != APR_SUCCESS) {
+        unlink(tmp);
+        return rv;
+    }
+    rv = cs_fsync_parent(p, dst);
+    if (rv != APR_SUCCESS) {
+        unlink(dst);
+    }
+    return rv;
+}
+
+apr_status_t cs_store_lock_key(apr_pool_t *p, const cs_store_t *st,
                                const char *key, apr_file_t **lock)
 {
     apr_uint32_t h = 2166136261u;       /* FNV-1a */
@@ -464,7 +487,7 @@ apr_status_t cs_store_lock_key(apr_pool_t *p, const cs_server_conf *sc,
     for (k = (const unsigned char *)key; *k; k++) {
         h = (h ^ *k) * 16777619u;
     }
-    path = apr_psprintf(p, "%s/locks/%04x", sc->state_dir,
+    path = apr_psprintf(p, "%s/locks/%04x", st->state_dir,
                         h % CS_LOCK_STRIPES);
     rv = apr_file_open(lock, path, APR_FOPEN_CREATE | APR_FOPEN_WRITE,
                        APR_FPROT_UREAD | APR_FPROT_UWRITE, p);
@@ -491,11 +514,11 @@ void cs_store_unlock_key(apr_file_t *lock)
     }
 }
 
-apr_status_t cs_store_recover(apr_pool_t *p, const cs_server_conf *sc,
+apr_status_t cs_store_recover(apr_pool_t *p, const cs_store_t *st,
                               cs_recover_fn decide, void *baton,
                               int *recovered)
 {
-    const char *tmpdir = apr_pstrcat(p, sc->state_dir, "/tmp", NULL);
+    const char *tmpdir = apr_pstrcat(p, st->state_dir, "/tmp", NULL);
     DIR *d = opendir(tmpdir);
     struct dirent *de;
     apr_status_t result = APR_SUCCESS;
@@ -506,11 +529,10 @@ apr_status_t cs_store_recover(apr_pool_t *p, const cs_server_conf *sc,
     }
     while ((de = readdir(d)) != NULL) {
         const char *f, *relpath = NULL;
-        char v[32], key[CS_KEY_MAX + 1];
-        ssize_t vn, kn;
-        uint64_t version;
+        char key[CS_KEY_MAX + 1], sha[CS_SHA256_HEX_LEN + 1];
+        apr_uint64_t version;
         long pid;
-        int status, verdict;
+        int fd, verdict;
 
         if (strncmp(de->d_name, "put-", 4) != 0) {
             continue;
@@ -520,35 +542,24 @@ apr_status_t cs_store_recover(apr_pool_t *p, const cs_server_conf *sc,
             continue;           /* its process still runs */
         }
         f = apr_pstrcat(p, tmpdir, "/", de->d_name, NULL);
-        vn = getxattr(f, CS_XATTR_VERSION, v, sizeof(v));
-        kn = getxattr(f, CS_XATTR_KEY, key, sizeof(key) - 1);
-        if (kn <= 0) {
-            /* Sealed with .meta ("VERSION SHA256 KEY"). */
-            char meta[22 + CS_SHA256_HEX_LEN + 1 + CS_KEY_MAX + 1];
-            ssize_t mn = getxattr(f, CS_XATTR_META, meta, sizeof(meta) - 1);
-            const char *sp1 = mn > 0 ? memchr(meta, ' ', (size_t)mn) : NULL;
-            const char *sp2 = sp1 ? memchr(sp1 + 1, ' ',
-                                           (size_t)(meta + mn - sp1 - 1))
-                                  : NULL;
-            if (sp2) {
-                kn = (ssize_t)(meta + mn - sp2 - 1);
-                memcpy(key, sp2 + 1, (size_t)kn);
-            }
+        fd = open(f, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+            continue;
         }
-        if (vn <= 0 || kn <= 0
-            || cs_parse_u64(v, (size_t)vn, &version) != 0) {
+        cs_meta_of(fd, &version, sha, key);
+        close(fd);
+        if (version == 0 || !key[0]) {
             unlink(f);
             continue;
         }
-        key[kn] = '\0';
         verdict = decide(baton, key, version, &relpath);
         if (verdict < 0) {
             result = APR_EAGAIN;        /* registry down: try again later */
             continue;
         }
         if (verdict > 0 && relpath) {
-            const char *path = apr_pstrcat(p, sc->root, relpath, NULL);
-            struct stat st;
+            const char *path = apr_pstrcat(p, st->root, relpath, NULL);
+            struct stat sb;
             char lv[32];
             uint64_t local = 0;
             ssize_t ln = getxattr(path, CS_XATTR_VERSION, lv, sizeof(lv));
@@ -557,8 +568,8 @@ apr_status_t cs_store_recover(apr_pool_t *p, const cs_server_conf *sc,
                 local = 0;
             }
             if (local < version
-                && cs_store_make_parents(p, sc, path, &status) == APR_SUCCESS
-                && (lstat(path, &st) != 0 || S_ISREG(st.st_mode))
+                && cs_store_make_parents(p, st, path) == APR_SUCCESS
+                && (lstat(path, &sb) != 0 || S_ISREG(sb.st_mode))
                 && rename(f, path) == 0) {
                 cs_fsync_parent(p, path);
                 (*recovered)++;

@@ -4,18 +4,26 @@
  * registry.c - MariaDB through mod_dbd, memcached in front; see registry.h.
  */
 #include "registry.h"
+#include "cache.h"
+#include "crypto.h"
+#include "mcache.h"
 
-#include "ap_mpm.h"
 #include "http_protocol.h"
 #include "apr_atomic.h"
 #include "apr_dbd.h"
-#include "mod_dbd.h"
-#include "peer.h"
-#include "cache.h"
 #include "apr_strings.h"
+#include "mod_dbd.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
+#include <stdlib.h>
+
+#define CS_STR_(x) #x
+#define CS_STR(x) CS_STR_(x)
+/* SQL: is the node whose cs_nodes columns have prefix t (e.g. "n.") up?
+ * Computed with the database's clock, so nodes' clocks never disagree
+ * about it (CS_ALIVE_PERIODS). */
+#define CS_SQL_ALIVE(t) \
+    "(UNIX_TIMESTAMP() - " t "heartbeat <= " CS_STR(CS_ALIVE_PERIODS) \
+    " * " t "period)"
 
 /* The DDL, also shipped as conf/schema.sql.  Keys are VARBINARY so that
  * the database never re-interprets their bytes; 2048 + 64 bytes fits
@@ -123,18 +131,15 @@ static const struct {
       " ON DUPLICATE KEY UPDATE url = VALUES(url),"
       " heartbeat = VALUES(heartbeat), period = VALUES(period),"
       " lease = VALUES(lease)" },
-    /* Liveness is computed with the database's clock, so nodes' clocks
-     * never disagree about it: a node is down after three of its periods. */
     { "cs_holders",
-      "SELECT n.name, n.url,"
-      " (UNIX_TIMESTAMP() - n.heartbeat) <= 3 * n.period"
+      "SELECT n.name, n.url, " CS_SQL_ALIVE("n.")
       " FROM cs_replicas r JOIN cs_nodes n ON n.name = r.node"
       " WHERE r.path = %s AND r.version = %s" },
     /* The entry and its holders in one round trip (a GET about to fetch):
      * one row per holder, or one row with NULL node columns. */
     { "cs_get_holders",
-      "SELECT f.version, f.size, f.sha256, f.mtime, f.deleted, n.name, n.url,"
-      " (UNIX_TIMESTAMP() - n.heartbeat) <= 3 * n.period"
+      "SELECT f.version, f.size, f.sha256, f.mtime, f.deleted, n.name, n.url, "
+      CS_SQL_ALIVE("n.")
       " FROM cs_files f LEFT JOIN (cs_replicas r JOIN cs_nodes n"
       "  ON n.name = r.node) ON r.path = f.path AND r.version = f.version"
       " WHERE f.path = %s" },
@@ -148,7 +153,7 @@ static const struct {
       " ON DUPLICATE KEY UPDATE version = VALUES(version),"
       " stored_at = VALUES(stored_at)" },
     { "cs_nodes",
-      "SELECT name, url, (UNIX_TIMESTAMP() - heartbeat) <= 3 * period,"
+      "SELECT name, url, " CS_SQL_ALIVE("") ","
       " UNIX_TIMESTAMP() - heartbeat, period, lease FROM cs_nodes"
       " ORDER BY name" },
     /* Keys whose current version this node holds, that have fewer live
@@ -162,11 +167,11 @@ static const struct {
       " AND (SELECT COUNT(*) FROM cs_replicas r JOIN cs_nodes n"
       "      ON n.name = r.node WHERE r.path = f.path"
       "      AND r.version = f.version"
-      "      AND UNIX_TIMESTAMP() - n.heartbeat <= 3 * n.period) < %s"
+      "      AND " CS_SQL_ALIVE("n.") ") < %s"
       " AND NOT EXISTS (SELECT 1 FROM cs_replicas r2 JOIN cs_nodes n2"
       "      ON n2.name = r2.node WHERE r2.path = f.path"
       "      AND r2.version = f.version AND r2.node < me.node"
-      "      AND UNIX_TIMESTAMP() - n2.heartbeat <= 3 * n2.period)"
+      "      AND " CS_SQL_ALIVE("n2.") ")"
       " ORDER BY f.path LIMIT 20" },
     /* Invalidations a writer could not deliver (cache.h, point 2). */
     { "cs_inv_add",
@@ -196,7 +201,7 @@ static const struct {
       " AND (SELECT COUNT(*) FROM cs_replicas r JOIN cs_nodes n"
       "      ON n.name = r.node WHERE r.path = f.path"
       "      AND r.version = f.version"
-      "      AND UNIX_TIMESTAMP() - n.heartbeat <= 3 * n.period) < %s"
+      "      AND " CS_SQL_ALIVE("n.") ") < %s"
       " LIMIT 1000) AS t" },
 };
 
@@ -291,7 +296,7 @@ static apr_dbd_prepared_t *cs_stmt(server_rec *s, ap_dbd_t *dbd,
                            "SET SESSION TRANSACTION ISOLATION LEVEL "
                            "READ COMMITTED");
         if (rv != 0) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(102)
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(116)
                          "cannot set the session isolation level: %s",
                          cs_db_error(dbd, rv));
             cs_db_errno = rv;
@@ -523,172 +528,9 @@ static apr_status_t cs_db_exec(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
     return cs_db_exec_args(s, p, dbd, id, nrows, n, args);
 }
 
-/* ------------------------------------------------------------------ */
-/* memcached                                                          */
-/* ------------------------------------------------------------------ */
-
-#define CS_MC_KEY_LEN   (4 + CS_SHA256_HEX_LEN)
-#define CS_MC_MAC_LEN   32
-
-static void cs_mc_key(const char *key, char out[CS_MC_KEY_LEN + 1])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-
-    EVP_Digest(key, strlen(key), md, &mdlen, EVP_sha256(), NULL);
-    memcpy(out, "cs1:", 4);
-    cs_hex_encode(md, 32, out + 4);
-}
-
-/* Hex HMAC-SHA256 (first CS_MC_MAC_LEN digits) binding value to key. */
-static void cs_mc_mac(const cs_server_conf *sc, const char *key,
-                      const char *val, apr_size_t vlen,
-                      char out[CS_MC_MAC_LEN + 1])
-{
-    apr_size_t klen = strlen(key);
-    char buf[CS_KEY_MAX + 1 + CS_ENTRY_MAX_LEN + 1];
-    char hex[CS_SHA256_HEX_LEN + 1];
-
-    if (klen > CS_KEY_MAX || vlen > CS_ENTRY_MAX_LEN) {
-        memset(out, 'x', CS_MC_MAC_LEN);    /* never matches a hex MAC */
-        out[CS_MC_MAC_LEN] = '\0';
-        return;
-    }
-    memcpy(buf, key, klen);
-    buf[klen] = '\n';
-    memcpy(buf + klen + 1, val, vlen);
-    cs_hmac_hex(sc->secret, buf, klen + 1 + vlen, hex);
-    memcpy(out, hex, CS_MC_MAC_LEN);
-    out[CS_MC_MAC_LEN] = '\0';
-}
-
-static int cs_mc_value(const cs_server_conf *sc, const char *key,
-                       const cs_entry_t *e, char *out, apr_size_t outlen)
-{
-    int n = cs_entry_encode(e, out, outlen);
-
-    if (n < 0 || (apr_size_t)n + 2 + CS_MC_MAC_LEN > outlen) {
-        return -1;
-    }
-    out[n] = ' ';
-    cs_mc_mac(sc, key, out, (apr_size_t)n, out + n + 1);
-    return n + 1 + CS_MC_MAC_LEN;
-}
-
-/* 0 and *e on a valid, authentic value; -1 otherwise. */
-static int cs_mc_decode(const cs_server_conf *sc, const char *key,
-                        const char *val, apr_size_t len, cs_entry_t *e)
-{
-    char mac[CS_MC_MAC_LEN + 1];
-    apr_size_t body;
-
-    if (len < CS_MC_MAC_LEN + 2 || len > CS_ENTRY_MAX_LEN + 1 + CS_MC_MAC_LEN
-        || val[len - CS_MC_MAC_LEN - 1] != ' ') {
-        return -1;
-    }
-    body = len - CS_MC_MAC_LEN - 1;
-    cs_mc_mac(sc, key, val, body, mac);
-    if (CRYPTO_memcmp(mac, val + body + 1, CS_MC_MAC_LEN) != 0) {
-        return -1;
-    }
-    return cs_entry_decode(val, body, e);
-}
-
-/* Reader: populate without overwriting what a writer may have set. */
-static void cs_mc_add(request_rec *r, const cs_server_conf *sc,
-                      const char *key, const char *mckey,
-                      const cs_entry_t *e)
-{
-    char val[CS_ENTRY_MAX_LEN + CS_MC_MAC_LEN + 2];
-    int n;
-    apr_status_t rv;
-
-    if (!sc->mc || (n = cs_mc_value(sc, key, e, val, sizeof(val))) < 0) {
-        return;
-    }
-    rv = apr_memcache_add(sc->mc, mckey, val, (apr_size_t)n,
-                          (apr_uint32_t)sc->cache_ttl, 0);
-    if (rv != APR_SUCCESS && rv != APR_EEXIST) {
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, CSLOG(110)
-                      "memcached add failed for %s", key);
-    }
-}
-
-/* Writer, after the commit: overwrite; if that fails, drop the entry. */
-static void cs_mc_set(request_rec *r, const cs_server_conf *sc,
-                      const char *key, const cs_entry_t *e)
-{
-    char mckey[CS_MC_KEY_LEN + 1];
-    char val[CS_ENTRY_MAX_LEN + CS_MC_MAC_LEN + 2];
-    int n;
-    apr_status_t rv;
-
-    if (!sc->mc) {
-        return;
-    }
-    cs_mc_key(key, mckey);
-    n = cs_mc_value(sc, key, e, val, sizeof(val));
-    rv = n < 0 ? APR_EGENERAL
-         : apr_memcache_set(sc->mc, mckey, val, (apr_size_t)n,
-                            (apr_uint32_t)sc->cache_ttl, 0);
-    if (rv != APR_SUCCESS) {
-        apr_status_t rv2 = apr_memcache_delete(sc->mc, mckey, 0);
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, CSLOG(111)
-                      "memcached set failed for %s (delete: %s)", key,
-                      rv2 == APR_SUCCESS || rv2 == APR_NOTFOUND
-                      ? "done" : "failed too");
-    }
-}
-
 apr_status_t cs_registry_child_init(apr_pool_t *p, server_rec *s)
 {
-    server_rec *vs;
-    int threads = 1;
-
-    ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads);
-    if (threads < 1) {
-        threads = 1;
-    }
-    for (vs = s; vs; vs = vs->next) {
-        cs_server_conf *sc = cs_sconf(vs);
-        cs_server_conf *mainc = cs_sconf(s);
-        int i;
-
-        if (!sc->memcache || sc->memcache->nelts == 0) {
-            continue;
-        }
-        if (vs != s && sc->memcache == mainc->memcache && mainc->mc) {
-            sc->mc = mainc->mc;     /* inherited: share the client */
-            continue;
-        }
-        if (apr_memcache_create(p, (apr_uint16_t)sc->memcache->nelts, 0,
-                                &sc->mc) != APR_SUCCESS) {
-            sc->mc = NULL;
-            continue;
-        }
-        for (i = 0; i < sc->memcache->nelts; i++) {
-            const char *spec = APR_ARRAY_IDX(sc->memcache, i, const char *);
-            char *host = NULL, *scope = NULL;
-            apr_port_t port = 0;
-            apr_memcache_server_t *ms;
-            apr_status_t rv;
-
-            /* Validated in the directive handler already. */
-            apr_parse_addr_port(&host, &scope, &port, spec, p);
-            rv = apr_memcache_server_create(p, host, port ? port : 11211, 0,
-                                            1, (apr_uint32_t)threads,
-                                            (apr_uint32_t)apr_time_from_sec(60),
-                                            &ms);
-            if (rv == APR_SUCCESS) {
-                rv = apr_memcache_add_server(sc->mc, ms);
-            }
-            if (rv != APR_SUCCESS) {
-                ap_log_error(APLOG_MARK, APLOG_ERR, rv, vs, CSLOG(112)
-                             "cannot set up memcached server %s", spec);
-            }
-        }
-    }
-    return APR_SUCCESS;
+    return cs_mc_child_init(p, s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -701,7 +543,7 @@ static apr_status_t cs_get_db(request_rec *r, const char *key, cs_entry_t *e,
 {
     cs_server_conf *sc = cs_sconf(r->server);
     apr_uint64_t epoch = cs_cache_epoch(sc->cache);
-    ap_dbd_t *dbd = cs_dbd_acquire(r);
+    ap_dbd_t *dbd = cs_registry_acquire(r);
     apr_status_t rv;
 
     memset(e, 0, sizeof(*e));
@@ -709,8 +551,6 @@ static apr_status_t cs_get_db(request_rec *r, const char *key, cs_entry_t *e,
         *holders = NULL;
     }
     if (!dbd) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(107)
-                      "no database connection for the registry");
         CS_COUNT(sc, registry_errors, 1);
         return APR_ECONNREFUSED;
     }
@@ -755,29 +595,11 @@ apr_status_t cs_registry_get(request_rec *r, const char *key, cs_entry_t *e,
     }
     epoch = cs_cache_epoch(sc->cache);
     if (sc->mc) {
-        char *val = NULL;
-        apr_size_t len = 0;
-        apr_uint16_t flags = 0;
-
-        cs_mc_key(key, mckey);
-        rv = apr_memcache_getp(sc->mc, r->pool, mckey, &val, &len, &flags);
-        if (rv == APR_SUCCESS) {
-            if (cs_mc_decode(sc, key, val, len, e) == 0) {
-                CS_COUNT(sc, mc_hits, 1);
-                cs_cache_put(sc->cache, key, e, epoch);
-                return APR_SUCCESS;
-            }
-            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(113)
-                          "ignoring malformed memcached entry for %s", key);
-            apr_memcache_delete(sc->mc, mckey, 0);
+        if (cs_mc_get(r, sc, key, mckey, e) == APR_SUCCESS) {
+            CS_COUNT(sc, mc_hits, 1);
+            cs_cache_put(sc->cache, key, e, epoch);
+            return APR_SUCCESS;
         }
-        else if (rv != APR_NOTFOUND) {
-            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, CSLOG(114)
-                          "memcached get failed for %s; using the database",
-                          key);
-        }
-    }
-    if (sc->mc) {
         CS_COUNT(sc, mc_misses, 1);
     }
     rv = cs_registry_get_db(r, key, e);
@@ -805,15 +627,13 @@ static int cs_write_txn_once(request_rec *r, const char *key,
                              cs_entry_t *cur, int attempt, int *retry)
 {
     cs_server_conf *sc = cs_sconf(r->server);
-    ap_dbd_t *dbd = cs_dbd_acquire(r);
+    ap_dbd_t *dbd = cs_registry_acquire(r);
     apr_dbd_transaction_t *txn = NULL;
     apr_status_t rv;
     int status = OK, prepared = 0, rc;
     apr_time_t now = apr_time_now();
 
     if (!dbd) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(107)
-                      "no database connection for the registry");
         return HTTP_SERVICE_UNAVAILABLE;
     }
     /* Make sure statements exist before the transaction starts. */
@@ -1007,8 +827,8 @@ apr_status_t cs_registry_heartbeat(server_rec *s, apr_pool_t *p)
     /* Whole seconds, rounded up: the database compares in seconds. */
     apr_int64_t period = (sc->heartbeat + APR_USEC_PER_SEC - 1)
                          / APR_USEC_PER_SEC;
-    apr_int64_t lease = (2 * sc->heartbeat + APR_USEC_PER_SEC - 1)
-                        / APR_USEC_PER_SEC;
+    apr_int64_t lease = (CS_LEASE_PERIODS * sc->heartbeat
+                         + APR_USEC_PER_SEC - 1) / APR_USEC_PER_SEC;
 
     if (!dbd) {
         return APR_ECONNREFUSED;
@@ -1171,17 +991,11 @@ apr_status_t cs_registry_under_replicated(server_rec *s, apr_pool_t *p,
 {
     cs_server_conf *sc = cs_sconf(s);
     const char *args[3];
-    apr_array_header_t *rows;
-    apr_status_t rv;
-    int i;
 
     args[0] = sc->node_name;
     args[1] = after;
     args[2] = apr_itoa(p, sc->replicas);
-    rv = cs_db_rows(s, p, dbd, CS_ST_UNDER, 2, &rows, 3, args);
-    (void)i;
-    *keys = rows;
-    return rv;
+    return cs_db_rows(s, p, dbd, CS_ST_UNDER, 2, keys, 3, args);
 }
 
 /* ------------------------------------------------------------------ */

@@ -9,16 +9,10 @@
  * DDL for DBAs).  Statements are prepared lazily on each connection and
  * re-prepared after the database restarts.
  *
- * memcached sits in front for lookups:
- *   - keys are fixed length ("cs1:" + hex SHA-256 of the cluster key);
- *   - values are the compact text of codec.h plus an HMAC keyed with
- *     ClusterStorageSecret, so garbage, truncated or foreign values are a
- *     miss, never a wrong answer;
- *   - readers populate with `add` (never overwrite), writers overwrite with
- *     `set` after their commit, so a slow reader can never put back an
- *     entry older than a committed write;
- *   - absent keys are cached too ("never stored"), so a 404 is cheap;
- *   - memcached down or not configured: every lookup goes to the database.
+ * Lookups go through this node's cache (cache.h), then memcached
+ * (mcache.h: signed values, readers add, writers set after their commit,
+ * absent keys cached too so a 404 is cheap), then the database; memcached
+ * down or not configured: every miss goes to the database.
  *
  * Versions are allocated inside the writer's transaction, under the row lock
  * of the key, so two nodes writing one key never produce the same version
@@ -27,7 +21,7 @@
 #ifndef CS_REGISTRY_H
 #define CS_REGISTRY_H
 
-#include "cs_private.h"
+#include "config.h"
 #include "cache.h"
 #include "apr_dbd.h"
 #include "mod_dbd.h"
@@ -100,7 +94,7 @@ apr_status_t cs_registry_ensure_schema(server_rec *s, apr_pool_t *p);
 typedef struct {
     const char *name;
     const char *url;
-    int alive;              /* heartbeat younger than three periods */
+    int alive;              /* heartbeat younger than CS_ALIVE_PERIODS */
     apr_int64_t age;        /* seconds since the last heartbeat */
     int period;             /* its heartbeat period, seconds */
     int lease;              /* how long it trusts its cache (0: no cache) */

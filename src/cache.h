@@ -65,6 +65,9 @@
 
 typedef struct cs_cache_t cs_cache_t;
 
+/* How old a file's ctime must be before its identity is noted (5.). */
+#define CS_CACHE_IDENTITY_AGE apr_time_from_sec(2)
+
 /* Changes whenever the shared-memory layout does. */
 #define CS_CACHE_LAYOUT "2"
 

@@ -1,98 +1,17 @@
 /* Licensed under the Apache License, Version 2.0 (see LICENSE). */
 
 /*
- * peer.c - node-to-node requests; see peer.h.
+ * peer.c - the node-to-node HTTP client; see peer.h.
  */
 #include "peer.h"
-
-#include "apr_strings.h"
-
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
-void cs_hmac_hex(const char *secret, const void *data, apr_size_t len,
-                 char *out)
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-
-    HMAC(EVP_sha256(), secret, (int)strlen(secret),
-         (const unsigned char *)data, len, md, &mdlen);
-    cs_hex_encode(md, 32, out);
-}
-
-void cs_peer_mac(const char *secret, const char *method, const char *key,
-                 apr_uint64_t version, apr_int64_t timestamp, char *out)
-{
-    char msg[CS_KEY_MAX + 128];
-    int n = apr_snprintf(msg, sizeof(msg), "%s\n%s\n%" APR_UINT64_T_FMT
-                         "\n%" APR_INT64_T_FMT, method, key, version,
-                         timestamp);
-
-    cs_hmac_hex(secret, msg, (apr_size_t)n, out);
-}
-
-const char *cs_peer_auth_value(apr_pool_t *p, const cs_server_conf *sc,
-                               const char *method, const char *key,
-                               apr_uint64_t version)
-{
-    char mac[CS_SHA256_HEX_LEN + 1];
-    apr_int64_t now = apr_time_sec(apr_time_now());
-
-    cs_peer_mac(sc->secret, method, key, version, now, mac);
-    return apr_psprintf(p, "%s %" APR_INT64_T_FMT " %s", sc->node_name, now,
-                        mac);
-}
-
-int cs_peer_auth_check(request_rec *r, const cs_server_conf *sc,
-                       const char *key, apr_uint64_t version,
-                       const char **node)
-{
-    const char *h = apr_table_get(r->headers_in, CS_AUTH_HEADER);
-    char name[65], ts[24], mac[CS_SHA256_HEX_LEN + 2];
-    char want[CS_SHA256_HEX_LEN + 1];
-    uint64_t t;
-    apr_int64_t now = apr_time_sec(apr_time_now());
-
-    *node = NULL;
-    if (!h) {
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(301)
-                      "peer request without " CS_AUTH_HEADER);
-        return HTTP_FORBIDDEN;
-    }
-    if (cs_auth_parse(h, strlen(h), name, &t, mac) != 0) {
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(302)
-                      "malformed " CS_AUTH_HEADER " header");
-        return HTTP_FORBIDDEN;
-    }
-    apr_snprintf(ts, sizeof(ts), "%" APR_UINT64_T_FMT, (apr_uint64_t)t);
-    if ((apr_int64_t)t < now - CS_AUTH_WINDOW
-        || (apr_int64_t)t > now + CS_AUTH_WINDOW) {
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(303)
-                      "peer request from %s with timestamp %s outside "
-                      "+-%d s of this node's clock", name, ts,
-                      CS_AUTH_WINDOW);
-        return HTTP_FORBIDDEN;
-    }
-    cs_peer_mac(sc->secret, r->method, key, version, (apr_int64_t)t, want);
-    if (CRYPTO_memcmp(want, mac, CS_SHA256_HEX_LEN) != 0) {
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(304)
-                      "peer request claiming to be %s has a wrong MAC", name);
-        return HTTP_FORBIDDEN;
-    }
-    *node = apr_pstrdup(r->pool, name);
-    return OK;
-}
-
-/* ------------------------------------------------------------------ */
-/* Client side: requests over apr sockets, connections kept alive      */
-/* ------------------------------------------------------------------ */
-
+#include "auth.h"
 #include "store.h"
-#include "apr_network_io.h"
-#include "apr_uri.h"
+
+#include "httpd.h"
 #include "http_protocol.h"
+#include "apr_network_io.h"
+#include "apr_strings.h"
+#include "apr_uri.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -245,7 +164,7 @@ static void cs_conn_release(cs_conn_t *c, int reusable)
     }
 }
 
-static apr_status_t cs_connect_new(const cs_server_conf *sc,
+static apr_status_t cs_connect_new(const cs_peer_conf_t *pc,
                                    const char *base_url, cs_conn_t **cp)
 {
     apr_pool_t *own;
@@ -281,7 +200,7 @@ static apr_status_t cs_connect_new(const cs_server_conf *sc,
             continue;
         }
         apr_socket_opt_set(c->sock, APR_TCP_NODELAY, 1);
-        apr_socket_timeout_set(c->sock, sc->peer_timeout);
+        apr_socket_timeout_set(c->sock, pc->timeout);
         rv = apr_socket_connect(c->sock, sa);
         if (rv == APR_SUCCESS) {
             break;
@@ -303,7 +222,7 @@ static apr_status_t cs_connect_new(const cs_server_conf *sc,
 /* A connection to base_url for one request made with pool p: an idle one
  * if there is one (unless fresh is set), else a new one.  It belongs to p
  * until cs_conn_release(). */
-static apr_status_t cs_connect(apr_pool_t *p, const cs_server_conf *sc,
+static apr_status_t cs_connect(apr_pool_t *p, const cs_peer_conf_t *pc,
                                const char *base_url, int fresh,
                                cs_conn_t **cp)
 {
@@ -312,16 +231,16 @@ static apr_status_t cs_connect(apr_pool_t *p, const cs_server_conf *sc,
 
     if (c) {
         c->reused = 1;
-        apr_socket_timeout_set(c->sock, sc->peer_timeout);
+        apr_socket_timeout_set(c->sock, pc->timeout);
     }
-    else if ((rv = cs_connect_new(sc, base_url, &c)) != APR_SUCCESS) {
+    else if ((rv = cs_connect_new(pc, base_url, &c)) != APR_SUCCESS) {
         return rv;
     }
     else {
         c->reused = 0;
-        CS_COUNT(sc, peer_connects, 1);
+        CS_COUNTER_ADD(pc->counters, peer_connects, 1);
     }
-    CS_COUNT(sc, peer_requests, 1);
+    CS_COUNTER_ADD(pc->counters, peer_requests, 1);
     c->p = p;
     c->len = c->pos = 0;
     c->status = 0;
@@ -360,7 +279,7 @@ static apr_status_t cs_send_all(cs_conn_t *c, const char *data,
     return APR_SUCCESS;
 }
 
-static apr_status_t cs_send_head(cs_conn_t *c, const cs_server_conf *sc,
+static apr_status_t cs_send_head(cs_conn_t *c, const cs_peer_conf_t *pc,
                                  const char *method, const char *key,
                                  apr_uint64_t version, const char *extra)
 {
@@ -369,7 +288,7 @@ static apr_status_t cs_send_head(cs_conn_t *c, const cs_server_conf *sc,
         CS_VERSION_HEADER ": %" APR_UINT64_T_FMT "\r\n"
         CS_AUTH_HEADER ": %s\r\n%s\r\n",
         method, ap_escape_uri(c->p, key), c->host, version,
-        cs_peer_auth_value(c->p, sc, method, key, version),
+        cs_auth_value(c->p, pc->node, pc->secret, method, key, version),
         extra ? extra : "");
 
     return cs_send_all(c, head, strlen(head));
@@ -486,64 +405,101 @@ static int cs_skip_body(cs_conn_t *c)
     return 1;
 }
 
-static apr_status_t cs_fetch_once(apr_pool_t *p, const cs_server_conf *sc,
-                                  const char *base_url, const char *key,
-                                  const cs_entry_t *e, cs_tmp_t *tmp,
-                                  int fresh, const char **why,
-                                  cs_fetch_cause_t *cause, int *again)
+/* One request/answer on a connection to base_url.  A reused connection
+ * that the peer closed before answering anything (its keep-alive timeout
+ * raced this request) is worth exactly one more try on a fresh one; a
+ * peer that answered, or timed out, is not asked twice. */
+typedef apr_status_t (*cs_exchange_fn)(cs_conn_t *c, void *baton);
+
+/* before (if not NULL) runs ahead of each connection attempt. */
+static apr_status_t cs_exchange(apr_pool_t *p, const cs_peer_conf_t *pc,
+                                const char *base_url,
+                                void (*before)(void *baton),
+                                cs_exchange_fn fn, void *baton)
 {
     cs_conn_t *c;
+    apr_status_t rv = APR_SUCCESS;
+    int attempt;
+
+    for (attempt = 0; attempt < 2; attempt++) {
+        if (before) {
+            before(baton);
+        }
+        rv = cs_connect(p, pc, base_url, attempt > 0, &c);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        rv = fn(c, baton);
+        if (rv == APR_SUCCESS || !cs_conn_went_away(c, rv)) {
+            break;
+        }
+    }
+    return rv;
+}
+
+typedef struct {
+    const cs_peer_conf_t *pc;
+    const char *key;
+    const cs_entry_t *e;
+    struct cs_tmp_t *tmp;
+    const char **why;
+    cs_fetch_cause_t *cause;
+} cs_fetch_ctx;
+
+static void cs_fetch_connecting(void *baton)
+{
+    cs_fetch_ctx *x = baton;
+
+    *x->why = "cannot connect";
+    *x->cause = CS_FETCH_CONNECT;
+}
+
+static apr_status_t cs_fetch_exchange(cs_conn_t *c, void *baton)
+{
+    cs_fetch_ctx *x = baton;
+    const cs_entry_t *e = x->e;
     apr_status_t rv;
     apr_int64_t left;
     apr_uint64_t size;
     char sha[CS_SHA256_HEX_LEN + 1];
 
-    *again = 0;
-    *why = "cannot connect";
-    *cause = CS_FETCH_CONNECT;
-    rv = cs_connect(p, sc, base_url, fresh, &c);
+    *x->why = "cannot send the request";
+    rv = cs_send_head(c, x->pc, "GET", x->key, e->version, NULL);
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    *why = "cannot send the request";
-    rv = cs_send_head(c, sc, "GET", key, e->version, NULL);
-    if (rv != APR_SUCCESS) {
-        *again = cs_conn_went_away(c, rv);
-        return rv;
-    }
-    *cause = CS_FETCH_ANSWER;
-    if ((rv = cs_read_head(c, why)) != APR_SUCCESS) {
-        *again = cs_conn_went_away(c, rv);
+    *x->cause = CS_FETCH_ANSWER;
+    if ((rv = cs_read_head(c, x->why)) != APR_SUCCESS) {
         return rv;
     }
     if (c->status != HTTP_OK) {
-        *why = apr_psprintf(p, "answered %d", c->status);
+        *x->why = apr_psprintf(c->p, "answered %d", c->status);
         return APR_EGENERAL;
     }
     if (!c->have_version || c->version != e->version) {
-        *why = "answered with another version";
+        *x->why = "answered with another version";
         return APR_EGENERAL;
     }
     if (strcmp(c->sha256, e->sha256) != 0) {
-        *why = "announced another SHA-256";
+        *x->why = "announced another SHA-256";
         return APR_EGENERAL;
     }
     if (c->length < 0 || (apr_uint64_t)c->length != e->size) {
-        *why = "announced another length";
+        *x->why = "announced another length";
         return APR_EGENERAL;
     }
     left = c->length;
-    *cause = CS_FETCH_BODY;
+    *x->cause = CS_FETCH_BODY;
     /* Body bytes that came with the head. */
     if (c->len > c->pos) {
         apr_size_t n = c->len - c->pos;
         if ((apr_int64_t)n > left) {
             n = (apr_size_t)left;
         }
-        if ((rv = cs_store_tmp_write(tmp, c->buf + c->pos, n))
+        if ((rv = cs_store_tmp_write(x->tmp, c->buf + c->pos, n))
             != APR_SUCCESS) {
-            *why = "cannot write the temp file";
-            *cause = CS_FETCH_LOCAL;
+            *x->why = "cannot write the temp file";
+            *x->cause = CS_FETCH_LOCAL;
             return rv;
         }
         c->pos += n;
@@ -556,24 +512,24 @@ static apr_status_t cs_fetch_once(apr_pool_t *p, const cs_server_conf *sc,
         }
         rv = apr_socket_recv(c->sock, c->buf, &n);
         if (n > 0) {
-            apr_status_t wrv = cs_store_tmp_write(tmp, c->buf, n);
+            apr_status_t wrv = cs_store_tmp_write(x->tmp, c->buf, n);
             if (wrv != APR_SUCCESS) {
-                *why = "cannot write the temp file";
-                *cause = CS_FETCH_LOCAL;
+                *x->why = "cannot write the temp file";
+                *x->cause = CS_FETCH_LOCAL;
                 return wrv;
             }
             left -= (apr_int64_t)n;
         }
         if (rv != APR_SUCCESS && left > 0) {
-            *why = APR_STATUS_IS_TIMEUP(rv) ? "timed out in the body"
-                   : "body cut short";
+            *x->why = APR_STATUS_IS_TIMEUP(rv) ? "timed out in the body"
+                      : "body cut short";
             return APR_STATUS_IS_EOF(rv) ? APR_EGENERAL : rv;
         }
     }
-    cs_store_tmp_digest(tmp, &size, sha);
+    cs_store_tmp_digest(x->tmp, &size, sha);
     if (size != e->size || strcmp(sha, e->sha256) != 0) {
-        *cause = CS_FETCH_CHECKSUM;
-        *why = "sent bytes whose SHA-256 does not match the registry";
+        *x->cause = CS_FETCH_CHECKSUM;
+        *x->why = "sent bytes whose SHA-256 does not match the registry";
         return APR_EGENERAL;
     }
     /* Everything announced was read, nothing more: reusable. */
@@ -581,139 +537,134 @@ static apr_status_t cs_fetch_once(apr_pool_t *p, const cs_server_conf *sc,
     return APR_SUCCESS;
 }
 
-apr_status_t cs_peer_fetch(apr_pool_t *p, const cs_server_conf *sc,
+apr_status_t cs_peer_fetch(apr_pool_t *p, const cs_peer_conf_t *pc,
                            const char *base_url, const char *key,
-                           const cs_entry_t *e, cs_tmp_t *tmp,
+                           const cs_entry_t *e, struct cs_tmp_t *tmp,
                            const char **why, cs_fetch_cause_t *cause)
 {
-    int again;
-    apr_status_t rv = cs_fetch_once(p, sc, base_url, key, e, tmp, 0, why,
-                                    cause, &again);
+    cs_fetch_ctx x;
 
-    if (again) {
-        /* Nothing was received, so nothing was written to tmp. */
-        rv = cs_fetch_once(p, sc, base_url, key, e, tmp, 1, why, cause,
-                           &again);
-    }
-    return rv;
+    x.pc = pc;
+    x.key = key;
+    x.e = e;
+    x.tmp = tmp;
+    x.why = why;
+    x.cause = cause;
+    /* A retry happens only when nothing was received, so nothing was
+     * written to tmp. */
+    return cs_exchange(p, pc, base_url, cs_fetch_connecting,
+                       cs_fetch_exchange, &x);
 }
 
-static apr_status_t cs_push_once(apr_pool_t *p, const cs_server_conf *sc,
-                                 const char *base_url, const char *key,
-                                 const cs_entry_t *e, apr_file_t *f,
-                                 int fresh, int *status, int *again)
-{
-    cs_conn_t *c;
-    apr_status_t rv, hrv;
-    const char *why;
-    apr_uint64_t left = e->size;
-    apr_off_t off = 0;
+typedef struct {
+    const cs_peer_conf_t *pc;
+    const char *method;
+    const char *key;
+    apr_uint64_t version;
+    const cs_entry_t *e;    /* a push: the version whose bytes f holds */
+    apr_file_t *f;
+    int *status;
+} cs_status_ctx;
 
-    *again = 0;
-    rv = apr_file_seek(f, APR_SET, &off);
-    if (rv != APR_SUCCESS) {
-        return rv;
+/* A request (a push's body streamed from x->f) whose answer is only a
+ * status. */
+static apr_status_t cs_status_exchange(cs_conn_t *c, void *baton)
+{
+    cs_status_ctx *x = baton;
+    const char *why, *extra = NULL;
+    apr_status_t rv, hrv;
+    apr_uint64_t left = 0;
+
+    if (x->f) {
+        apr_off_t off = 0;
+        rv = apr_file_seek(x->f, APR_SET, &off);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        left = x->e->size;
+        extra = apr_psprintf(c->p, CS_SHA256_HEADER ": %s\r\n"
+                             "Content-Length: %" APR_UINT64_T_FMT "\r\n",
+                             x->e->sha256, x->e->size);
     }
-    rv = cs_connect(p, sc, base_url, fresh, &c);
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-    rv = cs_send_head(c, sc, "PUT", key, e->version,
-                      apr_psprintf(p, CS_SHA256_HEADER ": %s\r\n"
-                                   "Content-Length: %" APR_UINT64_T_FMT
-                                   "\r\n", e->sha256, e->size));
+    rv = cs_send_head(c, x->pc, x->method, x->key, x->version, extra);
     while (rv == APR_SUCCESS && left > 0) {
         apr_size_t n = CS_IOBUF;
         if (n > left) {
             n = (apr_size_t)left;
         }
-        rv = apr_file_read(f, c->buf, &n);
+        rv = apr_file_read(x->f, c->buf, &n);
         if (rv == APR_SUCCESS) {
             rv = cs_send_all(c, c->buf, n);
             left -= n;
         }
     }
-    /* Even if sending failed, the peer may have answered (413, 409...). */
+    if (rv != APR_SUCCESS && !x->f) {
+        return rv;
+    }
+    /* Even if sending a body failed, the peer may have answered (413,
+     * 409...). */
     c->len = 0;
     if ((hrv = cs_read_head(c, &why)) == APR_SUCCESS) {
-        *status = c->status;
+        *x->status = c->status;
         cs_conn_release(c, rv == APR_SUCCESS && cs_skip_body(c));
         return APR_SUCCESS;
     }
-    /* Only a connection closed before any answer is worth a second try;
-     * a peer that timed out is not asked twice. */
-    *again = cs_conn_went_away(c, rv != APR_SUCCESS ? rv : hrv);
     return rv != APR_SUCCESS ? rv : hrv;
 }
 
-apr_status_t cs_peer_push(apr_pool_t *p, const cs_server_conf *sc,
-                          const char *base_url, const char *key,
-                          const cs_entry_t *e, const char *path,
-                          int *status)
-{
-    apr_file_t *f;
-    apr_status_t rv;
-    int again;
-
-    *status = 0;
-    rv = apr_file_open(&f, path, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, p);
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-    rv = cs_push_once(p, sc, base_url, key, e, f, 0, status, &again);
-    if (again) {
-        rv = cs_push_once(p, sc, base_url, key, e, f, 1, status, &again);
-    }
-    return rv;
-}
-
-/* A request without a body whose answer is only a status. */
 static apr_status_t cs_peer_status_only(apr_pool_t *p,
-                                        const cs_server_conf *sc,
+                                        const cs_peer_conf_t *pc,
                                         const char *base_url,
                                         const char *method, const char *key,
                                         apr_uint64_t version, int *status)
 {
-    cs_conn_t *c;
-    apr_status_t rv;
-    const char *why;
-    int attempt;
+    cs_status_ctx x;
 
+    memset(&x, 0, sizeof(x));
+    x.pc = pc;
+    x.method = method;
+    x.key = key;
+    x.version = version;
+    x.status = status;
     *status = 0;
-    for (attempt = 0; attempt < 2; attempt++) {
-        rv = cs_connect(p, sc, base_url, attempt > 0, &c);
-        if (rv != APR_SUCCESS) {
-            return rv;
-        }
-        rv = cs_send_head(c, sc, method, key, version, NULL);
-        if (rv == APR_SUCCESS) {
-            rv = cs_read_head(c, &why);
-        }
-        if (rv == APR_SUCCESS) {
-            *status = c->status;
-            cs_conn_release(c, cs_skip_body(c));
-            return APR_SUCCESS;
-        }
-        if (!cs_conn_went_away(c, rv)) {
-            break;
-        }
-    }
-    return rv;
+    return cs_exchange(p, pc, base_url, NULL, cs_status_exchange, &x);
 }
 
-apr_status_t cs_peer_delete(apr_pool_t *p, const cs_server_conf *sc,
+apr_status_t cs_peer_push(apr_pool_t *p, const cs_peer_conf_t *pc,
+                          const char *base_url, const char *key,
+                          const cs_entry_t *e, const char *path,
+                          int *status)
+{
+    cs_status_ctx x;
+    apr_status_t rv;
+
+    *status = 0;
+    memset(&x, 0, sizeof(x));
+    rv = apr_file_open(&x.f, path, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, p);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    x.pc = pc;
+    x.method = "PUT";
+    x.key = key;
+    x.version = e->version;
+    x.e = e;
+    x.status = status;
+    return cs_exchange(p, pc, base_url, NULL, cs_status_exchange, &x);
+}
+
+apr_status_t cs_peer_delete(apr_pool_t *p, const cs_peer_conf_t *pc,
                             const char *base_url, const char *key,
                             apr_uint64_t version, int *status)
 {
-    return cs_peer_status_only(p, sc, base_url, "DELETE", key, version,
+    return cs_peer_status_only(p, pc, base_url, "DELETE", key, version,
                                status);
 }
 
-apr_status_t cs_peer_purge(apr_pool_t *p, const cs_server_conf *sc,
+apr_status_t cs_peer_purge(apr_pool_t *p, const cs_peer_conf_t *pc,
                            const char *base_url, const char *key,
                            apr_uint64_t version, int *status)
 {
-    return cs_peer_status_only(p, sc, base_url, "PURGE", key, version,
+    return cs_peer_status_only(p, pc, base_url, "PURGE", key, version,
                                status);
 }
-

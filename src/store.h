@@ -23,8 +23,21 @@
 #ifndef CS_STORE_H
 #define CS_STORE_H
 
-#include "cs_private.h"
+#include "codec.h"
 #include "apr_file_io.h"
+#include "apr_file_info.h"
+
+/* Where a node keeps its copies: ClusterStorageRoot and its working
+ * directory ROOT/.clusterstorage (set up by cs_store_init_root()). */
+typedef struct {
+    const char *root;           /* absolute, resolved */
+    apr_size_t root_len;
+    const char *state_dir;      /* root/.clusterstorage */
+} cs_store_t;
+
+/* A path that is not safe to write: it leaves the root or goes through a
+ * symbolic link (what a client asked for is refused: 403). */
+#define CS_STORE_EUNSAFE (APR_OS_START_USERERR + 1)
 
 #define CS_XATTR_VERSION "user.clusterstorage.version"
 #define CS_XATTR_SHA256  "user.clusterstorage.sha256"
@@ -62,8 +75,8 @@ apr_status_t cs_store_read_meta(apr_file_t *f, const char *key,
                                 apr_uint64_t *version,
                                 char sha256[CS_SHA256_HEX_LEN + 1]);
 
-/* Start a temp file in sc's state dir (removed with p unless installed). */
-apr_status_t cs_store_tmp_create(apr_pool_t *p, const cs_server_conf *sc,
+/* Start a temp file in st's state dir (removed with p unless installed). */
+apr_status_t cs_store_tmp_create(apr_pool_t *p, const cs_store_t *st,
                                  const char *prefix, cs_tmp_t **t);
 /* Append bytes (hashed on the way). */
 apr_status_t cs_store_tmp_write(cs_tmp_t *t, const char *buf,
@@ -74,18 +87,28 @@ void cs_store_tmp_digest(cs_tmp_t *t, apr_uint64_t *size,
 /* Flush and fsync the data, set xattrs and mtime from e, fsync again. */
 apr_status_t cs_store_tmp_seal(cs_tmp_t *t, const char *key,
                                const cs_entry_t *e);
-/* Create the missing parent directories of path (inside sc's root) without
- * following symlinks.  On failure *status is the HTTP answer (403/409). */
-apr_status_t cs_store_make_parents(apr_pool_t *p, const cs_server_conf *sc,
-                                   const char *path, int *status);
+/* Create the missing parent directories of path (inside st's root)
+ * without following symlinks.  CS_STORE_EUNSAFE for a path outside the
+ * root or through a symlink, APR_ENOTDIR when a parent is a file, EISDIR
+ * when path itself is a directory, or what mkdir said (ENOSPC...). */
+apr_status_t cs_store_make_parents(apr_pool_t *p, const cs_store_t *st,
+                                   const char *path);
 /* Atomically rename the sealed temp file to path and fsync the directory. */
 apr_status_t cs_store_install(cs_tmp_t *t, const char *path);
 /* Remove path (a missing file is not an error) and fsync its directory. */
 apr_status_t cs_store_remove(apr_pool_t *p, const char *path);
 
+/* Write a small file durably: data goes to a temp file in st's state dir
+ * (named PREFIX-PID-..., so a crash leaves nothing the next start does not
+ * sweep), is fsynced and renamed to dst, and dst's directory is fsynced.
+ * On failure nothing is left behind. */
+apr_status_t cs_store_put_small(apr_pool_t *p, const cs_store_t *st,
+                                const char *prefix, const char *dst,
+                                const char *data, apr_size_t len);
+
 /* Take the node-wide exclusive lock of key; released when p is cleaned up
  * or by cs_store_unlock_key(). */
-apr_status_t cs_store_lock_key(apr_pool_t *p, const cs_server_conf *sc,
+apr_status_t cs_store_lock_key(apr_pool_t *p, const cs_store_t *st,
                                const char *key, apr_file_t **lock);
 void cs_store_unlock_key(apr_file_t *lock);
 
@@ -97,7 +120,7 @@ void cs_store_unlock_key(apr_file_t *lock);
  * file is kept for a later try; APR_EAGAIN is returned). */
 typedef int (*cs_recover_fn)(void *baton, const char *key,
                              apr_uint64_t version, const char **relpath);
-apr_status_t cs_store_recover(apr_pool_t *p, const cs_server_conf *sc,
+apr_status_t cs_store_recover(apr_pool_t *p, const cs_store_t *st,
                               cs_recover_fn decide, void *baton,
                               int *recovered);
 

@@ -91,6 +91,13 @@ int cs_job_decode(const char *buf, size_t len, char *op, uint64_t *version,
                   const char **key, size_t *klen, const char **rel,
                   size_t *rlen);
 
+/* Decode the attribute a local copy carries (store.h), "VERSION SHA256
+ * KEY": VERSION as cs_parse_u64(), SHA256 64 lowercase hex digits, KEY the
+ * rest (may be empty, never holds a NUL; it points into in).  sha256
+ * needs 65 bytes.  Returns 0 or -1. */
+int cs_meta_decode(const char *in, size_t len, uint64_t *version,
+                   char *sha256, const char **key, size_t *klen);
+
 /* SipHash-2-4 (Aumasson & Bernstein) of data[0..len) under the 16-byte
  * key k: a fast keyed hash for tables whose keys come from clients (the
  * node-local cache); not a MAC and not a checksum. */

@@ -1,0 +1,42 @@
+/* Licensed under the Apache License, Version 2.0 (see LICENSE). */
+
+/*
+ * auth.h - the node-to-node protocol's headers and how a request proves
+ * that it comes from a node.
+ *
+ * Every node-to-node request carries
+ *     X-ClusterStorage-Auth: NODE TIMESTAMP MAC
+ *     X-ClusterStorage-Version: VERSION
+ * MAC = hex HMAC-SHA256 keyed with ClusterStorageSecret over
+ *     METHOD "\n" KEY "\n" VERSION "\n" TIMESTAMP
+ * A receiver accepts it only with a matching MAC (compared in constant
+ * time) and a timestamp within CS_AUTH_WINDOW seconds of its own clock.
+ * The sender (peer.c) and the receiver (peer_serve.c) both use this file;
+ * it needs only the secret, never the rest of the configuration.
+ */
+#ifndef CS_AUTH_H
+#define CS_AUTH_H
+
+#include "httpd.h"
+
+#define CS_AUTH_HEADER    "X-ClusterStorage-Auth"
+#define CS_VERSION_HEADER "X-ClusterStorage-Version"
+#define CS_SHA256_HEADER  "X-ClusterStorage-SHA256"
+#define CS_AUTH_WINDOW    300
+
+/* Hex MAC of a node-to-node request (out: 65 bytes). */
+void cs_auth_mac(const char *secret, const char *method, const char *key,
+                 apr_uint64_t version, apr_int64_t timestamp, char *out);
+
+/* The X-ClusterStorage-Auth value node `node` sends for (method, key,
+ * version) now. */
+const char *cs_auth_value(apr_pool_t *p, const char *node,
+                          const char *secret, const char *method,
+                          const char *key, apr_uint64_t version);
+
+/* Check r's X-ClusterStorage-Auth for (key, version).  OK, or
+ * HTTP_FORBIDDEN with the reason logged.  *node gets the sender's name. */
+int cs_auth_check(request_rec *r, const char *secret, const char *key,
+                  apr_uint64_t version, const char **node);
+
+#endif /* CS_AUTH_H */

@@ -1,0 +1,88 @@
+/* Licensed under the Apache License, Version 2.0 (see LICENSE). */
+
+/*
+ * config.h - the module's configuration: one server context per node, one
+ * directory context per URL space, and the protocol's constants.
+ *
+ * Directives fill the contexts at start-up (config.c); post_config checks
+ * them, sets the defaults and derives the rest (cs_config_check_server()).
+ * From then on they are read-only: the children are forked copies.
+ */
+#ifndef CS_CONFIG_H
+#define CS_CONFIG_H
+
+#include "cs_private.h"
+#include "counters.h"
+#include "peer.h"
+#include "store.h"
+#include "apr_memcache.h"
+
+#define CS_UNSET            (-1)
+#define CS_DEFAULT_REPLICAS 2
+#define CS_DEFAULT_TIMEOUT  apr_time_from_sec(10)
+#define CS_DEFAULT_TTL      300
+#define CS_DEFAULT_HEARTBEAT apr_time_from_sec(5)
+#define CS_SECRET_MIN       16
+#define CS_RETRY_AFTER      "5"
+
+/* The protocol's timing rules, in heartbeat periods and seconds; the
+ * registry's SQL, the heartbeat and the writers' cache fan-out use these
+ * names (cache.h explains the leases). */
+#define CS_ALIVE_PERIODS    3   /* a node is up while its heartbeat is
+                                   younger than this many of its periods */
+#define CS_LEASE_PERIODS    2   /* a node trusts its cache this long after
+                                   the start of its last heartbeat */
+#define CS_LEASE_MARGIN     2   /* seconds of clock skew allowed between
+                                   nodes and the database */
+
+struct cs_cache_t;
+
+/* One server context = one node. */
+typedef struct {
+    const char *node_name;      /* ClusterStorageNode NAME */
+    const char *node_url;       /* ClusterStorageNode ... URL */
+    const char *secret;         /* ClusterStorageSecret */
+    apr_array_header_t *memcache; /* ClusterStorageMemcache, "host:port" */
+    int replicas;               /* ClusterStorageReplicas */
+    apr_interval_time_t peer_timeout;   /* ClusterStoragePeerTimeout */
+    int cache_ttl;              /* ClusterStorageCacheTTL, seconds */
+    apr_interval_time_t heartbeat;      /* ClusterStorageHeartbeat */
+    int local_cache;            /* ClusterStorageLocalCache On|Off */
+    int used;                   /* ClusterStorage appears in this server */
+    /* store.root is ClusterStorageRoot (made absolute and resolved in
+     * post_config, which also sets root_len and state_dir). */
+    cs_store_t store;
+
+    /* Derived in post_config, read-only afterwards. */
+    cs_peer_conf_t peer;        /* what the node-to-node client needs */
+    cs_counters_t *counters;    /* this node's block in shared memory */
+    struct cs_cache_t *cache;   /* node-local registry cache (cache.h) */
+    /* Per child, set in child_init (children are forked copies). */
+    apr_memcache_t *mc;
+} cs_server_conf;
+
+typedef struct {
+    int enabled;                /* ClusterStorage On|Off */
+    int write;                  /* ClusterStorageWrite On|Off */
+} cs_dir_conf;
+
+#define cs_sconf(s) ((cs_server_conf *)ap_get_module_config( \
+                         (s)->module_config, &clusterstorage_module))
+#define cs_dconf(r) ((cs_dir_conf *)ap_get_module_config( \
+                         (r)->per_dir_config, &clusterstorage_module))
+
+#define CS_COUNT(sc, field, n) CS_COUNTER_ADD((sc)->counters, field, n)
+
+/* The directives and the contexts' constructors (config.c). */
+extern const command_rec cs_cmds[];
+void *cs_create_server_conf(apr_pool_t *p, server_rec *s);
+void *cs_merge_server_conf(apr_pool_t *p, void *basev, void *addv);
+void *cs_create_dir_conf(apr_pool_t *p, char *dir);
+void *cs_merge_dir_conf(apr_pool_t *p, void *basev, void *addv);
+
+/* post_config, for a server that uses cluster storage: refuse (logged,
+ * with what to change) a missing node/root/secret or an unusable root;
+ * set the defaults; resolve the root and derive the rest.  OK or !OK. */
+int cs_config_check_server(apr_pool_t *p, apr_pool_t *ptemp, server_rec *s);
+
+#endif /* CS_CONFIG_H */

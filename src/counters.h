@@ -1,0 +1,51 @@
+/* Licensed under the Apache License, Version 2.0 (see LICENSE). */
+
+/*
+ * counters.h - the counters of one node since its start.
+ *
+ * They live in anonymous shared memory created in post_config and
+ * inherited by the forked children, so that every child adds to the same
+ * numbers; additions are atomic and relaxed (they order nothing).  The
+ * status page (status.c) reads them.
+ */
+#ifndef CS_COUNTERS_H
+#define CS_COUNTERS_H
+
+#include <stdint.h>
+
+typedef struct {
+    uint64_t hits;              /* GETs served from the local copy */
+    uint64_t not_found;         /* 404 answers */
+    uint64_t unverified;        /* served while the registry was down */
+    uint64_t peer_fetches;      /* completed fetches from a peer */
+    uint64_t fetch_bytes;       /* bytes received by those fetches */
+    uint64_t fetch_failures;    /* fetch attempts that failed, ... */
+    uint64_t fetch_fail_connect;    /* ... could not connect/send */
+    uint64_t fetch_fail_answer;     /* ... wrong status/headers */
+    uint64_t fetch_fail_body;       /* ... body cut short/timed out */
+    uint64_t fetch_fail_checksum;   /* ... bytes did not match */
+    uint64_t fetch_fail_local;      /* ... could not store locally */
+    uint64_t mc_hits;           /* registry lookups answered by memcached */
+    uint64_t mc_misses;         /* ... that memcached could not answer */
+    uint64_t peer_served;       /* peer GETs this node answered 200 */
+    uint64_t replicas_received; /* replication PUTs stored */
+    uint64_t replications_done; /* pushes confirmed by a peer */
+    uint64_t replications_failed;
+    uint64_t repairs;           /* pushes made by the repair sweep */
+    uint64_t registry_errors;
+    uint64_t puts;
+    uint64_t deletes;
+    uint64_t unavailable;       /* 503 answers */
+    uint64_t peer_requests;     /* requests this node made to peers */
+    uint64_t peer_connects;     /* ... of them on a new connection */
+} cs_counters_t;
+
+/* Add n to one counter of the block c (which may be NULL: no counters). */
+#define CS_COUNTER_ADD(c, field, n) do {                                  \
+        if (c) {                                                          \
+            __atomic_fetch_add(&(c)->field, (uint64_t)(n),                \
+                               __ATOMIC_RELAXED);                         \
+        }                                                                 \
+    } while (0)
+
+#endif /* CS_COUNTERS_H */

@@ -1,0 +1,173 @@
+/* Licensed under the Apache License, Version 2.0 (see LICENSE). */
+
+/*
+ * drive.c - the module's background work on mod_watchdog threads; see
+ * drive.h.
+ */
+#include "drive.h"
+#include "cache.h"
+#include "config.h"
+#include "registry.h"
+#include "replicate.h"
+#include "store.h"
+
+#include "mod_watchdog.h"
+
+static APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *cs_wd_get_instance;
+static APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *cs_wd_register;
+
+#define CS_WD_HEARTBEAT "_clusterstorage_heartbeat_"
+#define CS_WD_QUEUE     "_clusterstorage_queue_"
+
+/* Crash recovery (store.h): install a PUT's sealed temp file if the
+ * registry says its version was committed as held by this node. */
+typedef struct {
+    server_rec *s;
+    apr_pool_t *p;
+    ap_dbd_t *dbd;
+} cs_recover_ctx;
+
+static int cs_recover_decide(void *baton, const char *key,
+                             apr_uint64_t version, const char **relpath)
+{
+    cs_recover_ctx *ctx = baton;
+
+    if (!ctx->dbd && !(ctx->dbd = cs_registry_open(ctx->s, ctx->p))) {
+        return -1;
+    }
+    if (cs_registry_held_relpath(ctx->s, ctx->p, ctx->dbd, key, version,
+                                 relpath) != APR_SUCCESS) {
+        return -1;
+    }
+    return *relpath ? 1 : 0;
+}
+
+static void cs_recover(server_rec *s, apr_pool_t *pool)
+{
+    cs_server_conf *sc = cs_sconf(s);
+    cs_recover_ctx ctx;
+    int n = 0;
+
+    ctx.s = s;
+    ctx.p = pool;
+    ctx.dbd = NULL;
+    cs_store_recover(pool, &sc->store, cs_recover_decide, &ctx, &n);
+    cs_registry_close(s, ctx.dbd);
+    if (n) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, CSLOG(204)
+                     "node %s: installed %d committed PUT(s) that a crash "
+                     "had left in %s/tmp", sc->node_name, n,
+                     sc->store.state_dir);
+    }
+}
+
+/* Heartbeat thread: schema at start, then this node's heartbeat.  Kept
+ * apart from the queue thread so that a long transfer never delays it. */
+static apr_status_t cs_wd_heartbeat(int state, void *data, apr_pool_t *pool)
+{
+    server_rec *s = data;
+    cs_server_conf *sc = cs_sconf(s);
+    apr_status_t rv;
+    apr_time_t t0;
+    int i;
+
+    switch (state) {
+    case AP_WATCHDOG_STATE_STARTING:
+        /* mod_watchdog (built into httpd) starts this thread from its
+         * child_init, which may run before mod_dbd's has set up the
+         * connection pool: give it a moment rather than warn. */
+        for (i = 0; (rv = cs_registry_ensure_schema(s, pool))
+                    == APR_ECONNREFUSED && i < 50; i++) {
+            apr_sleep(apr_time_from_msec(20));
+        }
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, CSLOG(201)
+                         "node %s: registry not reachable at start-up; "
+                         "retrying in the background", sc->node_name);
+        }
+        /* record the first heartbeat right away */
+        /* fall through */
+    case AP_WATCHDOG_STATE_RUNNING:
+        t0 = apr_time_now();
+        rv = cs_registry_heartbeat(s, pool);
+        if (rv == APR_SUCCESS) {
+            /* cache.h point 1: the lease counts from before the heartbeat
+             * and the invalidations applied with it. */
+            cs_cache_set_lease(sc->cache,
+                               t0 + CS_LEASE_PERIODS * sc->heartbeat);
+        }
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, CSLOG(202)
+                         "node %s: cannot record heartbeat", sc->node_name);
+        }
+        else {
+            ap_log_error(APLOG_MARK, APLOG_TRACE1, 0, s, CSLOG(203)
+                         "node %s: heartbeat recorded", sc->node_name);
+            cs_recover(s, pool);
+        }
+        break;
+    case AP_WATCHDOG_STATE_STOPPING:
+        /* Best effort: while the child exits, mod_dbd may already be gone;
+         * then the registry keeps the lease until it ages out. */
+        if (sc->cache) {
+            cs_cache_set_lease(sc->cache, 0);
+            cs_registry_drop_lease(s, pool);
+        }
+        break;
+    default:
+        break;
+    }
+    return APR_SUCCESS;
+}
+
+/* Queue thread, every 100 ms: replication and delete jobs. */
+static apr_status_t cs_wd_queue(int state, void *data, apr_pool_t *pool)
+{
+    if (state == AP_WATCHDOG_STATE_RUNNING) {
+        cs_replicate_drain(data, pool);
+    }
+    return APR_SUCCESS;
+}
+
+/* Queue thread, every heartbeat period: one step of the repair sweep. */
+static apr_status_t cs_wd_repair(int state, void *data, apr_pool_t *pool)
+{
+    if (state == AP_WATCHDOG_STATE_RUNNING) {
+        cs_replicate_repair(data, pool);
+    }
+    return APR_SUCCESS;
+}
+
+int cs_drive_available(void)
+{
+    cs_wd_get_instance = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
+    cs_wd_register = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
+    return cs_wd_get_instance && cs_wd_register;
+}
+
+int cs_drive_start(apr_pool_t *p, server_rec *s,
+                   const apr_array_header_t *nodes)
+{
+    ap_watchdog_t *wd_hb = NULL, *wd_q = NULL;
+    int i;
+
+    /* Two singleton threads per httpd, in one child. */
+    if (cs_wd_get_instance(&wd_hb, CS_WD_HEARTBEAT, 0, 1, p) != APR_SUCCESS
+        || cs_wd_get_instance(&wd_q, CS_WD_QUEUE, 0, 1, p) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, CSLOG(006)
+                     "cannot create the watchdog threads");
+        return !OK;
+    }
+    for (i = 0; i < nodes->nelts; i++) {
+        server_rec *ns = APR_ARRAY_IDX(nodes, i, server_rec *);
+        cs_server_conf *sc = cs_sconf(ns);
+        if (cs_wd_register(wd_hb, sc->heartbeat, ns, cs_wd_heartbeat)
+            || cs_wd_register(wd_q, AP_WD_TM_SLICE, ns, cs_wd_queue)
+            || cs_wd_register(wd_q, sc->heartbeat, ns, cs_wd_repair)) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, ns, CSLOG(015)
+                         "cannot register the background callbacks");
+            return !OK;
+        }
+    }
+    return OK;
+}

@@ -1,0 +1,225 @@
+/* Licensed under the Apache License, Version 2.0 (see LICENSE). */
+
+/*
+ * peer_serve.c - the answers to other nodes' requests; see peer_serve.h.
+ *
+ * A request with X-ClusterStorage-Auth proves itself in the access phase
+ * (cs_check_peer(), MAC of auth.h) instead of passing the Require rules
+ * meant for clients; the handler then gives it to cs_handle_peer():
+ *   GET     a copy of the asked version, from the local store only;
+ *   PUT     a replica: verified against the registry, stored atomically,
+ *           registered as held by this node;
+ *   DELETE  delete propagation: drop copies older than the tombstone;
+ *   PURGE   forget the key in this node's registry cache.
+ */
+#include "peer_serve.h"
+#include "auth.h"
+#include "cache.h"
+#include "registry.h"
+#include "request.h"
+#include "store.h"
+
+#include "http_core.h"
+#include "http_protocol.h"
+#include "apr_strings.h"
+
+/* A peer fetch: answered from the local copy only, never by fetching. */
+static int cs_answer_peer_get(request_rec *r, const cs_server_conf *sc,
+                              const char *key, const char *path,
+                              apr_uint64_t version)
+{
+    core_dir_config *cd = ap_get_core_module_config(r->per_dir_config);
+    cs_entry_t local;
+    apr_file_t *f;
+    apr_finfo_t fi;
+    apr_uint64_t v = 0;
+
+    memset(&local, 0, sizeof(local));
+    if (cs_store_open(r->pool, path, key, AP_SENDFILE_ENABLED(cd->enable_sendfile),
+                      &f, &fi, &v, local.sha256) != APR_SUCCESS
+        || v < version) {
+        /* A writer on this node may be between its commit and its rename
+         * (it holds the key lock meanwhile): wait for it, then look again. */
+        apr_file_t *lock = NULL;
+        if (cs_lock_key(r, sc, key, &lock) == OK) {
+            cs_store_open(r->pool, path, key,
+                          AP_SENDFILE_ENABLED(cd->enable_sendfile), &f, &fi,
+                          &v, local.sha256);
+            cs_store_unlock_key(lock);
+        }
+    }
+    if (v != version || !local.sha256[0]) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(041)
+                      "peer %s asked for %s v%" APR_UINT64_T_FMT "; this "
+                      "node holds v%" APR_UINT64_T_FMT,
+                      apr_table_get(r->notes, CS_NOTE_PEER), key, version,
+                      v);
+        return HTTP_NOT_FOUND;
+    }
+    local.version = v;
+    local.size = (apr_uint64_t)fi.size;
+    local.mtime = fi.mtime;
+    apr_table_setn(r->headers_out, CS_SHA256_HEADER,
+                   apr_pstrdup(r->pool, local.sha256));
+    CS_COUNT(sc, peer_served, 1);
+    return cs_serve(r, f, &fi, &local, 0);
+}
+
+/* A replication PUT: verify, store atomically, register; never pass on. */
+static int cs_store_replica(request_rec *r, const cs_server_conf *sc,
+                            const char *key, const char *path,
+                            apr_uint64_t version)
+{
+    const char *sha_h = apr_table_get(r->headers_in, CS_SHA256_HEADER);
+    const char *peer = apr_table_get(r->notes, CS_NOTE_PEER);
+    cs_tmp_t *tmp;
+    cs_entry_t e;
+    apr_file_t *lock = NULL, *f;
+    apr_finfo_t fi;
+    apr_uint64_t v, size;
+    char sha[CS_SHA256_HEX_LEN + 1];
+    ap_dbd_t *dbd;
+    apr_status_t rv;
+    int status, added = 0;
+
+    if (!sha_h || !cs_is_sha256_hex(sha_h, strlen(sha_h))) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(042)
+                      "replica of %s from %s without a valid "
+                      CS_SHA256_HEADER, key, peer);
+        return HTTP_BAD_REQUEST;
+    }
+    if (cs_registry_get_db(r, key, &e) != APR_SUCCESS) {
+        CS_COUNT(sc, registry_errors, 1);
+        return cs_unavailable(r);
+    }
+    if (e.deleted || e.version != version) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, CSLOG(043)
+                      "refusing replica of %s v%" APR_UINT64_T_FMT " from %s:"
+                      " the current version is %" APR_UINT64_T_FMT "%s", key,
+                      version, peer, e.version, e.deleted ? " (deleted)" : "");
+        return HTTP_CONFLICT;
+    }
+    if (strcmp(e.sha256, sha_h) != 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(044)
+                      "replica of %s v%" APR_UINT64_T_FMT " from %s announces"
+                      " a SHA-256 the registry does not have", key, version,
+                      peer);
+        return HTTP_BAD_REQUEST;
+    }
+    if (!(cs_store_open(r->pool, path, key, 0, &f, &fi, &v, sha) == APR_SUCCESS
+          && v == version)) {
+        if ((status = cs_prepare_dir(r, sc, key, path)) != OK) {
+            return status;
+        }
+        rv = cs_store_tmp_create(r->pool, &sc->store, "replica", &tmp);
+        if (rv != APR_SUCCESS) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(048)
+                          "replica of %s: cannot create a temp file in "
+                          "%s/tmp", key, sc->store.state_dir);
+            return cs_store_http_status(rv);
+        }
+        if ((status = cs_read_body(r, key, tmp)) != OK) {
+            return status;
+        }
+        cs_store_tmp_digest(tmp, &size, sha);
+        if (size != e.size || strcmp(sha, e.sha256) != 0) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(045)
+                          "replica of %s v%" APR_UINT64_T_FMT " from %s does"
+                          " not match the registry (%" APR_UINT64_T_FMT
+                          " bytes, %s); discarded", key, version, peer, size,
+                          sha);
+            return HTTP_BAD_REQUEST;
+        }
+        if ((status = cs_lock_key(r, sc, key, &lock)) != OK) {
+            return status;
+        }
+        rv = cs_store_tmp_seal(tmp, key, &e);
+        if (rv == APR_SUCCESS) {
+            rv = cs_store_install(tmp, path);
+        }
+        cs_store_unlock_key(lock);
+        if (rv != APR_SUCCESS) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(046)
+                          "cannot store replica of %s at %s", key, path);
+            return cs_store_http_status(rv);
+        }
+        CS_COUNT(sc, replicas_received, 1);
+    }
+    if (!(dbd = cs_registry_acquire(r))
+        || cs_registry_add_replica(r->server, r->pool, dbd, key, version,
+                                   &added) != APR_SUCCESS) {
+        CS_COUNT(sc, registry_errors, 1);
+        return cs_unavailable(r);
+    }
+    if (!added) {
+        return HTTP_CONFLICT;   /* superseded while it was in flight */
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(047)
+                  "stored replica of %s v%" APR_UINT64_T_FMT " from %s", key,
+                  version, peer);
+    r->status = HTTP_CREATED;
+    return OK;
+}
+
+/* access_checker_ex: a request that claims to come from a node must prove
+ * it (MAC, timestamp); a proven one skips the Require rules meant for
+ * clients. */
+int cs_check_peer(request_rec *r)
+{
+    cs_dir_conf *dc = cs_dconf(r);
+    cs_server_conf *sc = cs_sconf(r->server);
+    const char *auth, *ver, *node;
+    uint64_t v;
+    int status;
+
+    if (!dc || dc->enabled != 1 || !sc->store.state_dir) {
+        return DECLINED;
+    }
+    auth = apr_table_get(r->headers_in, CS_AUTH_HEADER);
+    ver = apr_table_get(r->headers_in, CS_VERSION_HEADER);
+    if (!auth && !ver) {
+        return DECLINED;
+    }
+    if (!ver || cs_parse_u64(ver, strlen(ver), &v) != 0 || v == 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(305)
+                      "malformed " CS_VERSION_HEADER " in a peer request");
+        return HTTP_BAD_REQUEST;
+    }
+    status = cs_auth_check(r, sc->secret, r->uri, v, &node);
+    if (status != OK) {
+        return status;
+    }
+    apr_table_setn(r->notes, CS_NOTE_PEER, node);
+    return OK;
+}
+
+int cs_handle_peer(request_rec *r, const cs_server_conf *sc,
+                   const char *key, const char *path)
+{
+    const char *vh = apr_table_get(r->headers_in, CS_VERSION_HEADER);
+    apr_uint64_t v = 0;
+
+    /* cs_check_peer() accepted the request only with a valid version. */
+    cs_parse_u64(vh, strlen(vh), &v);
+    if (strcmp(r->method, "PURGE") == 0) {
+        cs_cache_invalidate(sc->cache, key);
+        r->status = HTTP_NO_CONTENT;
+        return OK;
+    }
+    switch (r->method_number) {
+    case M_GET:
+        return cs_answer_peer_get(r, sc, key, path, v);
+    case M_PUT:
+        return cs_store_replica(r, sc, key, path, v);
+    case M_DELETE:
+        /* Delete propagation (a newer PUT may already have replaced the
+         * copy: only older ones go). */
+        if (cs_drop_older(r, sc, key, path, v) != OK) {
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        r->status = HTTP_NO_CONTENT;
+        return OK;
+    default:
+        return HTTP_METHOD_NOT_ALLOWED;
+    }
+}

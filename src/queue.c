@@ -1,0 +1,146 @@
+/* Licensed under the Apache License, Version 2.0 (see LICENSE). */
+
+/*
+ * queue.c - the replication queue's job files; see queue.h.
+ */
+#include "queue.h"
+
+#include "apr_atomic.h"
+#include "apr_file_info.h"
+#include "apr_strings.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static volatile apr_uint32_t cs_job_seq;
+
+static const char *cs_queue_dir(apr_pool_t *p, const cs_store_t *st)
+{
+    return apr_pstrcat(p, st->state_dir, "/queue", NULL);
+}
+
+apr_status_t cs_queue_add(apr_pool_t *p, const cs_store_t *st,
+                          const cs_job_t *job, const char **path)
+{
+    const char *name = apr_psprintf(p, "%016" APR_UINT64_T_HEX_FMT
+                                    "-%ld-%u.job",
+                                    (apr_uint64_t)apr_time_now(),
+                                    (long)getpid(),
+                                    apr_atomic_inc32(&cs_job_seq));
+    const char *dst = apr_pstrcat(p, cs_queue_dir(p, st), "/", name, NULL);
+    const char *body = apr_psprintf(p, "CSJ1 %c %" APR_UINT64_T_FMT
+                                    "\n%s\n%s", job->op, job->version,
+                                    job->key, job->relpath);
+    apr_status_t rv = cs_store_put_small(p, st, "job", dst, body,
+                                         strlen(body));
+
+    if (rv == APR_SUCCESS && path) {
+        *path = dst;
+    }
+    return rv;
+}
+
+apr_status_t cs_queue_remove(apr_pool_t *p, const char *path)
+{
+    (void)p;
+    if (unlink(path) != 0 && errno != ENOENT) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    return APR_SUCCESS;
+}
+
+int cs_job_parse(apr_pool_t *p, const char *buf, apr_size_t len,
+                 cs_job_t *job)
+{
+    const char *key, *rel;
+    size_t klen, rlen;
+    uint64_t version;
+    char op;
+
+    if (cs_job_decode(buf, len, &op, &version, &key, &klen, &rel, &rlen)
+        != 0) {
+        return -1;
+    }
+    job->op = op;
+    job->version = version;
+    job->key = apr_pstrmemdup(p, key, klen);
+    job->relpath = apr_pstrmemdup(p, rel, rlen);
+    return 0;
+}
+
+apr_status_t cs_queue_read(apr_pool_t *p, const char *path, cs_job_t *job)
+{
+    apr_file_t *f;
+    apr_status_t rv;
+    apr_size_t n = CS_KEY_MAX + 64, len = 0;
+    char *buf;
+
+    rv = apr_file_open(&f, path, APR_FOPEN_READ, 0, p);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    buf = apr_palloc(p, n + 1);
+    rv = apr_file_read_full(f, buf, n, &len);
+    apr_file_close(f);
+    if (rv != APR_SUCCESS && !APR_STATUS_IS_EOF(rv)) {
+        return rv;
+    }
+    return cs_job_parse(p, buf, len, job) == 0 ? APR_SUCCESS : APR_EINVAL;
+}
+
+static int cs_name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Job file names (not paths), sorted. */
+static apr_array_header_t *cs_job_names(apr_pool_t *p, const char *dir)
+{
+    apr_array_header_t *names = apr_array_make(p, 16, sizeof(const char *));
+    apr_dir_t *d;
+    apr_finfo_t fi;
+
+    if (apr_dir_open(&d, dir, p) != APR_SUCCESS) {
+        return names;
+    }
+    while (apr_dir_read(&fi, APR_FINFO_NAME | APR_FINFO_TYPE, d)
+           == APR_SUCCESS) {
+        apr_size_t n = strlen(fi.name);
+        if (fi.filetype == APR_REG && n > 4
+            && strcmp(fi.name + n - 4, ".job") == 0) {
+            APR_ARRAY_PUSH(names, const char *) = apr_pstrdup(p, fi.name);
+        }
+    }
+    apr_dir_close(d);
+    qsort(names->elts, names->nelts, sizeof(const char *), cs_name_cmp);
+    return names;
+}
+
+apr_array_header_t *cs_queue_list(apr_pool_t *p, const cs_store_t *st)
+{
+    const char *dir = cs_queue_dir(p, st);
+    apr_array_header_t *names = cs_job_names(p, dir);
+    int i;
+
+    for (i = 0; i < names->nelts; i++) {
+        const char **n = &APR_ARRAY_IDX(names, i, const char *);
+        *n = apr_pstrcat(p, dir, "/", *n, NULL);
+    }
+    return names;
+}
+
+void cs_queue_stats(apr_pool_t *p, const cs_store_t *st, int *jobs,
+                    apr_int64_t *oldest)
+{
+    apr_array_header_t *names = cs_job_names(p, cs_queue_dir(p, st));
+
+    *jobs = names->nelts;
+    *oldest = 0;
+    if (names->nelts) {
+        /* Names start with the creation time in hex microseconds. */
+        apr_int64_t t = (apr_int64_t)apr_strtoi64(
+            APR_ARRAY_IDX(names, 0, const char *), NULL, 16);
+        *oldest = apr_time_sec(apr_time_now() - t);
+    }
+}

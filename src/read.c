@@ -1,0 +1,253 @@
+/* Licensed under the Apache License, Version 2.0 (see LICENSE). */
+
+/*
+ * read.c - the read path: GET and HEAD of a key; see read.h.
+ *
+ * Top to bottom: cs_handle_get() looks the key up (node-local cache,
+ * memcached, the database: registry.c), opens this node's copy and checks
+ * its version on the descriptor it will serve, and serves it (request.c);
+ * when this node lacks the current version, cs_fetch() gets it from a
+ * holder first (peer.c), verified, under the key lock.
+ */
+#include "read.h"
+#include "cache.h"
+#include "peer.h"
+#include "registry.h"
+#include "request.h"
+#include "store.h"
+
+#include "http_core.h"
+#include "http_protocol.h"
+
+/* Fetch version e of key from a holder into this node's store: one
+ * transfer per key and node (the key lock), live holders first, every
+ * transfer verified (peer.c) before it is renamed into place. */
+static int cs_fetch(request_rec *r, const cs_server_conf *sc, const char *key,
+                    const char *path, const cs_entry_t *e,
+                    apr_array_header_t *holders)
+{
+    apr_file_t *lock = NULL, *f;
+    apr_finfo_t fi;
+    apr_uint64_t v;
+    char sha[CS_SHA256_HEX_LEN + 1];
+    ap_dbd_t *dbd;
+    apr_status_t rv;
+    int pass, i, status, tried = 0;
+    apr_time_t t0 = apr_time_now();
+
+    if ((status = cs_lock_key(r, sc, key, &lock)) != OK) {
+        return status;
+    }
+    if (apr_time_now() - t0 > apr_time_from_msec(100)) {
+        holders = NULL;     /* read before a long wait: ask again */
+    }
+    /* Another request may have fetched it while this one waited. */
+    if (cs_store_open(r->pool, path, key, 0, &f, &fi, &v, sha) == APR_SUCCESS
+        && v == e->version) {
+        cs_store_unlock_key(lock);
+        return OK;
+    }
+    /* The holders of e's version, unless they came with e. */
+    if (!(dbd = cs_registry_acquire(r))
+        || (!holders
+            && cs_registry_holders(r->server, r->pool, dbd, key, e->version,
+                                   &holders) != APR_SUCCESS)) {
+        cs_store_unlock_key(lock);
+        CS_COUNT(sc, registry_errors, 1);
+        return cs_unavailable(r);
+    }
+    if ((status = cs_prepare_dir(r, sc, key, path)) != OK) {
+        cs_store_unlock_key(lock);
+        return status;
+    }
+    /* Live holders first; holders that look down last (they may just be
+     * late with their heartbeat). */
+    for (pass = 0; pass < 2; pass++) {
+        for (i = 0; i < holders->nelts; i++) {
+            cs_node_t *h = &APR_ARRAY_IDX(holders, i, cs_node_t);
+            apr_pool_t *sub;
+            cs_tmp_t *tmp;
+            const char *why = "cannot create a temp file";
+            cs_fetch_cause_t cause = CS_FETCH_LOCAL;
+
+            if (strcmp(h->name, sc->node_name) == 0
+                || (pass == 0) != (h->alive != 0)) {
+                continue;
+            }
+            tried++;
+            apr_pool_create(&sub, r->pool);
+            rv = cs_store_tmp_create(sub, &sc->store, "fetch", &tmp);
+            if (rv == APR_SUCCESS) {
+                rv = cs_peer_fetch(sub, &sc->peer, h->url, key, e, tmp, &why,
+                                   &cause);
+            }
+            if (rv == APR_SUCCESS) {
+                why = "cannot store the verified copy";
+                cause = CS_FETCH_LOCAL;
+                rv = cs_store_tmp_seal(tmp, key, e);
+                if (rv == APR_SUCCESS) {
+                    rv = cs_store_install(tmp, path);
+                }
+            }
+            if (rv == APR_SUCCESS) {
+                apr_pool_destroy(sub);
+                CS_COUNT(sc, peer_fetches, 1);
+                CS_COUNT(sc, fetch_bytes, e->size);
+                if (cs_registry_add_replica(r->server, r->pool, dbd, key,
+                                            e->version, NULL)
+                    != APR_SUCCESS) {
+                    CS_COUNT(sc, registry_errors, 1);
+                }
+                cs_store_unlock_key(lock);
+                ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(050)
+                              "fetched %s v%" APR_UINT64_T_FMT " (%"
+                              APR_UINT64_T_FMT " bytes) from %s", key,
+                              e->version, e->size, h->name);
+                return OK;
+            }
+            apr_pool_destroy(sub);      /* removes the temp file */
+            CS_COUNT(sc, fetch_failures, 1);
+            switch (cause) {
+            case CS_FETCH_CONNECT:
+                CS_COUNT(sc, fetch_fail_connect, 1);
+                break;
+            case CS_FETCH_ANSWER:
+                CS_COUNT(sc, fetch_fail_answer, 1);
+                break;
+            case CS_FETCH_BODY:
+                CS_COUNT(sc, fetch_fail_body, 1);
+                break;
+            case CS_FETCH_CHECKSUM:
+                CS_COUNT(sc, fetch_fail_checksum, 1);
+                break;
+            default:
+                CS_COUNT(sc, fetch_fail_local, 1);
+                break;
+            }
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, CSLOG(051)
+                          "fetching %s v%" APR_UINT64_T_FMT " from %s (%s) "
+                          "failed: %s", key, e->version, h->name, h->url,
+                          why);
+        }
+    }
+    cs_store_unlock_key(lock);
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(052)
+                  "no holder of %s v%" APR_UINT64_T_FMT " could be reached "
+                  "(%d tried)", key, e->version, tried);
+    return cs_unavailable(r);
+}
+
+int cs_handle_get(request_rec *r, const cs_server_conf *sc, const char *key,
+                  const char *path)
+{
+    core_dir_config *cd = ap_get_core_module_config(r->per_dir_config);
+    apr_int32_t flags = AP_SENDFILE_ENABLED(cd->enable_sendfile);
+    cs_entry_t e, local;
+    cs_local_t known;
+    apr_array_header_t *holders = NULL;
+    apr_file_t *f = NULL;
+    apr_finfo_t fi;
+    apr_uint64_t v = 0;
+    apr_status_t rv, lrv;
+    int status, by_identity = 0;
+
+    memset(&local, 0, sizeof(local));
+    memset(&fi, 0, sizeof(fi));
+    rv = cs_registry_get(r, key, &e, &known);
+    if (path == r->filename && r->finfo.filetype == APR_NOFILE) {
+        /* The core's directory walk found nothing there just now; a copy
+         * that appears meanwhile is found again under the key lock. */
+        lrv = APR_ENOENT;
+    }
+    else if ((lrv = cs_store_open_file(r->pool, path, flags, &f, &fi))
+             == APR_SUCCESS) {
+        if (known.ino && known.ino == (apr_uint64_t)fi.inode
+            && known.dev == (apr_uint64_t)fi.device
+            && known.ctime == fi.ctime) {
+            /* Verified before, unchanged since (cache.h, 5.). */
+            v = e.version;
+            memcpy(local.sha256, e.sha256, sizeof(local.sha256));
+            by_identity = 1;
+        }
+        else {
+            lrv = cs_store_read_meta(f, key, &v, local.sha256);
+        }
+    }
+    local.version = v;
+    local.size = (apr_uint64_t)fi.size;
+    if (rv != APR_SUCCESS) {
+        /* SPEC promise 7: the registry is down; a local copy still serves,
+         * marked as unverified. */
+        if (lrv == APR_SUCCESS && v > 0 && local.sha256[0]) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, CSLOG(022)
+                          "registry unreachable; serving local copy of %s "
+                          "unverified", key);
+            local.mtime = fi.mtime;
+            CS_COUNT(sc, unverified, 1);
+            return cs_serve(r, f, &fi, &local, 1);
+        }
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(023)
+                      "registry unreachable and no local copy of %s", key);
+        return cs_unavailable(r);
+    }
+    if (!(lrv == APR_SUCCESS && v == e.version && !e.deleted)
+        && !(lrv != APR_SUCCESS && (e.version == 0 || e.deleted))) {
+        /* Before dropping a copy, fetching one or answering 404 for a
+         * deleted key, make sure the cache is not behind the database
+         * (and learn who holds the current version, for the fetch). */
+        cs_entry_t db;
+        if (cs_registry_get_db_holders(r, key, &db, &holders)
+            == APR_SUCCESS) {
+            e = db;
+        }
+    }
+    if (e.version == 0 || e.deleted) {
+        if (lrv == APR_SUCCESS && v > 0) {
+            cs_drop_older(r, sc, key, path, e.version ? e.version : v + 1);
+        }
+        CS_COUNT(sc, not_found, 1);
+        return HTTP_NOT_FOUND;
+    }
+    if (lrv == APR_SUCCESS && v == e.version) {
+        if (strcmp(local.sha256, e.sha256) != 0
+            || (apr_uint64_t)fi.size != e.size) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(024)
+                          "local copy of %s (version %" APR_UINT64_T_FMT
+                          ") does not match the registry; not serving it",
+                          key, v);
+            return cs_unavailable(r);
+        }
+        CS_COUNT(sc, hits, 1);
+        /* Remember the verified file, unless it changed so recently that
+         * a change within the same clock tick could share its ctime (git's
+         * "racy clean" rule). */
+        if (!by_identity
+            && apr_time_now() - fi.ctime >= CS_CACHE_IDENTITY_AGE) {
+            known.dev = (apr_uint64_t)fi.device;
+            known.ino = (apr_uint64_t)fi.inode;
+            known.ctime = fi.ctime;
+            cs_cache_note_local(sc->cache, key, &e, &known);
+        }
+        return cs_serve(r, f, &fi, &e, 0);
+    }
+    if (lrv == APR_EEXIST) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(027)
+                      "%s maps onto %s, the copy of another key; each key "
+                      "needs its own file (check Alias/DocumentRoot)", key,
+                      path);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (lrv != APR_SUCCESS && lrv != APR_ENOENT) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, lrv, r, CSLOG(025)
+                      "cannot open local copy %s", path);
+    }
+    /* This node lacks the current version: fetch it from a holder. */
+    if ((status = cs_fetch(r, sc, key, path, &e, holders)) != OK) {
+        return status;
+    }
+    lrv = cs_store_open(r->pool, path, key, flags, &f, &fi, &v, local.sha256);
+    if (lrv != APR_SUCCESS || v != e.version) {
+        return cs_unavailable(r);
+    }
+    return cs_serve(r, f, &fi, &e, 0);
+}

@@ -1,0 +1,33 @@
+/* Licensed under the Apache License, Version 2.0 (see LICENSE). */
+
+/*
+ * replicate.h - the replication engine, run by a singleton mod_watchdog
+ * thread per httpd (drive.c): it makes ClusterStorageReplicas live nodes
+ * hold each current version and tells the others to drop deleted ones.
+ *
+ * Promises:
+ *   - a queued job (queue.h) is removed only once its work is confirmed:
+ *     enough live holders of its version, or every live node told of the
+ *     tombstone; a version that was superseded, or never committed, ends
+ *     its job without work;
+ *   - a job's version and the local copy are looked at under the key lock
+ *     the writer holds from before its commit until after its rename, so a
+ *     job is never judged between the two;
+ *   - a failed job is retried with exponential backoff up to 30 s; while
+ *     the registry is unreachable, draining pauses;
+ *   - the repair sweep re-replicates keys whose holders went away, one
+ *     holder per key doing it (the first live one by name), 20 keys per
+ *     step, resuming where the last step ended.
+ */
+#ifndef CS_REPLICATE_H
+#define CS_REPLICATE_H
+
+#include "httpd.h"
+
+/* Drain s's queue once: jobs oldest first. */
+void cs_replicate_drain(server_rec *s, apr_pool_t *p);
+
+/* One step of the repair sweep for s's node. */
+void cs_replicate_repair(server_rec *s, apr_pool_t *p);
+
+#endif /* CS_REPLICATE_H */

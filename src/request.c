@@ -1,0 +1,186 @@
+/* Licensed under the Apache License, Version 2.0 (see LICENSE). */
+
+/*
+ * request.c - helpers of the request handlers; see request.h.
+ */
+#include "request.h"
+
+#include "http_protocol.h"
+#include "http_request.h"
+#include "apr_strings.h"
+
+#include <errno.h>
+
+int cs_unavailable(request_rec *r)
+{
+    CS_COUNT(cs_sconf(r->server), unavailable, 1);
+    apr_table_setn(r->err_headers_out, "Retry-After", CS_RETRY_AFTER);
+    return HTTP_SERVICE_UNAVAILABLE;
+}
+
+void cs_version_headers(request_rec *r, const cs_entry_t *e)
+{
+    char etag[64];
+
+    cs_entry_etag(e, etag, sizeof(etag));
+    /* The ETag is "VERSION-HEX16" in quotes: the version is its prefix. */
+    apr_table_setn(r->headers_out, "ETag", apr_pstrdup(r->pool, etag));
+    apr_table_setn(r->headers_out, "X-ClusterStorage-Version",
+                   apr_pstrmemdup(r->pool, etag + 1, strcspn(etag + 1, "-")));
+}
+
+int cs_serve(request_rec *r, apr_file_t *f, const apr_finfo_t *fi,
+             const cs_entry_t *e, int unverified)
+{
+    apr_bucket_brigade *bb;
+    apr_status_t rv;
+    int status;
+
+    r->finfo = *fi;
+    ap_update_mtime(r, e->mtime ? (apr_time_t)e->mtime : fi->mtime);
+    ap_set_last_modified(r);
+    cs_version_headers(r, e);
+    if (unverified) {
+        apr_table_setn(r->headers_out, "X-ClusterStorage-Unverified", "1");
+    }
+    ap_set_accept_ranges(r);
+    ap_set_content_length(r, fi->size);
+    if ((status = ap_meets_conditions(r)) != OK) {
+        r->status = status;
+        return status;
+    }
+    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    apr_brigade_insert_file(bb, f, 0, fi->size, r->pool);
+    APR_BRIGADE_INSERT_TAIL(bb,
+                            apr_bucket_eos_create(r->connection->bucket_alloc));
+    rv = ap_pass_brigade(r->output_filters, bb);
+    if (rv == APR_SUCCESS || r->status != HTTP_OK || r->connection->aborted) {
+        return OK;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, CSLOG(020)
+                  "sending %s failed", r->filename);
+    return AP_FILTER_ERROR;
+}
+
+int cs_store_http_status(apr_status_t rv)
+{
+    if (rv == CS_STORE_EUNSAFE) {
+        return HTTP_FORBIDDEN;
+    }
+    if (APR_STATUS_IS_ENOTDIR(rv) || rv == APR_FROM_OS_ERROR(EISDIR)) {
+        return HTTP_CONFLICT;
+    }
+    if (APR_STATUS_IS_ENOSPC(rv)) {
+        return HTTP_INSUFFICIENT_STORAGE;
+    }
+    return HTTP_INTERNAL_SERVER_ERROR;
+}
+
+int cs_lock_key(request_rec *r, const cs_server_conf *sc, const char *key,
+                apr_file_t **lock)
+{
+    apr_status_t rv = cs_store_lock_key(r->pool, &sc->store, key, lock);
+
+    if (rv != APR_SUCCESS) {
+        *lock = NULL;
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(036)
+                      "%s %s: cannot take the key lock", r->method, key);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return OK;
+}
+
+int cs_prepare_dir(request_rec *r, const cs_server_conf *sc,
+                   const char *key, const char *path)
+{
+    apr_status_t rv = cs_store_make_parents(r->pool, &sc->store, path);
+
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR,
+                      rv == CS_STORE_EUNSAFE ? 0 : rv, r, CSLOG(034)
+                      "%s %s%s: cannot prepare the directory for %s%s",
+                      apr_table_get(r->notes, CS_NOTE_PEER) ? "replica"
+                      : r->method,
+                      apr_table_get(r->notes, CS_NOTE_PEER) ? "of " : "",
+                      key, path,
+                      rv == CS_STORE_EUNSAFE
+                      ? " (outside the root or through a symlink)" : "");
+        return cs_store_http_status(rv);
+    }
+    return OK;
+}
+
+int cs_read_body(request_rec *r, const char *key, cs_tmp_t *tmp)
+{
+    apr_bucket_brigade *bb;
+    apr_status_t rv;
+    int seen_eos = 0;
+
+    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    do {
+        apr_bucket *b;
+
+        rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES,
+                            APR_BLOCK_READ, 65536);
+        if (rv != APR_SUCCESS) {
+            int status = ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r, CSLOG(032)
+                          "PUT %s: request body rejected or cut short "
+                          "(status %d); nothing stored", key,
+                          status == AP_FILTER_ERROR ? r->status : status);
+            return status;
+        }
+        for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);
+             b = APR_BUCKET_NEXT(b)) {
+            const char *data;
+            apr_size_t len;
+
+            if (APR_BUCKET_IS_EOS(b)) {
+                seen_eos = 1;
+                break;
+            }
+            if (APR_BUCKET_IS_METADATA(b)) {
+                continue;
+            }
+            rv = apr_bucket_read(b, &data, &len, APR_BLOCK_READ);
+            if (rv != APR_SUCCESS) {
+                ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r, CSLOG(026)
+                              "PUT %s: reading the body failed; nothing "
+                              "stored", key);
+                return HTTP_BAD_REQUEST;
+            }
+            rv = cs_store_tmp_write(tmp, data, len);
+            if (rv != APR_SUCCESS) {
+                ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(033)
+                              "PUT %s: cannot write the temp file; nothing "
+                              "stored", key);
+                return cs_store_http_status(rv);
+            }
+        }
+        apr_brigade_cleanup(bb);
+    } while (!seen_eos);
+    return OK;
+}
+
+int cs_drop_older(request_rec *r, const cs_server_conf *sc, const char *key,
+                  const char *path, apr_uint64_t below)
+{
+    apr_file_t *lock, *f;
+    apr_finfo_t fi;
+    apr_uint64_t v = 0;
+    char sha[CS_SHA256_HEX_LEN + 1];
+    int status = cs_lock_key(r, sc, key, &lock);
+
+    if (status != OK) {
+        return status;
+    }
+    if (cs_store_open(r->pool, path, key, 0, &f, &fi, &v, sha) == APR_SUCCESS
+        && v > 0 && v < below) {
+        cs_store_remove(r->pool, path);
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(021)
+                      "dropped stale copy of %s (version %" APR_UINT64_T_FMT
+                      ")", key, v);
+    }
+    cs_store_unlock_key(lock);
+    return OK;
+}

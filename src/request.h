@@ -1,0 +1,57 @@
+/* Licensed under the Apache License, Version 2.0 (see LICENSE). */
+
+/*
+ * request.h - what the request handlers (read.c, write.c, peer_serve.c)
+ * share: answering with a local copy, the status a store error becomes,
+ * the key lock and the body of a request.
+ *
+ * Every helper that fails logs why (one tag per call site) and returns the
+ * HTTP status to answer; OK means go on.
+ */
+#ifndef CS_REQUEST_H
+#define CS_REQUEST_H
+
+#include "config.h"
+#include "codec.h"
+#include "store.h"
+
+/* r->notes entry of a request that proved it comes from a node (the
+ * node's name); set by cs_check_peer() (peer_serve.c). */
+#define CS_NOTE_PEER "clusterstorage-peer"
+
+/* 503 with Retry-After, counted. */
+int cs_unavailable(request_rec *r);
+
+/* ETag and X-ClusterStorage-Version of version e. */
+void cs_version_headers(request_rec *r, const cs_entry_t *e);
+
+/* Serve an opened, verified local copy (version e) with the core's
+ * machinery: Last-Modified, ranges, conditions, file buckets/sendfile.
+ * unverified: the registry could not be asked (SPEC promise 7). */
+int cs_serve(request_rec *r, apr_file_t *f, const apr_finfo_t *fi,
+             const cs_entry_t *e, int unverified);
+
+/* The answer to a failed store operation: 403 for an unsafe path, 409 for
+ * a file or directory in the way, 507 for a full disk, else 500. */
+int cs_store_http_status(apr_status_t rv);
+
+/* Take the key lock (store.h) for r: OK, or 500 (logged). */
+int cs_lock_key(request_rec *r, const cs_server_conf *sc, const char *key,
+                apr_file_t **lock);
+
+/* Create the missing parents of path before a copy of key is installed
+ * there: OK, or the status (logged). */
+int cs_prepare_dir(request_rec *r, const cs_server_conf *sc,
+                   const char *key, const char *path);
+
+/* Stream r's body into tmp: OK, or the status (logged); nothing is left
+ * behind on failure once tmp's pool is gone. */
+int cs_read_body(request_rec *r, const char *key, cs_tmp_t *tmp);
+
+/* Under the key lock, remove this node's copy of key at path if it is a
+ * version older than `below` (a newer one may have replaced it
+ * meanwhile).  OK, or 500 (logged) when the lock cannot be taken. */
+int cs_drop_older(request_rec *r, const cs_server_conf *sc, const char *key,
+                  const char *path, apr_uint64_t below);
+
+#endif /* CS_REQUEST_H */

@@ -1,0 +1,367 @@
+/* Licensed under the Apache License, Version 2.0 (see LICENSE). */
+
+/*
+ * write.c - the write path: PUT and DELETE of a key from a client; see
+ * write.h.
+ *
+ * Top to bottom, a PUT: precondition fail-fast, the body streamed to a
+ * temp file (request.c), then under the key lock one registry
+ * transaction (registry.c) whose prepare step seals the temp file and
+ * queues the replication job (queue.c), the rename into place, and
+ * before the answer the cache fan-out to the other nodes
+ * (cs_invalidate_cluster(), cache.h point 2).  A DELETE is the same
+ * without a body: a tombstone and a delete job.
+ */
+#include "write.h"
+#include "cache.h"
+#include "peer.h"
+#include "queue.h"
+#include "registry.h"
+#include "request.h"
+#include "store.h"
+
+#include "http_core.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "apr_strings.h"
+
+/* One write of a key, handed to the registry's transaction callbacks. */
+typedef struct {
+    const char *key;
+    const char *path;
+    const char *relpath;    /* path below ClusterStorageRoot */
+    const cs_server_conf *sc;
+    cs_tmp_t *tmp;
+    const char *job;
+} cs_write_ctx;
+
+/* Conditional write headers against the committed current entry. */
+static int cs_precondition(request_rec *r, const cs_entry_t *cur, void *b)
+{
+    const char *im = apr_table_get(r->headers_in, "If-Match");
+    const char *inm = apr_table_get(r->headers_in, "If-None-Match");
+    int live = cur->version > 0 && !cur->deleted;
+    char etag[64];
+
+    (void)b;
+    cs_entry_etag(cur, etag, sizeof(etag));
+    if (im) {
+        if (!live || (strcmp(im, "*") != 0
+                      && !ap_find_etag_strong(r->pool, im, etag))) {
+            return HTTP_PRECONDITION_FAILED;
+        }
+    }
+    if (inm && live) {
+        if (strcmp(inm, "*") == 0 || ap_find_etag_weak(r->pool, inm, etag)) {
+            return HTTP_PRECONDITION_FAILED;
+        }
+    }
+    return OK;
+}
+
+static apr_status_t cs_queue_job(request_rec *r, cs_write_ctx *w, char op,
+                                 apr_uint64_t version)
+{
+    cs_job_t job;
+
+    job.op = op;
+    job.version = version;
+    job.key = w->key;
+    job.relpath = w->relpath;
+    return cs_queue_add(r->pool, &w->sc->store, &job, &w->job);
+}
+
+static apr_status_t cs_put_prepare(request_rec *r, const cs_entry_t *next,
+                                   void *b)
+{
+    cs_write_ctx *w = b;
+    apr_status_t rv = cs_store_tmp_seal(w->tmp, w->key, next);
+
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(030)
+                      "cannot seal the temp file of %s", w->key);
+        return rv;
+    }
+    if (w->sc->replicas > 1) {
+        rv = cs_queue_job(r, w, 'P', next->version);
+        if (rv != APR_SUCCESS) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(031)
+                          "cannot queue the replication of %s", w->key);
+        }
+    }
+    return rv;
+}
+
+static apr_status_t cs_delete_prepare(request_rec *r, const cs_entry_t *next,
+                                      void *b)
+{
+    cs_write_ctx *w = b;
+    apr_status_t rv = cs_queue_job(r, w, 'D', next->version);
+
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(029)
+                      "cannot queue the delete of %s", w->key);
+    }
+    return rv;
+}
+
+static void cs_write_abort(request_rec *r, const cs_entry_t *next, void *b)
+{
+    cs_write_ctx *w = b;
+
+    (void)next;
+    if (w->job) {
+        cs_queue_remove(r->pool, w->job);
+        w->job = NULL;
+    }
+}
+
+/* cache.h point 2: before a write is answered, every node whose cache
+ * lease may still run forgets the key, or its lease runs out. */
+static void cs_invalidate_cluster(request_rec *r, const cs_server_conf *sc,
+                                  const char *key, apr_uint64_t version)
+{
+    apr_array_header_t *nodes, *pending;
+    ap_dbd_t *dbd;
+    apr_time_t deadline;
+    int i;
+
+    cs_cache_invalidate(sc->cache, key);
+    if (!(dbd = cs_registry_acquire(r))
+        || cs_registry_nodes(r->server, r->pool, dbd, &nodes)
+           != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(070)
+                      "%s: cannot list the nodes to invalidate their "
+                      "caches", key);
+        return;
+    }
+    pending = apr_array_make(r->pool, 2, sizeof(cs_node_t *));
+    for (i = 0; i < nodes->nelts; i++) {
+        cs_node_t *n = &APR_ARRAY_IDX(nodes, i, cs_node_t);
+        apr_pool_t *sub;
+        int status = 0;
+
+        if (strcmp(n->name, sc->node_name) == 0 || n->lease <= 0
+            || n->age > n->lease + CS_LEASE_MARGIN) {
+            continue;           /* itself, no cache, or its lease lapsed */
+        }
+        apr_pool_create(&sub, r->pool);
+        if (cs_peer_purge(sub, &sc->peer, n->url, key, version, &status)
+            != APR_SUCCESS || status < 200 || status >= 300) {
+            APR_ARRAY_PUSH(pending, cs_node_t *) = n;
+        }
+        apr_pool_destroy(sub);
+    }
+    if (pending->nelts == 0) {
+        return;
+    }
+    for (i = 0; i < pending->nelts; i++) {
+        cs_node_t *n = APR_ARRAY_IDX(pending, i, cs_node_t *);
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(071)
+                      "%s: node %s could not be told to drop it from its "
+                      "cache; waiting until it has or its lease ends", key,
+                      n->name);
+        cs_registry_inv_add(r->server, r->pool, dbd, n->name, key, version);
+    }
+    /* Wait: each pending node either applies the queued invalidation when
+     * it renews its lease, or its lease lapses.  Bounded in any case. */
+    deadline = apr_time_now() + apr_time_from_sec(60);
+    while (pending->nelts > 0 && apr_time_now() < deadline) {
+        apr_array_header_t *still = apr_array_make(r->pool, pending->nelts,
+                                                   sizeof(cs_node_t *));
+        if (cs_registry_nodes(r->server, r->pool, dbd, &nodes)
+            != APR_SUCCESS) {
+            break;
+        }
+        for (i = 0; i < pending->nelts; i++) {
+            cs_node_t *p = APR_ARRAY_IDX(pending, i, cs_node_t *);
+            int j, waiting = 0, queued = 1;
+            for (j = 0; j < nodes->nelts; j++) {
+                cs_node_t *n = &APR_ARRAY_IDX(nodes, j, cs_node_t);
+                if (strcmp(n->name, p->name) == 0) {
+                    waiting = n->lease > 0
+                              && n->age <= n->lease + CS_LEASE_MARGIN;
+                }
+            }
+            if (waiting
+                && cs_registry_inv_pending(r->server, r->pool, dbd, p->name,
+                                           key, &queued) == APR_SUCCESS
+                && !queued) {
+                waiting = 0;
+            }
+            if (waiting) {
+                APR_ARRAY_PUSH(still, cs_node_t *) = p;
+            }
+        }
+        pending = still;
+        if (pending->nelts) {
+            apr_sleep(apr_time_from_msec(100));
+        }
+    }
+    if (pending->nelts) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(072)
+                      "%s: gave up waiting for %d node(s) to drop it from "
+                      "their caches", key, pending->nelts);
+    }
+}
+
+/* The context and transaction callbacks of one write of key. */
+static void cs_write_begin(cs_write_ctx *w, cs_write_ops_t *ops,
+                           const cs_server_conf *sc, const char *key,
+                           const char *path,
+                           apr_status_t (*prepare)(request_rec *,
+                                                   const cs_entry_t *,
+                                                   void *))
+{
+    memset(w, 0, sizeof(*w));
+    w->key = key;
+    w->path = path;
+    w->relpath = path + sc->store.root_len;
+    w->sc = sc;
+    ops->precondition = cs_precondition;
+    ops->prepare = prepare;
+    ops->abort = cs_write_abort;
+    ops->baton = w;
+}
+
+/* The transaction ended with status (and, under the key lock, the file
+ * was put in place or removed): release the lock; a committed write is
+ * then dropped from the other nodes' caches before it is answered.  OK,
+ * or the status to answer. */
+static int cs_write_end(request_rec *r, const cs_server_conf *sc,
+                        const char *key, apr_file_t *lock, int status,
+                        const cs_entry_t *e)
+{
+    cs_store_unlock_key(lock);
+    if (status == HTTP_SERVICE_UNAVAILABLE) {
+        return cs_unavailable(r);
+    }
+    if (status != OK) {
+        return status;
+    }
+    cs_invalidate_cluster(r, sc, key, e->version);
+    return OK;
+}
+
+int cs_handle_put(request_rec *r, const cs_server_conf *sc, const char *key,
+                  const char *path)
+{
+    cs_write_ctx w;
+    cs_write_ops_t ops;
+    cs_entry_t e;
+    apr_file_t *lock = NULL;
+    apr_uint64_t size;
+    char sha[CS_SHA256_HEX_LEN + 1];
+    apr_status_t rv;
+    int status, created = 0;
+
+    cs_write_begin(&w, &ops, sc, key, path, cs_put_prepare);
+    /* No registry, no write: answer before the body is transferred. */
+    if (!cs_registry_acquire(r)) {
+        CS_COUNT(sc, registry_errors, 1);
+        return cs_unavailable(r);
+    }
+    /* Fail fast on a precondition before the body is transferred; the
+     * transaction decides again under the row lock. */
+    if (apr_table_get(r->headers_in, "If-Match")
+        || apr_table_get(r->headers_in, "If-None-Match")) {
+        if (cs_registry_get_db(r, key, &e) != APR_SUCCESS) {
+            return cs_unavailable(r);
+        }
+        if ((status = cs_precondition(r, &e, &w)) != OK) {
+            return status;
+        }
+    }
+    {
+        apr_file_t *f;
+        apr_finfo_t fi;
+        apr_uint64_t v;
+        char sha[CS_SHA256_HEX_LEN + 1];
+        if (cs_store_open(r->pool, path, key, 0, &f, &fi, &v, sha)
+            == APR_EEXIST) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(028)
+                          "%s maps onto %s, the copy of another key; each "
+                          "key needs its own file (check Alias)", key, path);
+            return HTTP_CONFLICT;
+        }
+    }
+    if ((status = cs_prepare_dir(r, sc, key, path)) != OK) {
+        return status;
+    }
+    rv = cs_store_tmp_create(r->pool, &sc->store, "put", &w.tmp);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(035)
+                      "PUT %s: cannot create a temp file in %s/tmp", key,
+                      sc->store.state_dir);
+        return cs_store_http_status(rv);
+    }
+    if ((status = cs_read_body(r, key, w.tmp)) != OK) {
+        return status;      /* the pool cleanup removes the temp file */
+    }
+    cs_store_tmp_digest(w.tmp, &size, sha);
+    if ((status = cs_lock_key(r, sc, key, &lock)) != OK) {
+        return status;
+    }
+    status = cs_registry_put(r, key, w.relpath, size, sha, &ops, &e,
+                             &created);
+    if (status == OK) {
+        rv = cs_store_install(w.tmp, path);
+        if (rv != APR_SUCCESS) {
+            ap_log_rerror(APLOG_MARK, APLOG_CRIT, rv, r, CSLOG(037)
+                          "PUT %s: version %" APR_UINT64_T_FMT " committed "
+                          "but cannot be renamed into %s", key, e.version,
+                          path);
+            status = HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    if ((status = cs_write_end(r, sc, key, lock, status, &e)) != OK) {
+        return status;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(038)
+                  "stored %s version %" APR_UINT64_T_FMT " (%"
+                  APR_UINT64_T_FMT " bytes)", key, e.version, e.size);
+    CS_COUNT(sc, puts, 1);
+    cs_version_headers(r, &e);
+    if (created) {
+        apr_table_setn(r->headers_out, "Location",
+                       ap_construct_url(r->pool, r->uri, r));
+    }
+    r->status = created ? HTTP_CREATED : HTTP_NO_CONTENT;
+    return OK;
+}
+
+int cs_handle_delete(request_rec *r, const cs_server_conf *sc,
+                     const char *key, const char *path)
+{
+    cs_write_ctx w;
+    cs_write_ops_t ops;
+    cs_entry_t e;
+    apr_file_t *lock = NULL;
+    apr_status_t rv;
+    int status;
+
+    cs_write_begin(&w, &ops, sc, key, path, cs_delete_prepare);
+    if ((status = cs_lock_key(r, sc, key, &lock)) != OK) {
+        return status;
+    }
+    status = cs_registry_delete(r, key, &ops, &e);
+    if (status == OK) {
+        rv = cs_store_remove(r->pool, path);
+        if (rv != APR_SUCCESS) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(039)
+                          "DELETE %s: committed, but the local copy %s could "
+                          "not be removed; it will not be served", key, path);
+        }
+    }
+    if ((status = cs_write_end(r, sc, key, lock, status, &e)) != OK) {
+        return status;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(040)
+                  "deleted %s (tombstone version %" APR_UINT64_T_FMT ")",
+                  key, e.version);
+    CS_COUNT(sc, deletes, 1);
+    apr_table_setn(r->headers_out, "X-ClusterStorage-Version",
+                   apr_psprintf(r->pool, "%" APR_UINT64_T_FMT, e.version));
+    r->status = HTTP_NO_CONTENT;
+    return OK;
+}

@@ -265,7 +265,7 @@ const command_rec cs_cmds[] = {
                   RSRC_CONF, "how often this node records its heartbeat"),
     AP_INIT_FLAG("ClusterStorageLocalCache", cs_set_local_cache, NULL,
                  RSRC_CONF, "decide GETs from a node-local registry cache "
-                 "kept coherent by writers and leases (default Off)"),
+                 "kept coherent by writers and leases (default On)"),
     AP_INIT_FLAG("ClusterStorage", cs_set_enabled, NULL,
                  RSRC_CONF | ACCESS_CONF | OR_FILEINFO,
                  "this URL space is cluster storage"),
@@ -312,7 +312,7 @@ int cs_config_check_server(apr_pool_t *p, apr_pool_t *ptemp, server_rec *s)
         sc->heartbeat = CS_DEFAULT_HEARTBEAT;
     }
     if (sc->local_cache == CS_UNSET) {
-        sc->local_cache = 0;
+        sc->local_cache = 1;    /* SPEC §2: the fast, coherent default */
     }
     rv = cs_store_init_root(ptemp, sc->store.root, &why);
     if (rv != APR_SUCCESS) {

@@ -12,7 +12,8 @@
  *    contains "/../" or "/./" or ends in "/.." or "/.", has a segment named
  *    ".clusterstorage", or ends in '/';
  *  - CS_KEY_RESERVED only when such a segment exists, CS_KEY_DIRECTORY only
- *    for a trailing '/';
+ *    for a trailing '/', CS_KEY_CONFIG only with a segment that starts with
+ *    ".ht", and never OK with one (httpd would read it as configuration);
  *  - the answer does not depend on what follows the key in memory.
  * The same bytes are also checked with "/" prepended, so that the fuzzer
  * reaches the segment walk without having to discover the leading slash.
@@ -52,13 +53,26 @@ static int has_reserved_segment(const char *k, size_t len)
     return 0;
 }
 
+static int has_ht_segment(const char *k, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i + 4 <= len; i++) {
+        if (memcmp(k + i, "/.ht", 4) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void check(const char *key, size_t len)
 {
     cs_key_status_t st = cs_key_check(key, len);
     size_t i;
 
     FUZZ_CHECK(st == CS_KEY_OK || st == CS_KEY_TOO_LONG || st == CS_KEY_BAD
-               || st == CS_KEY_RESERVED || st == CS_KEY_DIRECTORY,
+               || st == CS_KEY_RESERVED || st == CS_KEY_DIRECTORY
+               || st == CS_KEY_CONFIG,
                "a known status");
     FUZZ_CHECK((st == CS_KEY_TOO_LONG) == (len > CS_KEY_MAX),
                "TOO_LONG exactly above 2048 bytes");
@@ -68,11 +82,15 @@ static void check(const char *key, size_t len)
     if (st == CS_KEY_DIRECTORY) {
         FUZZ_CHECK(len > 0 && key[len - 1] == '/', "DIRECTORY needs a '/'");
     }
+    if (st == CS_KEY_CONFIG) {
+        FUZZ_CHECK(has_ht_segment(key, len), "CONFIG needs a .ht segment");
+    }
     if (st != CS_KEY_OK) {
         return;
     }
     FUZZ_CHECK(len >= 1 && len <= CS_KEY_MAX, "OK key length 1..2048");
     FUZZ_CHECK(key[0] == '/', "OK key is absolute");
+    FUZZ_CHECK(!has_ht_segment(key, len), "OK key has no .ht segment");
     for (i = 0; i < len; i++) {
         unsigned char c = (unsigned char)key[i];
         FUZZ_CHECK(c != '\0', "OK key has no NUL");

@@ -89,6 +89,9 @@ cs_key_status_t cs_key_check(const char *key, size_t len)
             && memcmp(key + seg, CS_STATE_DIRNAME, end - seg) == 0) {
             return CS_KEY_RESERVED;
         }
+        if (end - seg >= 3 && memcmp(key + seg, ".ht", 3) == 0) {
+            return CS_KEY_CONFIG;
+        }
         seg = end + 1;
     }
     if (key[len - 1] == '/') {

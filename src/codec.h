@@ -35,6 +35,9 @@ typedef enum {
     CS_KEY_TOO_LONG,    /* > CS_KEY_MAX bytes: 414 */
     CS_KEY_BAD,         /* not absolute, control bytes, dot segments: 400 */
     CS_KEY_RESERVED,    /* names the module's own working directory: 404 */
+    CS_KEY_CONFIG,      /* a segment starts with ".ht": httpd would read it
+                           as configuration or credentials (.htaccess,
+                           .htpasswd): 403 */
     CS_KEY_DIRECTORY    /* ends in '/': not a file key */
 } cs_key_status_t;
 

@@ -235,7 +235,17 @@ static int cs_handler(request_rec *r)
     klen = strlen(key);
     switch (cs_key_check(key, klen)) {
     case CS_KEY_OK:
-        break;
+        if (!cs_key_is_access_file(r, key)) {
+            break;
+        }
+        /* fall through */
+    case CS_KEY_CONFIG:
+        /* Stored, it would be per-directory configuration (or credentials)
+         * on every node that holds it. */
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(018)
+                      "refusing key %s: httpd reads such a file as "
+                      "configuration (AccessFileName, .ht*)", key);
+        return HTTP_FORBIDDEN;
     case CS_KEY_TOO_LONG:
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, CSLOG(017)
                       "key of %" APR_SIZE_T_FMT " bytes is longer than %d",

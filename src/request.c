@@ -5,11 +5,52 @@
  */
 #include "request.h"
 
+#include "http_core.h"
 #include "http_protocol.h"
 #include "http_request.h"
 #include "apr_strings.h"
 
 #include <errno.h>
+
+int cs_key_is_access_file(request_rec *r, const char *key)
+{
+    core_server_config *conf = ap_get_core_module_config(
+        r->server->module_config);
+    const char *names = conf->access_name;
+
+    while (names && *names) {
+        const char *name = ap_getword_conf(r->pool, &names);
+        apr_size_t n = strlen(name);
+        const char *k;
+
+        if (n == 0 || strncmp(name, ".ht", 3) == 0) {
+            continue;           /* cs_key_check() refused those */
+        }
+        for (k = key; (k = strstr(k, name)) != NULL; k++) {
+            if (k > key && k[-1] == '/' && (k[n] == '/' || k[n] == '\0')) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Take the filters that would change a stored file's bytes off r: every
+ * resource filter (mod_include's INCLUDES, SUBSTITUTE, ...).  Content
+ * codings and the protocol filters (byteranges) stay. */
+static void cs_plain_bytes(request_rec *r)
+{
+    ap_filter_t *f = r->output_filters;
+
+    while (f && f->frec->ftype < AP_FTYPE_CONTENT_SET) {
+        ap_filter_t *next = f->next;
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(016)
+                      "%s: not running output filter %s on a stored file",
+                      r->uri, f->frec->name);
+        ap_remove_output_filter(f);
+        f = next;
+    }
+}
 
 int cs_unavailable(request_rec *r)
 {
@@ -49,6 +90,7 @@ int cs_serve(request_rec *r, apr_file_t *f, const apr_finfo_t *fi,
         r->status = status;
         return status;
     }
+    cs_plain_bytes(r);
     bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     apr_brigade_insert_file(bb, f, 0, fi->size, r->pool);
     APR_BRIGADE_INSERT_TAIL(bb,

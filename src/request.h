@@ -19,6 +19,10 @@
  * node's name); set by cs_check_peer() (peer_serve.c). */
 #define CS_NOTE_PEER "clusterstorage-peer"
 
+/* 1 if a segment of key is one of the server's AccessFileName names
+ * (cs_key_check() refuses every ".ht*" segment already). */
+int cs_key_is_access_file(request_rec *r, const char *key);
+
 /* 503 with Retry-After, counted. */
 int cs_unavailable(request_rec *r);
 
@@ -27,6 +31,8 @@ void cs_version_headers(request_rec *r, const cs_entry_t *e);
 
 /* Serve an opened, verified local copy (version e) with the core's
  * machinery: Last-Modified, ranges, conditions, file buckets/sendfile.
+ * The bytes go out as stored: resource filters that would interpret them
+ * (INCLUDES, SUBSTITUTE...) are taken off the request first.
  * unverified: the registry could not be asked (SPEC promise 7). */
 int cs_serve(request_rec *r, apr_file_t *f, const apr_finfo_t *fi,
              const cs_entry_t *e, int unverified);

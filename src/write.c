@@ -256,6 +256,14 @@ int cs_handle_put(request_rec *r, const cs_server_conf *sc, const char *key,
     int status, created = 0;
 
     cs_write_begin(&w, &ops, sc, key, path, cs_put_prepare);
+    /* A partial PUT is not done here (RFC 7231 4.3.4: then 400), rather
+     * than replacing the whole file with the range's bytes. */
+    if (apr_table_get(r->headers_in, "Content-Range")) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, CSLOG(019)
+                      "PUT %s with Content-Range refused: partial writes "
+                      "are not supported here; nothing stored", key);
+        return HTTP_BAD_REQUEST;
+    }
     /* No registry, no write: answer before the body is transferred. */
     if (!cs_registry_acquire(r)) {
         CS_COUNT(sc, registry_errors, 1);

@@ -33,6 +33,11 @@ static void test_keys(void)
     CHECK(cs_key_check("/a\\b", 4) == CS_KEY_BAD, "backslash");
     CHECK(cs_key_check("/x/.clusterstorage/tmp/f", 24) == CS_KEY_RESERVED,
           "state dir");
+    CHECK(cs_key_check("/a/.htaccess", 12) == CS_KEY_CONFIG, ".htaccess");
+    CHECK(cs_key_check("/.htpasswd", 10) == CS_KEY_CONFIG, ".htpasswd");
+    CHECK(cs_key_check("/.ht/x", 6) == CS_KEY_CONFIG, ".ht directory");
+    CHECK(cs_key_check("/a/x.htaccess", 13) == CS_KEY_OK, "x.htaccess");
+    CHECK(cs_key_check("/a/.h", 5) == CS_KEY_OK, ".h");
     CHECK(cs_key_check("/.clusterstorage", 16) == CS_KEY_RESERVED,
           "state dir at the end");
     CHECK(cs_key_check("/.clusterstoragex", 17) == CS_KEY_OK,

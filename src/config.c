@@ -314,7 +314,8 @@ int cs_config_check_server(apr_pool_t *p, apr_pool_t *ptemp, server_rec *s)
     if (sc->local_cache == CS_UNSET) {
         sc->local_cache = 1;    /* SPEC §2: the fast, coherent default */
     }
-    rv = cs_store_init_root(ptemp, sc->store.root, &why);
+    rv = cs_store_init_root(ptemp, sc->store.root, &why,
+                            &sc->store.exact_mtime);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, CSLOG(002)
                      "ClusterStorageRoot %s %s", sc->store.root, why);

@@ -12,12 +12,95 @@
 #include "store.h"
 
 #include "mod_watchdog.h"
+#include "apr_thread_cond.h"
+#include "apr_thread_mutex.h"
 
 static APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *cs_wd_get_instance;
 static APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *cs_wd_register;
 
 #define CS_WD_HEARTBEAT "_clusterstorage_heartbeat_"
 #define CS_WD_QUEUE     "_clusterstorage_queue_"
+
+/* The child's exit and the background threads.  mod_watchdog (built into
+ * httpd) sets itself up in each child before mod_dbd does, so it is torn
+ * down after it: a callback still using a database connection while the
+ * child exits would find mod_dbd's connection pool being destroyed (seen
+ * as a use-after-free in libmariadb under AddressSanitizer).  So a
+ * pre-cleanup of the child's pool, which runs before any of that, stops
+ * new registry work, waits (boundedly) for the work in flight, and gives
+ * the node's cache lease up while mod_dbd is still there.  Created in
+ * post_config, inherited unlocked by every child. */
+static apr_thread_mutex_t *cs_bg_mutex;
+static apr_thread_cond_t *cs_bg_cond;
+static int cs_bg_active;        /* callbacks using the registry right now */
+static int cs_bg_exiting;       /* the child is going away: no new work */
+static int cs_hb_here;          /* this child runs the heartbeat thread */
+
+#define CS_EXIT_WAIT apr_time_from_sec(5)
+
+static int cs_bg_enter(void)
+{
+    int ok;
+
+    apr_thread_mutex_lock(cs_bg_mutex);
+    ok = !cs_bg_exiting;
+    if (ok) {
+        cs_bg_active++;
+    }
+    apr_thread_mutex_unlock(cs_bg_mutex);
+    return ok;
+}
+
+static void cs_bg_leave(void)
+{
+    apr_thread_mutex_lock(cs_bg_mutex);
+    cs_bg_active--;
+    apr_thread_cond_broadcast(cs_bg_cond);
+    apr_thread_mutex_unlock(cs_bg_mutex);
+}
+
+static apr_status_t cs_bg_child_exit(void *data)
+{
+    server_rec *s = data, *vs;
+    apr_time_t deadline = apr_time_now() + CS_EXIT_WAIT;
+    apr_pool_t *tp;
+    int hb;
+
+    apr_thread_mutex_lock(cs_bg_mutex);
+    cs_bg_exiting = 1;
+    while (cs_bg_active > 0 && apr_time_now() < deadline) {
+        apr_thread_cond_timedwait(cs_bg_cond, cs_bg_mutex,
+                                  apr_time_from_msec(100));
+    }
+    hb = cs_hb_here;
+    for (vs = s; hb && vs; vs = vs->next) {
+        cs_server_conf *sc = cs_sconf(vs);
+        if (sc->cache) {
+            cs_cache_set_lease(sc->cache, 0);
+        }
+    }
+    apr_thread_mutex_unlock(cs_bg_mutex);
+    if (!hb || apr_pool_create(&tp, NULL) != APR_SUCCESS) {
+        return APR_SUCCESS;
+    }
+    /* Writers need not wait for this node's lease any more (best effort:
+     * if the registry cannot be told, the lease ages out). */
+    for (vs = s; vs; vs = vs->next) {
+        cs_server_conf *sc = cs_sconf(vs);
+        if (sc->cache && sc->store.state_dir) {
+            cs_registry_drop_lease(vs, tp);
+        }
+    }
+    apr_pool_destroy(tp);
+    return APR_SUCCESS;
+}
+
+void cs_drive_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    if (cs_bg_mutex) {
+        apr_pool_pre_cleanup_register(pchild, s, cs_bg_child_exit);
+    }
+}
 
 /* Crash recovery (store.h): install a PUT's sealed temp file if the
  * registry says its version was committed as held by this node. */
@@ -71,8 +154,12 @@ static apr_status_t cs_wd_heartbeat(int state, void *data, apr_pool_t *pool)
     apr_time_t t0;
     int i;
 
+    if (state != AP_WATCHDOG_STATE_STOPPING && !cs_bg_enter()) {
+        return APR_SUCCESS;     /* the child is exiting */
+    }
     switch (state) {
     case AP_WATCHDOG_STATE_STARTING:
+        cs_hb_here = 1;
         /* mod_watchdog (built into httpd) starts this thread from its
          * child_init, which may run before mod_dbd's has set up the
          * connection pool: give it a moment rather than warn. */
@@ -92,9 +179,14 @@ static apr_status_t cs_wd_heartbeat(int state, void *data, apr_pool_t *pool)
         rv = cs_registry_heartbeat(s, pool);
         if (rv == APR_SUCCESS) {
             /* cache.h point 1: the lease counts from before the heartbeat
-             * and the invalidations applied with it. */
-            cs_cache_set_lease(sc->cache,
-                               t0 + CS_LEASE_PERIODS * sc->heartbeat);
+             * and the invalidations applied with it.  Never renewed once
+             * the child began to exit (it has given the lease up). */
+            apr_thread_mutex_lock(cs_bg_mutex);
+            if (!cs_bg_exiting) {
+                cs_cache_set_lease(sc->cache,
+                                   t0 + CS_LEASE_PERIODS * sc->heartbeat);
+            }
+            apr_thread_mutex_unlock(cs_bg_mutex);
         }
         if (rv != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, CSLOG(202)
@@ -107,24 +199,25 @@ static apr_status_t cs_wd_heartbeat(int state, void *data, apr_pool_t *pool)
         }
         break;
     case AP_WATCHDOG_STATE_STOPPING:
-        /* Best effort: while the child exits, mod_dbd may already be gone;
-         * then the registry keeps the lease until it ages out. */
+        /* No registry here: mod_dbd may be gone already; the child's exit
+         * gave the lease up in the registry (cs_bg_child_exit()). */
         if (sc->cache) {
             cs_cache_set_lease(sc->cache, 0);
-            cs_registry_drop_lease(s, pool);
         }
-        break;
+        return APR_SUCCESS;
     default:
         break;
     }
+    cs_bg_leave();
     return APR_SUCCESS;
 }
 
 /* Queue thread, every 100 ms: replication and delete jobs. */
 static apr_status_t cs_wd_queue(int state, void *data, apr_pool_t *pool)
 {
-    if (state == AP_WATCHDOG_STATE_RUNNING) {
+    if (state == AP_WATCHDOG_STATE_RUNNING && cs_bg_enter()) {
         cs_replicate_drain(data, pool);
+        cs_bg_leave();
     }
     return APR_SUCCESS;
 }
@@ -132,8 +225,9 @@ static apr_status_t cs_wd_queue(int state, void *data, apr_pool_t *pool)
 /* Queue thread, every heartbeat period: one step of the repair sweep. */
 static apr_status_t cs_wd_repair(int state, void *data, apr_pool_t *pool)
 {
-    if (state == AP_WATCHDOG_STATE_RUNNING) {
+    if (state == AP_WATCHDOG_STATE_RUNNING && cs_bg_enter()) {
         cs_replicate_repair(data, pool);
+        cs_bg_leave();
     }
     return APR_SUCCESS;
 }
@@ -151,6 +245,14 @@ int cs_drive_start(apr_pool_t *p, server_rec *s,
     ap_watchdog_t *wd_hb = NULL, *wd_q = NULL;
     int i;
 
+    cs_bg_exiting = cs_bg_active = cs_hb_here = 0;
+    if (apr_thread_mutex_create(&cs_bg_mutex, APR_THREAD_MUTEX_DEFAULT, p)
+        != APR_SUCCESS
+        || apr_thread_cond_create(&cs_bg_cond, p) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, CSLOG(064)
+                     "cannot create the background threads' mutex");
+        return !OK;
+    }
     /* Two singleton threads per httpd, in one child. */
     if (cs_wd_get_instance(&wd_hb, CS_WD_HEARTBEAT, 0, 1, p) != APR_SUCCESS
         || cs_wd_get_instance(&wd_q, CS_WD_QUEUE, 0, 1, p) != APR_SUCCESS) {

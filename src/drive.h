@@ -25,4 +25,8 @@ int cs_drive_available(void);
 int cs_drive_start(apr_pool_t *p, server_rec *s,
                    const apr_array_header_t *nodes);
 
+/* child_init: the child's exit first stops and waits for the background
+ * registry work and gives the cache lease up (see drive.c). */
+void cs_drive_child_init(apr_pool_t *pchild, server_rec *s);
+
 #endif /* CS_DRIVE_H */

@@ -163,6 +163,7 @@ static void cs_child_init(apr_pool_t *p, server_rec *s)
 {
     cs_registry_child_init(p, s);
     cs_peer_child_init(p);
+    cs_drive_child_init(p, s);
 }
 
 /* Nothing under a node's .clusterstorage/ is ever served, whichever

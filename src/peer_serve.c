@@ -56,6 +56,28 @@ static int cs_answer_peer_get(request_rec *r, const cs_server_conf *sc,
                       v);
         return HTTP_NOT_FOUND;
     }
+    /* A copy changed on disk is never sent (SPEC promise 10): checked
+     * against the registry's entry when it can be read (the fetcher checks
+     * the bytes' SHA-256 in any case). */
+    {
+        cs_entry_t e;
+        cs_local_t known;
+        const char *why;
+        if (cs_registry_get(r, key, &e, &known) == APR_SUCCESS
+            && e.version == v && !e.deleted
+            && (why = cs_copy_damage(r, &fi, local.sha256, &e)) != NULL) {
+            apr_file_t *lock = NULL;
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(049)
+                          "not sending %s v%" APR_UINT64_T_FMT " to peer %s: "
+                          "the local copy is damaged (%s)", key, v,
+                          apr_table_get(r->notes, CS_NOTE_PEER), why);
+            if (cs_lock_key(r, sc, key, &lock) == OK) {
+                cs_quarantine(r, sc, key, path, &e, why);
+                cs_store_unlock_key(lock);
+            }
+            return HTTP_NOT_FOUND;
+        }
+    }
     local.version = v;
     local.size = (apr_uint64_t)fi.size;
     local.mtime = fi.mtime;

@@ -41,11 +41,16 @@ static int cs_fetch(request_rec *r, const cs_server_conf *sc, const char *key,
     if (apr_time_now() - t0 > apr_time_from_msec(100)) {
         holders = NULL;     /* read before a long wait: ask again */
     }
-    /* Another request may have fetched it while this one waited. */
+    /* Another request may have fetched it while this one waited; a copy
+     * of this version that is damaged goes to the quarantine first. */
     if (cs_store_open(r->pool, path, key, 0, &f, &fi, &v, sha) == APR_SUCCESS
         && v == e->version) {
-        cs_store_unlock_key(lock);
-        return OK;
+        const char *why = cs_copy_damage(r, &fi, sha, e);
+        if (!why) {
+            cs_store_unlock_key(lock);
+            return OK;
+        }
+        cs_quarantine(r, sc, key, path, e, why);
     }
     /* The holders of e's version, unless they came with e. */
     if (!(dbd = cs_registry_acquire(r))
@@ -149,6 +154,7 @@ int cs_handle_get(request_rec *r, const cs_server_conf *sc, const char *key,
     apr_finfo_t fi;
     apr_uint64_t v = 0;
     apr_status_t rv, lrv;
+    const char *damage;
     int status, by_identity = 0;
 
     memset(&local, 0, sizeof(local));
@@ -208,15 +214,17 @@ int cs_handle_get(request_rec *r, const cs_server_conf *sc, const char *key,
         CS_COUNT(sc, not_found, 1);
         return HTTP_NOT_FOUND;
     }
+    if (lrv == APR_SUCCESS && v == e.version
+        && (damage = cs_copy_damage(r, &fi, local.sha256, &e)) != NULL) {
+        /* Changed behind the module's back (SPEC promise 10): never
+         * served as the registry's version; a good copy is fetched. */
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(024)
+                      "local copy of %s (version %" APR_UINT64_T_FMT
+                      ") does not match the registry: %s; not serving it, "
+                      "fetching a good copy", key, v, damage);
+        lrv = APR_ENOENT;
+    }
     if (lrv == APR_SUCCESS && v == e.version) {
-        if (strcmp(local.sha256, e.sha256) != 0
-            || (apr_uint64_t)fi.size != e.size) {
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(024)
-                          "local copy of %s (version %" APR_UINT64_T_FMT
-                          ") does not match the registry; not serving it",
-                          key, v);
-            return cs_unavailable(r);
-        }
         CS_COUNT(sc, hits, 1);
         /* Remember the verified file, unless it changed so recently that
          * a change within the same clock tick could share its ctime (git's
@@ -246,7 +254,8 @@ int cs_handle_get(request_rec *r, const cs_server_conf *sc, const char *key,
         return status;
     }
     lrv = cs_store_open(r->pool, path, key, flags, &f, &fi, &v, local.sha256);
-    if (lrv != APR_SUCCESS || v != e.version) {
+    if (lrv != APR_SUCCESS || v != e.version
+        || cs_copy_damage(r, &fi, local.sha256, &e)) {
         return cs_unavailable(r);
     }
     return cs_serve(r, f, &fi, &e, 0);

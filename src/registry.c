@@ -86,6 +86,7 @@ typedef enum {
     CS_ST_RECOVER,
     CS_ST_NO_LEASE,
     CS_ST_BACKLOG,
+    CS_ST_DROP_MY_REPLICA,
     CS_ST_COUNT
 } cs_stmt_id;
 
@@ -203,6 +204,10 @@ static const struct {
       "      AND r.version = f.version"
       "      AND " CS_SQL_ALIVE("n.") ") < %s"
       " LIMIT 1000) AS t" },
+    /* This node's copy of a version turned out damaged (quarantined). */
+    { "cs_drop_my_replica",
+      "DELETE FROM cs_replicas WHERE path = %s AND node = %s"
+      " AND version = %s" },
 };
 
 static APR_OPTIONAL_FN_TYPE(ap_dbd_acquire) *cs_dbd_acquire;
@@ -1080,6 +1085,14 @@ apr_status_t cs_registry_drop_lease(server_rec *s, apr_pool_t *p)
     rv = cs_db_exec(s, p, dbd, CS_ST_NO_LEASE, NULL, sc->node_name, NULL);
     cs_dbd_close(s, dbd);
     return rv;
+}
+
+apr_status_t cs_registry_drop_replica(server_rec *s, apr_pool_t *p,
+                                      ap_dbd_t *dbd, const char *key,
+                                      apr_uint64_t version)
+{
+    return cs_db_exec(s, p, dbd, CS_ST_DROP_MY_REPLICA, NULL, key,
+                      cs_sconf(s)->node_name, cs_u64(p, version), NULL);
 }
 
 apr_status_t cs_registry_repair_backlog(server_rec *s, apr_pool_t *p,

@@ -159,6 +159,11 @@ apr_status_t cs_registry_held_relpath(server_rec *s, apr_pool_t *p,
                                       apr_uint64_t version,
                                       const char **relpath);
 
+/* s's node no longer holds key at version (its copy was damaged). */
+apr_status_t cs_registry_drop_replica(server_rec *s, apr_pool_t *p,
+                                      ap_dbd_t *dbd, const char *key,
+                                      apr_uint64_t version);
+
 /* This node stops: it no longer trusts its cache, writers need not wait. */
 apr_status_t cs_registry_drop_lease(server_rec *s, apr_pool_t *p);
 

@@ -68,6 +68,20 @@ static cs_job_result cs_replicate(server_rec *s, apr_pool_t *p,
         || v != version) {
         path = NULL;
     }
+    else if (!cs_store_intact(&sc->store, &fi, &e) || strcmp(sha, e.sha256) != 0) {
+        /* Changed on disk behind the module's back: never pushed (SPEC
+         * promise 10); out of the way, and no longer this node's. */
+        const char *dst = NULL;
+        apr_status_t qrv = cs_store_quarantine(p, &sc->store, path, &dst);
+        ap_log_error(APLOG_MARK, APLOG_ERR, qrv, s, CSLOG(408)
+                     "not replicating %s v%" APR_UINT64_T_FMT ": the local "
+                     "copy is damaged (size, mtime or checksum); %s%s", key,
+                     version, qrv == APR_SUCCESS ? "moved to " : "could not "
+                     "move it to the quarantine", dst ? dst : "");
+        cs_registry_drop_replica(s, p, dbd, key, version);
+        cs_store_unlock_key(lock);
+        return CS_JOB_DONE;
+    }
     cs_store_unlock_key(lock);
     if (cs_registry_nodes(s, p, dbd, &nodes) != APR_SUCCESS) {
         return CS_JOB_DB_DOWN;

@@ -4,6 +4,7 @@
  * request.c - helpers of the request handlers; see request.h.
  */
 #include "request.h"
+#include "registry.h"
 
 #include "http_core.h"
 #include "http_protocol.h"
@@ -202,6 +203,53 @@ int cs_read_body(request_rec *r, const char *key, cs_tmp_t *tmp)
         apr_brigade_cleanup(bb);
     } while (!seen_eos);
     return OK;
+}
+
+const char *cs_copy_damage(request_rec *r, const apr_finfo_t *fi,
+                           const char *sha, const cs_entry_t *e)
+{
+    if ((apr_uint64_t)fi->size != e->size) {
+        return apr_psprintf(r->pool, "%" APR_OFF_T_FMT " bytes instead of %"
+                            APR_UINT64_T_FMT, fi->size, e->size);
+    }
+    if (strcmp(sha, e->sha256) != 0) {
+        return "its attribute names another checksum";
+    }
+    if (!cs_store_intact(&cs_sconf(r->server)->store, fi, e)) {
+        return "modified on disk since it was stored (mtime)";
+    }
+    return NULL;
+}
+
+int cs_quarantine(request_rec *r, const cs_server_conf *sc, const char *key,
+                  const char *path, const cs_entry_t *e, const char *why)
+{
+    apr_file_t *f;
+    apr_finfo_t fi;
+    apr_uint64_t v = 0;
+    char sha[CS_SHA256_HEX_LEN + 1];
+    const char *dst = NULL;
+    ap_dbd_t *dbd;
+    apr_status_t rv;
+
+    if (cs_store_open(r->pool, path, key, 0, &f, &fi, &v, sha) != APR_SUCCESS
+        || v != e->version || !cs_copy_damage(r, &fi, sha, e)) {
+        return 0;               /* gone, replaced or good meanwhile */
+    }
+    rv = cs_store_quarantine(r->pool, &sc->store, path, &dst);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(054)
+                      "cannot move the damaged copy %s to the quarantine",
+                      path);
+        return 0;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(053)
+                  "copy of %s v%" APR_UINT64_T_FMT " is damaged (%s); moved "
+                  "to %s", key, v, why, dst);
+    if ((dbd = cs_registry_acquire(r))) {
+        cs_registry_drop_replica(r->server, r->pool, dbd, key, v);
+    }
+    return 1;
 }
 
 int cs_drop_older(request_rec *r, const cs_server_conf *sc, const char *key,

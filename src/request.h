@@ -54,6 +54,18 @@ int cs_prepare_dir(request_rec *r, const cs_server_conf *sc,
  * behind on failure once tmp's pool is gone. */
 int cs_read_body(request_rec *r, const char *key, cs_tmp_t *tmp);
 
+/* With the key lock held: if path is still a damaged copy of version e
+ * (the version's attribute, but not its size, mtime or checksum), move it
+ * to the quarantine, say so (why: what was found) and stop registering
+ * this node as a holder of e.  1 if it was moved. */
+/* NULL if the opened copy fi, whose attribute says checksum sha, can be
+ * version e; else what is wrong with it. */
+const char *cs_copy_damage(request_rec *r, const apr_finfo_t *fi,
+                           const char *sha, const cs_entry_t *e);
+
+int cs_quarantine(request_rec *r, const cs_server_conf *sc, const char *key,
+                  const char *path, const cs_entry_t *e, const char *why);
+
 /* Under the key lock, remove this node's copy of key at path if it is a
  * version older than `below` (a newer one may have replaced it
  * meanwhile).  OK, or 500 (logged) when the lock cannot be taken. */

@@ -31,6 +31,8 @@ struct cs_tmp_t {
     int installed;
 };
 
+static apr_status_t cs_fsync_parent(apr_pool_t *p, const char *path);
+
 static const char *cs_state_sub(apr_pool_t *p, const char *root,
                                 const char *sub)
 {
@@ -115,10 +117,12 @@ static void cs_sweep_tmp(apr_pool_t *p, const char *tmpdir)
 }
 
 apr_status_t cs_store_init_root(apr_pool_t *p, const char *root,
-                                const char **why)
+                                const char **why, int *exact_mtime)
 {
     struct stat st;
-    static const char *const subs[] = { NULL, "tmp", "queue", "locks", NULL };
+    struct timespec ts[2];
+    static const char *const subs[] = { NULL, "tmp", "queue", "locks",
+                                        "quarantine", NULL };
     const char *probe;
     apr_status_t rv;
     int i, fd;
@@ -163,6 +167,12 @@ apr_status_t cs_store_init_root(apr_pool_t *p, const char *root,
                             "choose another directory", &rv);
         return rv;
     }
+    /* Does the file system keep microseconds of an mtime we set? */
+    ts[0].tv_sec = ts[1].tv_sec = 1000000000;
+    ts[0].tv_nsec = ts[1].tv_nsec = 123456000;
+    *exact_mtime = futimens(fd, ts) == 0 && fstat(fd, &st) == 0
+                   && st.st_mtim.tv_sec == ts[1].tv_sec
+                   && st.st_mtim.tv_nsec / 1000 == ts[1].tv_nsec / 1000;
     close(fd);
     unlink(probe);
     cs_sweep_tmp(p, cs_state_sub(p, root, "tmp"));
@@ -261,6 +271,40 @@ apr_status_t cs_store_read_meta(apr_file_t *f, const char *key,
         return APR_EEXIST;
     }
     return APR_SUCCESS;
+}
+
+int cs_store_intact(const cs_store_t *st, const apr_finfo_t *fi,
+                    const cs_entry_t *e)
+{
+    if ((apr_uint64_t)fi->size != e->size) {
+        return 0;
+    }
+    return st->exact_mtime
+           ? fi->mtime == (apr_time_t)e->mtime
+           : apr_time_sec(fi->mtime) == apr_time_sec((apr_time_t)e->mtime);
+}
+
+apr_status_t cs_store_quarantine(apr_pool_t *p, const cs_store_t *st,
+                                 const char *path, const char **dst)
+{
+    const char *slash = strrchr(path, '/');
+    const char *to = apr_psprintf(p, "%s/quarantine/%" APR_UINT64_T_HEX_FMT
+                                  "-%s", st->state_dir,
+                                  (apr_uint64_t)apr_time_now(),
+                                  slash ? slash + 1 : path);
+    apr_status_t rv;
+
+    if (rename(path, to) != 0) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    if (dst) {
+        *dst = to;
+    }
+    rv = cs_fsync_parent(p, path);
+    if (rv == APR_SUCCESS) {
+        rv = cs_fsync_parent(p, to);
+    }
+    return rv;
 }
 
 apr_status_t cs_store_open(apr_pool_t *p, const char *path, const char *key,

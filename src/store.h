@@ -33,6 +33,7 @@ typedef struct {
     const char *root;           /* absolute, resolved */
     apr_size_t root_len;
     const char *state_dir;      /* root/.clusterstorage */
+    int exact_mtime;            /* the file system keeps microseconds */
 } cs_store_t;
 
 /* A path that is not safe to write: it leaves the root or goes through a
@@ -50,11 +51,28 @@ typedef struct {
 typedef struct cs_tmp_t cs_tmp_t;
 
 /* post_config: check that root is an absolute, writable directory on a file
- * system with user xattrs, create ROOT/.clusterstorage/{tmp,queue,locks},
+ * system with user xattrs, create ROOT/.clusterstorage/{tmp,queue,locks,
+ * quarantine},
  * owned by the server's user, and remove temp files of dead processes.
- * On failure *why says what to change. */
+ * *exact_mtime: whether the file system keeps a file's mtime to the
+ * microsecond (cs_store_intact()).  On failure *why says what to change. */
 apr_status_t cs_store_init_root(apr_pool_t *p, const char *root,
-                                const char **why);
+                                const char **why, int *exact_mtime);
+
+/* 1 if the opened copy fi can still be version e: a copy's mtime is its
+ * version's time (set when it was sealed) and its size is the version's,
+ * so an edit or a truncation behind the module's back shows in the fstat
+ * a hit makes anyway (to the microsecond where the file system keeps
+ * that, else to the second).  Bit rot that leaves both alone is not seen
+ * here. */
+int cs_store_intact(const cs_store_t *st, const apr_finfo_t *fi,
+                    const cs_entry_t *e);
+
+/* Move a damaged copy out of the way, into ROOT/.clusterstorage/quarantine
+ * (kept for the operator; nothing reads it), and fsync both directories.
+ * *dst (may be NULL) gets where it went.  Call it under the key lock. */
+apr_status_t cs_store_quarantine(apr_pool_t *p, const cs_store_t *st,
+                                 const char *path, const char **dst);
 
 /* Open this node's copy of path for serving.  APR_ENOENT when there is no
  * regular file there (a symlink counts as none); APR_EEXIST when key is

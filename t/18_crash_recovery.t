@@ -33,6 +33,10 @@ my $v2 = $v1 + 1;
 system('setfattr', '-n', 'user.clusterstorage.version', '-v', $v2, $tmp) == 0 or die;
 system('setfattr', '-n', 'user.clusterstorage.sha256', '-v', sha256_hex($body), $tmp) == 0 or die;
 system('setfattr', '-n', 'user.clusterstorage.key', '-v', $key, $tmp) == 0 or die;
+# Sealing also sets the file's mtime to the version's time, which the
+# commit records: a copy whose mtime differs is one changed on disk.
+my $mtime = int(time) - 5;
+utime $mtime, $mtime, $tmp or die "utime: $!";
 # And a leftover that was never sealed (the crash came before the commit).
 my $junk = "$tmpdir/put-$dead-Junk99";
 open $fh, '>', $junk or die $!;
@@ -41,7 +45,8 @@ close $fh;
 
 (my $q = $key) =~ s/'/''/g;
 sql("UPDATE cs_files SET version = $v2, size = " . length($body)
-    . ", sha256 = '" . sha256_hex($body) . "' WHERE path = '$q'");
+    . ", sha256 = '" . sha256_hex($body) . "', mtime = " . $mtime * 1000000
+    . " WHERE path = '$q'");
 sql("UPDATE cs_replicas SET version = $v2 WHERE path = '$q' AND node = 'r18a'");
 # The node restarts after its crash.
 $a->start;

@@ -92,12 +92,36 @@ void cs_mc_add(request_rec *r, const cs_server_conf *sc,
 }
 
 /* Writer, after the commit: overwrite; if that fails, drop the entry. */
+#define CS_MC_WRITE_TRIES 4
+
+/* Mark every server live again: the next call tries it at once. */
+static void cs_mc_revive(apr_memcache_t *mc)
+{
+    int i;
+
+    for (i = 0; i < mc->ntotal; i++) {
+        apr_memcache_enable_server(mc, mc->live_servers[i]);
+    }
+}
+
+static int cs_mc_any_live(apr_memcache_t *mc)
+{
+    int i;
+
+    for (i = 0; i < mc->ntotal; i++) {
+        if (mc->live_servers[i]->status == APR_MC_SERVER_LIVE) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 void cs_mc_set(request_rec *r, const cs_server_conf *sc,
-                      const char *key, const cs_entry_t *e)
+               const char *key, const cs_entry_t *e)
 {
     char mckey[CS_MC_KEY_LEN + 1];
     char val[CS_ENTRY_MAX_LEN + CS_MC_MAC_LEN + 2];
-    int n;
+    int n, attempt;
     apr_status_t rv;
 
     if (!sc->mc) {
@@ -105,15 +129,31 @@ void cs_mc_set(request_rec *r, const cs_server_conf *sc,
     }
     cs_mc_key(key, mckey);
     n = cs_mc_value(sc, key, e, val, sizeof(val));
-    rv = n < 0 ? APR_EGENERAL
-         : apr_memcache_set(sc->mc, mckey, val, (apr_size_t)n,
-                            (apr_uint32_t)sc->cache_ttl, 0);
+    if (n < 0) {
+        return;                 /* cannot happen: entries are short */
+    }
+    /* A pooled connection from before a memcached restart fails once, and
+     * apr_memcache then skips the server for 5 s: a writer must not leave
+     * the old entry behind for that, so it asks again at once (each
+     * failure drops one stale connection; a server that is really down
+     * refuses quickly). */
+    for (attempt = 0; ; attempt++) {
+        rv = apr_memcache_set(sc->mc, mckey, val, (apr_size_t)n,
+                              (apr_uint32_t)sc->cache_ttl, 0);
+        if (rv == APR_SUCCESS || attempt >= CS_MC_WRITE_TRIES - 1) {
+            break;
+        }
+        cs_mc_revive(sc->mc);
+    }
     if (rv != APR_SUCCESS) {
-        apr_status_t rv2 = apr_memcache_delete(sc->mc, mckey, 0);
+        apr_status_t rv2;
+        cs_mc_revive(sc->mc);
+        rv2 = apr_memcache_delete(sc->mc, mckey, 0);
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, CSLOG(111)
                       "memcached set failed for %s (delete: %s)", key,
-                      rv2 == APR_SUCCESS || rv2 == APR_NOTFOUND
-                      ? "done" : "failed too");
+                      rv2 == APR_SUCCESS ? "done"
+                      : rv2 == APR_NOTFOUND && cs_mc_any_live(sc->mc)
+                      ? "not there" : "failed too");
     }
 }
 

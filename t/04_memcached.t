@@ -175,7 +175,19 @@ is $r->content, substr($body, 0, 4), 'with the right bytes';
 
     svc('start-mc');
     ok defined mc_raw("version\r\n"), '(memcached is back, empty)';
+    my $errlog = Apache::Test::vars('serverroot') . '/logs/error_log';
+    my $logged = -s $errlog;
     serves($k, "during the outage\n", $v2, undef, 'memcached back');
+    # A writer's first set after the restart lands (its pooled connection
+    # from before the restart fails once; it asks again at once).
+    my $first = new_key('mc-first');
+    is req(PUT => $first, "first after the restart\n")->code, 201,
+        'memcached back: the first PUT of a new key is 201';
+    ok defined mc_get(mc_key($first)),
+        'memcached back: and its entry is in memcached when the PUT is answered';
+    my $since = do { open my $fh, '<', $errlog or die $!; seek $fh, $logged, 0;
+                     local $/; <$fh> // '' };
+    unlike $since, qr/CS111/, 'memcached back: no failed memcached write (CS111)';
     is req(GET => $n)->code, 404, 'memcached back: the deleted key stays deleted';
 
     # The module uses memcached again, without a restart.

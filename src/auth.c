@@ -23,23 +23,24 @@ void cs_auth_mac(const char *secret, const char *method, const char *key,
 
 const char *cs_auth_value(apr_pool_t *p, const char *node,
                           const char *secret, const char *method,
-                          const char *key, apr_uint64_t version)
+                          const char *key, apr_uint64_t version,
+                          apr_time_t now)
 {
     char mac[CS_SHA256_HEX_LEN + 1];
-    apr_int64_t now = apr_time_sec(apr_time_now());
+    apr_int64_t ts = apr_time_sec(now);
 
-    cs_auth_mac(secret, method, key, version, now, mac);
-    return apr_psprintf(p, "%s %" APR_INT64_T_FMT " %s", node, now, mac);
+    cs_auth_mac(secret, method, key, version, ts, mac);
+    return apr_psprintf(p, "%s %" APR_INT64_T_FMT " %s", node, ts, mac);
 }
 
 int cs_auth_check(request_rec *r, const char *secret, const char *key,
-                  apr_uint64_t version, const char **node)
+                  apr_uint64_t version, apr_time_t at, const char **node)
 {
     const char *h = apr_table_get(r->headers_in, CS_AUTH_HEADER);
     char name[65], ts[24], mac[CS_SHA256_HEX_LEN + 2];
     char want[CS_SHA256_HEX_LEN + 1];
     uint64_t t;
-    apr_int64_t now = apr_time_sec(apr_time_now());
+    apr_int64_t now = apr_time_sec(at);
 
     *node = NULL;
     if (!h) {

@@ -11,6 +11,9 @@
  *     METHOD "\n" KEY "\n" VERSION "\n" TIMESTAMP
  * A receiver accepts it only with a matching MAC (compared in constant
  * time) and a timestamp within CS_AUTH_WINDOW seconds of its own clock.
+ * Both sides read "now" on the database's clock as each measured it
+ * (the caller passes it: local time plus the measured skew), so nodes
+ * whose own clocks disagree still accept each other.
  * The sender (peer.c) and the receiver (peer_serve.c) both use this file;
  * it needs only the secret, never the rest of the configuration.
  */
@@ -29,14 +32,15 @@ void cs_auth_mac(const char *secret, const char *method, const char *key,
                  apr_uint64_t version, apr_int64_t timestamp, char *out);
 
 /* The X-ClusterStorage-Auth value node `node` sends for (method, key,
- * version) now. */
+ * version) at time now. */
 const char *cs_auth_value(apr_pool_t *p, const char *node,
                           const char *secret, const char *method,
-                          const char *key, apr_uint64_t version);
+                          const char *key, apr_uint64_t version,
+                          apr_time_t now);
 
 /* Check r's X-ClusterStorage-Auth for (key, version).  OK, or
  * HTTP_FORBIDDEN with the reason logged.  *node gets the sender's name. */
 int cs_auth_check(request_rec *r, const char *secret, const char *key,
-                  apr_uint64_t version, const char **node);
+                  apr_uint64_t version, apr_time_t now, const char **node);
 
 #endif /* CS_AUTH_H */

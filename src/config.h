@@ -34,6 +34,9 @@
                                    the start of its last heartbeat */
 #define CS_LEASE_MARGIN     2   /* seconds of clock skew allowed between
                                    nodes and the database */
+#define CS_WRITE_SKEW_MAX   60  /* seconds: a node whose clock is further
+                                   off takes no writes (its replication
+                                   and peer MACs would be refused) */
 
 struct cs_cache_t;
 
@@ -72,6 +75,16 @@ typedef struct {
                          (r)->per_dir_config, &clusterstorage_module))
 
 #define CS_COUNT(sc, field, n) CS_COUNTER_ADD((sc)->counters, field, n)
+
+/* The database's clock minus this node's, as measured at the last
+ * heartbeat (0 when never measured). */
+static APR_INLINE apr_interval_time_t cs_clock_skew(const cs_server_conf *sc)
+{
+    return sc->counters
+           ? (apr_interval_time_t)__atomic_load_n(&sc->counters->clock_skew,
+                                                  __ATOMIC_RELAXED)
+           : 0;
+}
 
 /* The directives and the contexts' constructors (config.c). */
 extern const command_rec cs_cmds[];

@@ -38,6 +38,11 @@ typedef struct {
     uint64_t unavailable;       /* 503 answers */
     uint64_t peer_requests;     /* requests this node made to peers */
     uint64_t peer_connects;     /* ... of them on a new connection */
+    /* Not a counter: the database's clock minus this node's, in
+     * microseconds, at the last heartbeat that could measure it, and when
+     * that was (apr_time_t; 0: never). */
+    int64_t clock_skew;
+    int64_t clock_measured;
 } cs_counters_t;
 
 /* Add n to one counter of the block c (which may be NULL: no counters). */

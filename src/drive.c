@@ -36,7 +36,9 @@ static int cs_bg_active;        /* callbacks using the registry right now */
 static int cs_bg_exiting;       /* the child is going away: no new work */
 static int cs_hb_here;          /* this child runs the heartbeat thread */
 
-#define CS_EXIT_WAIT apr_time_from_sec(5)
+/* How long the child's exit waits for background work in flight: one
+ * peer request (a push) and a margin, at least 5 s. */
+static apr_interval_time_t cs_exit_wait = apr_time_from_sec(5);
 
 static int cs_bg_enter(void)
 {
@@ -62,10 +64,11 @@ static void cs_bg_leave(void)
 static apr_status_t cs_bg_child_exit(void *data)
 {
     server_rec *s = data, *vs;
-    apr_time_t deadline = apr_time_now() + CS_EXIT_WAIT;
+    apr_time_t deadline = apr_time_now() + cs_exit_wait;
     apr_pool_t *tp;
     int hb;
 
+    cs_replicate_stop();        /* a drain stops after its current job */
     apr_thread_mutex_lock(cs_bg_mutex);
     cs_bg_exiting = 1;
     while (cs_bg_active > 0 && apr_time_now() < deadline) {
@@ -92,6 +95,14 @@ static apr_status_t cs_bg_child_exit(void *data)
         }
     }
     apr_pool_destroy(tp);
+    return APR_SUCCESS;
+}
+
+static apr_status_t cs_bg_forget(void *data)
+{
+    (void)data;
+    cs_bg_mutex = NULL;
+    cs_bg_cond = NULL;
     return APR_SUCCESS;
 }
 
@@ -144,6 +155,69 @@ static void cs_recover(server_rec *s, apr_pool_t *pool)
     }
 }
 
+/* The clock check of a heartbeat: the skew is measured against the
+ * database (which decides liveness and ages leases) and kept for the
+ * status page and the write path.  Beyond CS_LEASE_MARGIN the node's
+ * cache may not be trusted (writers assume that margin); beyond
+ * CS_WRITE_SKEW_MAX it takes no writes.  Logged when the state changes.
+ * Returns 1 when the lease may be renewed. */
+static int cs_skew_state(apr_interval_time_t skew)
+{
+    apr_int64_t off = skew < 0 ? -skew : skew;
+
+    return off > apr_time_from_sec(CS_WRITE_SKEW_MAX) ? 2
+           : off > apr_time_from_sec(CS_LEASE_MARGIN) ? 1 : 0;
+}
+
+static int cs_clock_check(server_rec *s, apr_pool_t *pool)
+{
+    cs_server_conf *sc = cs_sconf(s);
+    apr_interval_time_t skew;
+    apr_int64_t off;
+    int now_state, state = 0;
+
+    if (cs_registry_clock_skew(s, pool, &skew) != APR_SUCCESS) {
+        return 1;               /* the heartbeat itself went through */
+    }
+    if (sc->counters && sc->counters->clock_measured) {
+        state = cs_skew_state(cs_clock_skew(sc));
+    }
+    if (sc->counters) {
+        __atomic_store_n(&sc->counters->clock_skew, (int64_t)skew,
+                         __ATOMIC_RELAXED);
+        __atomic_store_n(&sc->counters->clock_measured,
+                         (int64_t)apr_time_now(), __ATOMIC_RELAXED);
+    }
+    off = skew < 0 ? -skew : skew;
+    now_state = cs_skew_state(skew);
+    if (now_state != state) {
+        if (now_state == 2) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(206)
+                         "node %s: this node's clock is %.1f s %s the "
+                         "database's (more than %d s): refusing writes and "
+                         "not trusting the local cache; fix the clock (NTP)",
+                         sc->node_name, (double)off / APR_USEC_PER_SEC,
+                         skew < 0 ? "ahead of" : "behind",
+                         CS_WRITE_SKEW_MAX);
+        }
+        else if (now_state == 1) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, CSLOG(205)
+                         "node %s: this node's clock is %.1f s %s the "
+                         "database's (more than %d s): not trusting the "
+                         "local cache; fix the clock (NTP)", sc->node_name,
+                         (double)off / APR_USEC_PER_SEC,
+                         skew < 0 ? "ahead of" : "behind", CS_LEASE_MARGIN);
+        }
+        else {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, CSLOG(207)
+                         "node %s: this node's clock agrees with the "
+                         "database's again (%.3f s)", sc->node_name,
+                         (double)skew / APR_USEC_PER_SEC);
+        }
+    }
+    return now_state == 0;
+}
+
 /* Heartbeat thread: schema at start, then this node's heartbeat.  Kept
  * apart from the queue thread so that a long transfer never delays it. */
 static apr_status_t cs_wd_heartbeat(int state, void *data, apr_pool_t *pool)
@@ -177,7 +251,10 @@ static apr_status_t cs_wd_heartbeat(int state, void *data, apr_pool_t *pool)
     case AP_WATCHDOG_STATE_RUNNING:
         t0 = apr_time_now();
         rv = cs_registry_heartbeat(s, pool);
-        if (rv == APR_SUCCESS) {
+        if (rv == APR_SUCCESS && !cs_clock_check(s, pool)) {
+            cs_cache_set_lease(sc->cache, 0);
+        }
+        else if (rv == APR_SUCCESS) {
             /* cache.h point 1: the lease counts from before the heartbeat
              * and the invalidations applied with it.  Never renewed once
              * the child began to exit (it has given the lease up). */
@@ -249,6 +326,7 @@ int cs_drive_start(apr_pool_t *p, server_rec *s,
     if (apr_thread_mutex_create(&cs_bg_mutex, APR_THREAD_MUTEX_DEFAULT, p)
         != APR_SUCCESS
         || apr_thread_cond_create(&cs_bg_cond, p) != APR_SUCCESS) {
+        cs_bg_mutex = NULL;
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, CSLOG(064)
                      "cannot create the background threads' mutex");
         return !OK;
@@ -260,9 +338,14 @@ int cs_drive_start(apr_pool_t *p, server_rec *s,
                      "cannot create the watchdog threads");
         return !OK;
     }
+    /* They go with this generation's configuration pool. */
+    apr_pool_cleanup_register(p, NULL, cs_bg_forget, apr_pool_cleanup_null);
     for (i = 0; i < nodes->nelts; i++) {
         server_rec *ns = APR_ARRAY_IDX(nodes, i, server_rec *);
         cs_server_conf *sc = cs_sconf(ns);
+        if (sc->peer_timeout + apr_time_from_sec(2) > cs_exit_wait) {
+            cs_exit_wait = sc->peer_timeout + apr_time_from_sec(2);
+        }
         if (cs_wd_register(wd_hb, sc->heartbeat, ns, cs_wd_heartbeat)
             || cs_wd_register(wd_q, AP_WD_TM_SLICE, ns, cs_wd_queue)
             || cs_wd_register(wd_q, sc->heartbeat, ns, cs_wd_repair)) {

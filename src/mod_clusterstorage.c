@@ -242,7 +242,11 @@ static int cs_handler(request_rec *r)
         /* fall through */
     case CS_KEY_CONFIG:
         /* Stored, it would be per-directory configuration (or credentials)
-         * on every node that holds it. */
+         * on every node that holds it.  A DELETE may still remove one
+         * stored before this rule existed. */
+        if (r->method_number == M_DELETE) {
+            break;              /* ClusterStorageWrite is checked below */
+        }
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(018)
                       "refusing key %s: httpd reads such a file as "
                       "configuration (AccessFileName, .ht*)", key);

@@ -288,7 +288,11 @@ static apr_status_t cs_send_head(cs_conn_t *c, const cs_peer_conf_t *pc,
         CS_VERSION_HEADER ": %" APR_UINT64_T_FMT "\r\n"
         CS_AUTH_HEADER ": %s\r\n%s\r\n",
         method, ap_escape_uri(c->p, key), c->host, version,
-        cs_auth_value(c->p, pc->node, pc->secret, method, key, version),
+        cs_auth_value(c->p, pc->node, pc->secret, method, key, version,
+                      apr_time_now()
+                      + (pc->counters
+                         ? __atomic_load_n(&pc->counters->clock_skew,
+                                           __ATOMIC_RELAXED) : 0)),
         extra ? extra : "");
 
     return cs_send_all(c, head, strlen(head));

@@ -128,8 +128,19 @@ static int cs_store_replica(request_rec *r, const cs_server_conf *sc,
                       peer);
         return HTTP_BAD_REQUEST;
     }
-    if (!(cs_store_open(r->pool, path, key, 0, &f, &fi, &v, sha) == APR_SUCCESS
-          && v == version)) {
+    if (cs_store_open(r->pool, path, key, 0, &f, &fi, &v, sha) == APR_SUCCESS
+        && v == version && cs_copy_damage(r, &fi, sha, &e)) {
+        /* This node's copy of the version is damaged: the replica
+         * replaces it (and the damaged one goes to the quarantine). */
+        if ((status = cs_lock_key(r, sc, key, &lock)) != OK) {
+            return status;
+        }
+        cs_quarantine(r, sc, key, path, &e, cs_copy_damage(r, &fi, sha, &e));
+        cs_store_unlock_key(lock);
+        lock = NULL;
+        v = 0;
+    }
+    if (!(v == version && sha[0])) {
         if ((status = cs_prepare_dir(r, sc, key, path)) != OK) {
             return status;
         }
@@ -207,7 +218,8 @@ int cs_check_peer(request_rec *r)
                       "malformed " CS_VERSION_HEADER " in a peer request");
         return HTTP_BAD_REQUEST;
     }
-    status = cs_auth_check(r, sc->secret, r->uri, v, &node);
+    status = cs_auth_check(r, sc->secret, r->uri, v,
+                           apr_time_now() + cs_clock_skew(sc), &node);
     if (status != OK) {
         return status;
     }

@@ -73,7 +73,9 @@ apr_status_t cs_queue_read(apr_pool_t *p, const char *path, cs_job_t *job)
 {
     apr_file_t *f;
     apr_status_t rv;
-    apr_size_t n = CS_KEY_MAX + 64, len = 0;
+    /* The longest job cs_job_decode() accepts: a key and a relpath of
+     * CS_KEY_MAX bytes each, the header, and one byte to see a longer one. */
+    apr_size_t n = 2 * CS_KEY_MAX + 64, len = 0;
     char *buf;
 
     rv = apr_file_open(&f, path, APR_FOPEN_READ, 0, p);
@@ -85,6 +87,9 @@ apr_status_t cs_queue_read(apr_pool_t *p, const char *path, cs_job_t *job)
     apr_file_close(f);
     if (rv != APR_SUCCESS && !APR_STATUS_IS_EOF(rv)) {
         return rv;
+    }
+    if (len == n) {
+        return APR_EINVAL;      /* longer than any job can be */
     }
     return cs_job_parse(p, buf, len, job) == 0 ? APR_SUCCESS : APR_EINVAL;
 }

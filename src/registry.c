@@ -87,6 +87,7 @@ typedef enum {
     CS_ST_NO_LEASE,
     CS_ST_BACKLOG,
     CS_ST_DROP_MY_REPLICA,
+    CS_ST_NOW,
     CS_ST_COUNT
 } cs_stmt_id;
 
@@ -208,6 +209,9 @@ static const struct {
     { "cs_drop_my_replica",
       "DELETE FROM cs_replicas WHERE path = %s AND node = %s"
       " AND version = %s" },
+    /* The database's clock, for this node's skew (heartbeat). */
+    { "cs_now",
+      "SELECT UNIX_TIMESTAMP(NOW(6))" },
 };
 
 static APR_OPTIONAL_FN_TYPE(ap_dbd_acquire) *cs_dbd_acquire;
@@ -636,7 +640,9 @@ static int cs_write_txn_once(request_rec *r, const char *key,
     apr_dbd_transaction_t *txn = NULL;
     apr_status_t rv;
     int status = OK, prepared = 0, rc;
-    apr_time_t now = apr_time_now();
+    /* The version's time by the database's clock (as this node measured
+     * it), so that every node's Last-Modified is a sane one. */
+    apr_time_t now = apr_time_now() + cs_clock_skew(sc);
 
     if (!dbd) {
         return HTTP_SERVICE_UNAVAILABLE;
@@ -822,6 +828,55 @@ apr_status_t cs_registry_ensure_schema(server_rec *s, apr_pool_t *p)
 static void cs_apply_invalidation(void *baton, const char *key)
 {
     cs_cache_invalidate(baton, key);
+}
+
+/* "SECONDS.MICROS" as apr_time_t; -1 when malformed. */
+static apr_time_t cs_db_time(const char *v)
+{
+    const char *dot = strchr(v, '.');
+    uint64_t sec, us = 0;
+    size_t n = dot ? (size_t)(dot - v) : strlen(v);
+
+    if (cs_parse_u64(v, n, &sec) != 0 || sec > 100000000000ULL) {
+        return -1;
+    }
+    if (dot) {
+        const char *d = dot + 1;
+        int i;
+        for (i = 0; i < 6; i++) {
+            us *= 10;
+            if (*d >= '0' && *d <= '9') {
+                us += (uint64_t)(*d++ - '0');
+            }
+        }
+    }
+    return (apr_time_t)(sec * APR_USEC_PER_SEC + us);
+}
+
+apr_status_t cs_registry_clock_skew(server_rec *s, apr_pool_t *p,
+                                    apr_interval_time_t *skew)
+{
+    ap_dbd_t *dbd = cs_dbd_open(p, s);
+    apr_array_header_t *rows;
+    apr_time_t t0, t1, db;
+    apr_status_t rv;
+
+    if (!dbd) {
+        return APR_ECONNREFUSED;
+    }
+    t0 = apr_time_now();
+    rv = cs_db_rows(s, p, dbd, CS_ST_NOW, 1, &rows, 0, NULL);
+    t1 = apr_time_now();
+    cs_dbd_close(s, dbd);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (rows->nelts != 1
+        || (db = cs_db_time(APR_ARRAY_IDX(rows, 0, const char **)[0])) < 0) {
+        return APR_EGENERAL;
+    }
+    *skew = db - (t0 + (t1 - t0) / 2);
+    return APR_SUCCESS;
 }
 
 apr_status_t cs_registry_heartbeat(server_rec *s, apr_pool_t *p)

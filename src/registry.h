@@ -85,6 +85,10 @@ int cs_registry_delete(request_rec *r, const char *key,
  * and remove the invalidations queued for it (background thread). */
 apr_status_t cs_registry_heartbeat(server_rec *s, apr_pool_t *p);
 
+/* *skew: the database's clock minus this node's (background thread). */
+apr_status_t cs_registry_clock_skew(server_rec *s, apr_pool_t *p,
+                                    apr_interval_time_t *skew);
+
 /* Create the tables if missing (background thread at start-up). */
 apr_status_t cs_registry_ensure_schema(server_rec *s, apr_pool_t *p);
 

@@ -189,55 +189,72 @@ static cs_job_result cs_propagate_delete(server_rec *s, apr_pool_t *p,
     return failed ? CS_JOB_RETRY : CS_JOB_DONE;
 }
 
-/* Retry state of the jobs that failed, and the repair sweep's cursors.
- * Only the queue's watchdog thread touches them (one per process).  The
- * backoff table is rebuilt in a fresh pool at every drain, holding only
- * the jobs still waiting, so it never grows beyond the queue; a cursor has
- * a buffer of its own per node, reused at every step. */
+/* Retry state of the jobs that failed, and the repair sweep's cursor, of
+ * each node (one httpd may run several).  Only the queue's watchdog
+ * thread touches them (one per process).  A node's backoff table is
+ * rebuilt in a fresh pool at every drain of its queue, holding only its
+ * jobs still waiting, so it never grows beyond the queue; the cursor is a
+ * buffer of its own, reused at every step. */
 typedef struct {
     apr_time_t next;
     int attempts;
 } cs_backoff_t;
 
 typedef struct {
-    int set;
-    char key[CS_KEY_MAX + 1];
-} cs_cursor_t;
+    apr_pool_t *pool;           /* this generation of the backoff table */
+    apr_hash_t *backoff;        /* job path -> cs_backoff_t */
+    int cursor_set;
+    char cursor[CS_KEY_MAX + 1];
+} cs_node_bg_t;
 
 static apr_pool_t *cs_bg_pool;          /* lives as long as the process */
-static apr_pool_t *cs_backoff_pool;     /* this generation of the table */
-static apr_hash_t *cs_backoff;
-static apr_hash_t *cs_repair_cursor;
+static apr_hash_t *cs_node_bg;          /* node name -> cs_node_bg_t */
+static volatile int cs_stopping;
 
-static void cs_bg_init(server_rec *s)
+void cs_replicate_stop(void)
 {
+    cs_stopping = 1;
+}
+
+static cs_node_bg_t *cs_bg_of(server_rec *s)
+{
+    const char *name = cs_sconf(s)->node_name;
+    cs_node_bg_t *nb;
+
     if (!cs_bg_pool) {
         apr_pool_create(&cs_bg_pool, s->process->pool);
         apr_pool_tag(cs_bg_pool, "clusterstorage-background");
-        apr_pool_create(&cs_backoff_pool, cs_bg_pool);
-        cs_backoff = apr_hash_make(cs_backoff_pool);
-        cs_repair_cursor = apr_hash_make(cs_bg_pool);
+        cs_node_bg = apr_hash_make(cs_bg_pool);
     }
+    nb = apr_hash_get(cs_node_bg, name, APR_HASH_KEY_STRING);
+    if (!nb) {
+        nb = apr_pcalloc(cs_bg_pool, sizeof(*nb));
+        apr_pool_create(&nb->pool, cs_bg_pool);
+        nb->backoff = apr_hash_make(nb->pool);
+        apr_hash_set(cs_node_bg, apr_pstrdup(cs_bg_pool, name),
+                     APR_HASH_KEY_STRING, nb);
+    }
+    return nb;
 }
 
-/* The next generation of the backoff table: the entries of the jobs in
- * `waiting` (paths) that still have one; the old table is freed. */
-static void cs_backoff_keep(apr_array_header_t *waiting)
+/* The next generation of a node's backoff table: the entries of the jobs
+ * in `waiting` (paths) that still have one; the old table is freed. */
+static void cs_backoff_keep(cs_node_bg_t *nb, apr_array_header_t *waiting)
 {
     apr_pool_t *np;
     apr_hash_t *nh;
     int i;
 
-    if (apr_hash_count(cs_backoff) == 0) {
-        apr_pool_clear(cs_backoff_pool);
-        cs_backoff = apr_hash_make(cs_backoff_pool);
+    if (apr_hash_count(nb->backoff) == 0) {
+        apr_pool_clear(nb->pool);
+        nb->backoff = apr_hash_make(nb->pool);
         return;
     }
     apr_pool_create(&np, cs_bg_pool);
     nh = apr_hash_make(np);
     for (i = 0; i < waiting->nelts; i++) {
         const char *path = APR_ARRAY_IDX(waiting, i, const char *);
-        cs_backoff_t *bo = apr_hash_get(cs_backoff, path,
+        cs_backoff_t *bo = apr_hash_get(nb->backoff, path,
                                         APR_HASH_KEY_STRING);
         if (bo) {
             cs_backoff_t *copy = apr_pmemdup(np, bo, sizeof(*bo));
@@ -245,32 +262,32 @@ static void cs_backoff_keep(apr_array_header_t *waiting)
                          copy);
         }
     }
-    apr_pool_destroy(cs_backoff_pool);
-    cs_backoff_pool = np;
-    cs_backoff = nh;
+    apr_pool_destroy(nb->pool);
+    nb->pool = np;
+    nb->backoff = nh;
 }
 
 void cs_replicate_drain(server_rec *s, apr_pool_t *p)
 {
     cs_server_conf *sc = cs_sconf(s);
+    cs_node_bg_t *nb = cs_bg_of(s);
     apr_array_header_t *paths, *waiting;
     ap_dbd_t *dbd = NULL;
     apr_time_t now = apr_time_now();
     int i;
 
-    cs_bg_init(s);
     paths = cs_queue_list(p, &sc->store);
     waiting = apr_array_make(p, 4, sizeof(const char *));
     for (i = 0; i < paths->nelts; i++) {
         const char *path = APR_ARRAY_IDX(paths, i, const char *);
-        cs_backoff_t *bo = apr_hash_get(cs_backoff, path,
+        cs_backoff_t *bo = apr_hash_get(nb->backoff, path,
                                         APR_HASH_KEY_STRING);
         apr_pool_t *sub;
         cs_job_t job;
         cs_job_result res;
         apr_status_t rv;
 
-        if (bo && bo->next > now) {
+        if (cs_stopping || (bo && bo->next > now)) {
             APR_ARRAY_PUSH(waiting, const char *) = path;
             continue;
         }
@@ -301,15 +318,15 @@ void cs_replicate_drain(server_rec *s, apr_pool_t *p)
         if (res == CS_JOB_DONE) {
             cs_queue_remove(p, path);
             if (bo) {
-                apr_hash_set(cs_backoff, path, APR_HASH_KEY_STRING, NULL);
+                apr_hash_set(nb->backoff, path, APR_HASH_KEY_STRING, NULL);
             }
             continue;
         }
         APR_ARRAY_PUSH(waiting, const char *) = path;
         if (res == CS_JOB_RETRY) {
             if (!bo) {
-                bo = apr_pcalloc(cs_backoff_pool, sizeof(*bo));
-                apr_hash_set(cs_backoff, apr_pstrdup(cs_backoff_pool, path),
+                bo = apr_pcalloc(nb->pool, sizeof(*bo));
+                apr_hash_set(nb->backoff, apr_pstrdup(nb->pool, path),
                              APR_HASH_KEY_STRING, bo);
             }
             bo->attempts++;
@@ -330,32 +347,23 @@ void cs_replicate_drain(server_rec *s, apr_pool_t *p)
         }
     }
     cs_registry_close(s, dbd);
-    cs_backoff_keep(waiting);
+    cs_backoff_keep(nb, waiting);
 }
 
 void cs_replicate_repair(server_rec *s, apr_pool_t *p)
 {
-    cs_server_conf *sc = cs_sconf(s);
+    cs_node_bg_t *nb = cs_bg_of(s);
     apr_array_header_t *keys;
-    cs_cursor_t *cursor;
     ap_dbd_t *dbd;
     int i;
 
-    cs_bg_init(s);
-    cursor = apr_hash_get(cs_repair_cursor, sc->node_name,
-                          APR_HASH_KEY_STRING);
-    if (!cursor) {
-        cursor = apr_pcalloc(cs_bg_pool, sizeof(*cursor));
-        apr_hash_set(cs_repair_cursor, apr_pstrdup(cs_bg_pool, sc->node_name),
-                     APR_HASH_KEY_STRING, cursor);
-    }
     if (!(dbd = cs_registry_open(s, p))) {
         return;
     }
     if (cs_registry_under_replicated(s, p, dbd,
-                                     cursor->set ? cursor->key : "", &keys)
+                                     nb->cursor_set ? nb->cursor : "", &keys)
         == APR_SUCCESS) {
-        for (i = 0; i < keys->nelts; i++) {
+        for (i = 0; i < keys->nelts && !cs_stopping; i++) {
             const char **kr = APR_ARRAY_IDX(keys, i, const char **);
             cs_entry_t e;
             if (cs_registry_entry(s, p, dbd, kr[0], &e) == APR_SUCCESS
@@ -364,13 +372,13 @@ void cs_replicate_repair(server_rec *s, apr_pool_t *p)
             }
         }
         /* Next time continue after the last key; start over at the end. */
-        cursor->set = 0;
+        nb->cursor_set = 0;
         if (keys->nelts) {
             const char *last = APR_ARRAY_IDX(keys, keys->nelts - 1,
                                              const char **)[0];
             if (strlen(last) <= CS_KEY_MAX) {
-                strcpy(cursor->key, last);
-                cursor->set = 1;
+                strcpy(nb->cursor, last);
+                nb->cursor_set = 1;
             }
         }
     }

@@ -30,4 +30,8 @@ void cs_replicate_drain(server_rec *s, apr_pool_t *p);
 /* One step of the repair sweep for s's node. */
 void cs_replicate_repair(server_rec *s, apr_pool_t *p);
 
+/* The child is exiting: a drain or repair step in progress stops after
+ * the job or key it is working on (jobs stay queued). */
+void cs_replicate_stop(void);
+
 #endif /* CS_REPLICATE_H */

@@ -37,13 +37,14 @@ int cs_key_is_access_file(request_rec *r, const char *key)
 }
 
 /* Take the filters that would change a stored file's bytes off r: every
- * resource filter (mod_include's INCLUDES, SUBSTITUTE, ...).  Content
- * codings and the protocol filters (byteranges) stay. */
+ * resource filter (mod_include's INCLUDES, SUBSTITUTE, sed, ...).  Later
+ * ones (content codings, security filters that inspect, the protocol's
+ * byteranges) stay. */
 static void cs_plain_bytes(request_rec *r)
 {
     ap_filter_t *f = r->output_filters;
 
-    while (f && f->frec->ftype < AP_FTYPE_CONTENT_SET) {
+    while (f && f->frec->ftype <= AP_FTYPE_RESOURCE) {
         ap_filter_t *next = f->next;
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(016)
                       "%s: not running output filter %s on a stored file",
@@ -51,6 +52,21 @@ static void cs_plain_bytes(request_rec *r)
         ap_remove_output_filter(f);
         f = next;
     }
+}
+
+int cs_clock_allows_write(request_rec *r, const cs_server_conf *sc)
+{
+    apr_interval_time_t skew = cs_clock_skew(sc);
+
+    if (skew > apr_time_from_sec(CS_WRITE_SKEW_MAX)
+        || skew < -apr_time_from_sec(CS_WRITE_SKEW_MAX)) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(065)
+                      "%s %s refused: this node's clock is %.1f s off the "
+                      "database's; it would write what it cannot replicate",
+                      r->method, r->uri, (double)skew / APR_USEC_PER_SEC);
+        return cs_unavailable(r);
+    }
+    return OK;
 }
 
 int cs_unavailable(request_rec *r)
@@ -79,8 +95,15 @@ int cs_serve(request_rec *r, apr_file_t *f, const apr_finfo_t *fi,
     int status;
 
     r->finfo = *fi;
-    ap_update_mtime(r, e->mtime ? (apr_time_t)e->mtime : fi->mtime);
-    ap_set_last_modified(r);
+    /* The registry's time, as it is: ap_set_last_modified() would put a
+     * time ahead of this node's clock back to the request's time, and
+     * nodes would then disagree. */
+    r->mtime = e->mtime ? (apr_time_t)e->mtime : fi->mtime;
+    {
+        char *lm = apr_palloc(r->pool, APR_RFC822_DATE_LEN);
+        apr_rfc822_date(lm, r->mtime);
+        apr_table_setn(r->headers_out, "Last-Modified", lm);
+    }
     cs_version_headers(r, e);
     if (unverified) {
         apr_table_setn(r->headers_out, "X-ClusterStorage-Unverified", "1");

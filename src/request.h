@@ -23,6 +23,10 @@
  * (cs_key_check() refuses every ".ht*" segment already). */
 int cs_key_is_access_file(request_rec *r, const char *key);
 
+/* OK, or 503 (logged) while this node's clock is more than
+ * CS_WRITE_SKEW_MAX off the database's (drive.c measures it). */
+int cs_clock_allows_write(request_rec *r, const cs_server_conf *sc);
+
 /* 503 with Retry-After, counted. */
 int cs_unavailable(request_rec *r);
 

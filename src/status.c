@@ -207,6 +207,14 @@ int cs_status_handler(request_rec *r)
                        ? (apr_int64_t)apr_time_as_msec(lease - apr_time_now())
                        : 0);
         }
+        {
+            int measured = sc->counters && sc->counters->clock_measured;
+            ap_rprintf(r, ",\"clock_skew_ms\":%s",
+                       measured ? apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
+                                               (apr_int64_t)apr_time_as_msec(
+                                                   cs_clock_skew(sc)))
+                                : "null");
+        }
         ap_rputs(",\"counters\":{", r);
         for (d = cs_counter_defs; d->name; d++) {
             ap_rprintf(r, "%s\"%s\":%" APR_UINT64_T_FMT,
@@ -275,9 +283,14 @@ int cs_status_handler(request_rec *r)
                    "# HELP clusterstorage_registry_up 1 if the database "
                    "answered\n# TYPE clusterstorage_registry_up gauge\n"
                    "clusterstorage_registry_up{%s} %d\n"
+                   "# HELP clusterstorage_clock_skew_seconds the database's "
+                   "clock minus this node's, at the last heartbeat\n"
+                   "# TYPE clusterstorage_clock_skew_seconds gauge\n"
+                   "clusterstorage_clock_skew_seconds{%s} %.3f\n"
                    "# HELP clusterstorage_node_up 1 if the node's heartbeat "
                    "is fresh\n# TYPE clusterstorage_node_up gauge\n",
-                   lbl, jobs, lbl, oldest, lbl, backlog, lbl, registry_ok);
+                   lbl, jobs, lbl, oldest, lbl, backlog, lbl, registry_ok,
+                   lbl, (double)cs_clock_skew(sc) / APR_USEC_PER_SEC);
         for (i = 0; i < nodes->nelts; i++) {
             cs_node_t *n = &APR_ARRAY_IDX(nodes, i, cs_node_t);
             ap_rprintf(r, "clusterstorage_node_up{%s,peer=\"%s\"} %d\n", lbl,
@@ -317,6 +330,11 @@ int cs_status_handler(request_rec *r)
                    : "<b>lease expired</b> (lookups go to memcached/database)",
                    h, m, inv);
     }
+    ap_rprintf(r, "<p>Clock: %.3f s behind the database's (negative: "
+               "ahead)%s</p>\n", (double)cs_clock_skew(sc) / APR_USEC_PER_SEC,
+               cs_clock_skew(sc) > apr_time_from_sec(CS_WRITE_SKEW_MAX)
+               || cs_clock_skew(sc) < -apr_time_from_sec(CS_WRITE_SKEW_MAX)
+               ? " <b>: writes refused, fix the clock</b>" : "");
     ap_rputs("<h2>Counters since start</h2>\n<table border=\"1\">\n", r);
     for (d = cs_counter_defs; d->name; d++) {
         ap_rprintf(r, "<tr><td>%s</td><td>%" APR_UINT64_T_FMT "</td><td>%s"

@@ -264,6 +264,9 @@ int cs_handle_put(request_rec *r, const cs_server_conf *sc, const char *key,
                       "are not supported here; nothing stored", key);
         return HTTP_BAD_REQUEST;
     }
+    if ((status = cs_clock_allows_write(r, sc)) != OK) {
+        return status;
+    }
     /* No registry, no write: answer before the body is transferred. */
     if (!cs_registry_acquire(r)) {
         CS_COUNT(sc, registry_errors, 1);
@@ -349,6 +352,9 @@ int cs_handle_delete(request_rec *r, const cs_server_conf *sc,
     int status;
 
     cs_write_begin(&w, &ops, sc, key, path, cs_delete_prepare);
+    if ((status = cs_clock_allows_write(r, sc)) != OK) {
+        return status;
+    }
     if ((status = cs_lock_key(r, sc, key, &lock)) != OK) {
         return status;
     }

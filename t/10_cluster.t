@@ -70,6 +70,18 @@ for my $u (@urls) {
 ok wait_for(10, sub { !-e $n2->root . $key && !-e $n3->root . $key }),
     'the holders dropped their copies';
 
+# A long key (1,500 bytes, the limit is 2,048) replicates like any other:
+# its queue job holds the key and its path below the root.
+my $long = '/files/' . unique_key('long') . '/'
+    . join('/', map { chr(97 + $_) x 200 } 0 .. 7) . '/end.txt';
+ok length($long) > 1450, 'a key of ' . length($long) . ' bytes';
+is req(PUT => $n2->url . $long, "long\n")->code, 201, 'PUT of the long key on n2';
+ok wait_for(15, sub { scalar(my @h = $n2->live_holders($long)) >= 2 }),
+    'the long key reached two holders';
+is req(GET => $n3->url . $long)->content, "long\n", 'n3 serves the long key';
+unlike do { local (@ARGV, $/) = $n2->error_log; <> } // '', qr/CS40[26]: .*long-/,
+    'by its replication job, not by repair after a lost job (no CS402/CS406)';
+
 is_deeply [tmp_files('n2'), tmp_files('n3')], [], 'no temp files left';
 
 $n2->stop;

@@ -44,6 +44,7 @@ is_deeply [$A->live_holders($key)], ['n11a'], 'A is the only holder'
 ok !-e $B->root . $key, 'B has no copy yet';
 
 my $fetches0 = $B->counter('peer_fetches');
+my $bhits0 = $B->counter('hits');
 my $served0  = $A->counter('peer_served');
 ok defined $fetches0 && defined $served0, 'counters readable'
     or diag explain [$B->status, $A->status];
@@ -174,6 +175,8 @@ note sprintf 'first answer %.3f s after the thaw', $first_end - $thawed_at;
 is $B->counter('peer_fetches') - $fetches0, 1,
     'the cold node made exactly one peer fetch'
     or diag $B->log_tail;
+is $B->counter('hits'), $bhits0,
+    'none of the 40 was a local hit: all of them waited for the one fetch';
 is $A->counter('peer_served') - $served0, 1,
     'the holder answered exactly one peer fetch'
     or diag $A->log_tail;

@@ -24,6 +24,7 @@ for my $name ('.htaccess', '.htpasswd', '.htgroup', '.ht', '.clusteracl') {
     ok !-e "$root$key", "no $name on disk";
     is registry_rows($key), 0, "no registry entry for $name";
     is req(GET => $key)->code, 403, "GET $name is 403 too";
+    is req(DELETE => $key)->code, 404, "DELETE $name is allowed (to clean up), 404";
 }
 is req(PUT => "$dir/.htx/inner.txt", "x\n")->code, 403,
     'a .ht* directory segment is refused as well';

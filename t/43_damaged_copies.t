@@ -41,7 +41,7 @@ sub flip { my ($node) = @_;
 
 is disk_sha($_), $sha, 'the copy on ' . $_->name . ' is right' for @n;
 
-# B: several hits first, so that its cache vouches for the file's identity.
+# B: several hits first, so that the entry is in its node-local cache.
 is req(GET => $b->url . $key)->content, $body, 'B serves the file' for 1 .. 3;
 flip($b);
 isnt disk_sha($b), $sha, "(B's copy is now damaged, same size)";
@@ -63,6 +63,7 @@ $r = req(GET => $c->url . $key);
 is $r->code, 200, 'GET on C after truncating its copy is 200';
 is sha256_hex($r->content), $sha, 'with the right bytes';
 is disk_sha($c), $sha, "C's copy on disk is right again";
+is quarantined($c), 1, "C's cut-short copy is in the quarantine";
 
 # A damaged holder does not send its copy to a peer.
 flip($a);

@@ -41,6 +41,7 @@ sub new {
         timeout  => $opt{timeout} || 3,
         root_override => $opt{root},
         edit     => $opt{edit},       # sub { $_[0] is the config text }
+        env      => $opt{env} || {},  # environment of its httpd
     }, $class;
     $self->{root} = $opt{root} if $opt{root};
     make_path($dir, "$self->{root}/files", "$self->{root}/htdocs");
@@ -102,6 +103,12 @@ sub remember { my ($self) = @_; push @STARTED, $self unless grep { $_ == $self }
 sub start {
     my ($self) = @_;
     $self->remember;
+    local %ENV = %ENV;
+    for my $k (keys %{ $self->{env} }) {
+        # LD_PRELOAD adds to what the suite preloads (the ASan runtime).
+        $ENV{$k} = $k eq 'LD_PRELOAD' && $ENV{$k}
+                   ? "$ENV{$k} $self->{env}{$k}" : $self->{env}{$k};
+    }
     my $out = qx{$HTTPD -f "$self->{dir}/httpd.conf" -k start 2>&1};
     die "node $self->{name} did not start: $out" if $?;
     wait_for(30, sub {

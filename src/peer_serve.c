@@ -166,6 +166,17 @@ static int cs_store_replica(request_rec *r, const cs_server_conf *sc,
         if ((status = cs_lock_key(r, sc, key, &lock)) != OK) {
             return status;
         }
+        /* A copy only moves forward: this node may have written a newer
+         * version while the replica was on its way. */
+        if (cs_store_open(r->pool, path, key, 0, &f, &fi, &v, sha)
+            == APR_SUCCESS && v > version) {
+            cs_store_unlock_key(lock);
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, CSLOG(056)
+                          "refusing replica of %s v%" APR_UINT64_T_FMT
+                          " from %s: this node holds v%" APR_UINT64_T_FMT
+                          " already", key, version, peer, v);
+            return HTTP_CONFLICT;
+        }
         rv = cs_store_tmp_seal(tmp, key, &e);
         if (rv == APR_SUCCESS) {
             rv = cs_store_install(tmp, path);

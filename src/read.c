@@ -19,6 +19,9 @@
 #include "http_core.h"
 #include "http_protocol.h"
 
+/* cs_fetch(): no holder could give this version (logged, not answered). */
+#define CS_NO_HOLDER (-2)
+
 /* Fetch version e of key from a holder into this node's store: one
  * transfer per key and node (the key lock), live holders first, every
  * transfer verified (peer.c) before it is renamed into place. */
@@ -139,7 +142,7 @@ static int cs_fetch(request_rec *r, const cs_server_conf *sc, const char *key,
     ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(052)
                   "no holder of %s v%" APR_UINT64_T_FMT " could be reached "
                   "(%d tried)", key, e->version, tried);
-    return cs_unavailable(r);
+    return CS_NO_HOLDER;
 }
 
 int cs_handle_get(request_rec *r, const cs_server_conf *sc, const char *key,
@@ -155,7 +158,7 @@ int cs_handle_get(request_rec *r, const cs_server_conf *sc, const char *key,
     apr_uint64_t v = 0;
     apr_status_t rv, lrv;
     const char *damage;
-    int status, by_identity = 0;
+    int status, round, by_identity = 0;
 
     memset(&local, 0, sizeof(local));
     memset(&fi, 0, sizeof(fi));
@@ -249,8 +252,31 @@ int cs_handle_get(request_rec *r, const cs_server_conf *sc, const char *key,
         ap_log_rerror(APLOG_MARK, APLOG_ERR, lrv, r, CSLOG(025)
                       "cannot open local copy %s", path);
     }
-    /* This node lacks the current version: fetch it from a holder. */
-    if ((status = cs_fetch(r, sc, key, path, &e, holders)) != OK) {
+    /* This node lacks the current version: fetch it from a holder.  The
+     * holders may move on to a newer version while this request asks for
+     * the one it read (a holder then answers 404): read the registry
+     * again and fetch that (SPEC promise 11), five times at most. */
+    for (round = 0;
+         (status = cs_fetch(r, sc, key, path, &e, holders)) == CS_NO_HOLDER;
+         round++) {
+        cs_entry_t db;
+        if (round >= 5
+            || cs_registry_get_db_holders(r, key, &db, &holders)
+               != APR_SUCCESS
+            || (db.version == e.version && !db.deleted)) {
+            return cs_unavailable(r);
+        }
+        if (db.version == 0 || db.deleted) {
+            CS_COUNT(sc, not_found, 1);
+            return HTTP_NOT_FOUND;
+        }
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(055)
+                      "%s moved on from v%" APR_UINT64_T_FMT " to v%"
+                      APR_UINT64_T_FMT " while it was fetched; fetching "
+                      "that", key, e.version, db.version);
+        e = db;
+    }
+    if (status != OK) {
         return status;
     }
     lrv = cs_store_open(r->pool, path, key, flags, &f, &fi, &v, local.sha256);

@@ -122,11 +122,17 @@ static const struct {
       " mtime = %s, deleted = %s, relpath = %s WHERE path = %s" },
     { "cs_drop_replicas",
       "DELETE FROM cs_replicas WHERE path = %s" },
+    /* A holder row only ever moves forward in version: a registration
+     * that read an older current version before it waited for the row
+     * lock must not overwrite the newer row a writer committed meanwhile
+     * (stored_at first: assignments run left to right). */
     { "cs_add_replica",
       "INSERT INTO cs_replicas (path, node, version, stored_at)"
       " VALUES (%s, %s, %s, UNIX_TIMESTAMP())"
-      " ON DUPLICATE KEY UPDATE version = VALUES(version),"
-      " stored_at = VALUES(stored_at)" },
+      " ON DUPLICATE KEY UPDATE stored_at ="
+      " IF(VALUES(version) >= cs_replicas.version, VALUES(stored_at),"
+      " cs_replicas.stored_at),"
+      " version = GREATEST(cs_replicas.version, VALUES(version))" },
     { "cs_heartbeat",
       "INSERT INTO cs_nodes (name, url, heartbeat, period, lease, started)"
       " VALUES (%s, %s, UNIX_TIMESTAMP(), %s, %s, UNIX_TIMESTAMP())"
@@ -152,8 +158,10 @@ static const struct {
       "INSERT INTO cs_replicas (path, node, version, stored_at)"
       " SELECT path, %s, version, UNIX_TIMESTAMP() FROM cs_files"
       " WHERE path = %s AND version = %s AND deleted = 0"
-      " ON DUPLICATE KEY UPDATE version = VALUES(version),"
-      " stored_at = VALUES(stored_at)" },
+      " ON DUPLICATE KEY UPDATE stored_at ="
+      " IF(VALUES(version) >= cs_replicas.version, VALUES(stored_at),"
+      " cs_replicas.stored_at),"
+      " version = GREATEST(cs_replicas.version, VALUES(version))" },
     { "cs_nodes",
       "SELECT name, url, " CS_SQL_ALIVE("") ","
       " UNIX_TIMESTAMP() - heartbeat, period, lease FROM cs_nodes"

@@ -13,6 +13,12 @@ use CSTest qw(req unique_key wait_for registry_rows);
 use CSNode;
 use HTTP::Date ();
 
+# libfaketime and the AddressSanitizer runtime deadlock when both are
+# preloaded (LD_PRELOAD="libasan.so libfaketimeMT.so.1" /bin/date hangs on
+# Debian 12), so this file runs in the suite's plain pass only.
+plan skip_all => 'libfaketime cannot be preloaded with the ASan runtime; '
+    . 'this test ran in the plain pass' if ($ENV{SANITIZE} // '') eq 'address';
+
 my ($lib) = grep { -e } map { "/usr/lib/x86_64-linux-gnu/faketime/$_" }
     qw(libfaketimeMT.so.1 libfaketime.so.1);
 # faketime is installed by scripts/deps.sh; without it this test cannot

@@ -109,7 +109,8 @@ sub start {
         $ENV{$k} = $k eq 'LD_PRELOAD' && $ENV{$k}
                    ? "$ENV{$k} $self->{env}{$k}" : $self->{env}{$k};
     }
-    my $out = qx{$HTTPD -f "$self->{dir}/httpd.conf" -k start 2>&1};
+    # Bounded: a start that hangs fails the test instead of the suite.
+    my $out = qx{timeout 60 $HTTPD -f "$self->{dir}/httpd.conf" -k start 2>&1};
     die "node $self->{name} did not start: $out" if $?;
     wait_for(30, sub {
         my $r = req(GET => $self->url . '/cluster-status?format=json');
@@ -136,7 +137,8 @@ sub try_start {
     my ($self) = @_;
     truncate $self->error_log, 0 if -e $self->error_log;
     $self->remember;
-    my $out = qx{$HTTPD -f "$self->{dir}/httpd.conf" -k start 2>&1};
+    # Bounded: a start that hangs fails the test instead of the suite.
+    my $out = qx{timeout 60 $HTTPD -f "$self->{dir}/httpd.conf" -k start 2>&1};
     my $rc = $? >> 8;
     if ($rc == 0) {
         # It started after all: wait for the pid file, then stop it.

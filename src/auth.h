@@ -25,6 +25,10 @@
 #define CS_AUTH_HEADER    "X-ClusterStorage-Auth"
 #define CS_VERSION_HEADER "X-ClusterStorage-Version"
 #define CS_SHA256_HEADER  "X-ClusterStorage-SHA256"
+/* On a peer GET: "SIZE MTIME" (bytes, microseconds) of the version the
+ * fetcher read from the registry, so that the holder can check its copy
+ * without a registry lookup of its own (a hint: it is not in the MAC). */
+#define CS_EXPECT_HEADER  "X-ClusterStorage-Expect"
 #define CS_AUTH_WINDOW    300
 
 /* Hex MAC of a node-to-node request (out: 65 bytes). */

@@ -468,7 +468,10 @@ static apr_status_t cs_fetch_exchange(cs_conn_t *c, void *baton)
     char sha[CS_SHA256_HEX_LEN + 1];
 
     *x->why = "cannot send the request";
-    rv = cs_send_head(c, x->pc, "GET", x->key, e->version, NULL);
+    rv = cs_send_head(c, x->pc, "GET", x->key, e->version,
+                      apr_psprintf(c->p, CS_EXPECT_HEADER ": %" APR_UINT64_T_FMT
+                                   " %" APR_INT64_T_FMT "\r\n", e->size,
+                                   (apr_int64_t)e->mtime));
     if (rv != APR_SUCCESS) {
         return rv;
     }

@@ -56,14 +56,31 @@ static int cs_answer_peer_get(request_rec *r, const cs_server_conf *sc,
                       v);
         return HTTP_NOT_FOUND;
     }
-    /* A copy changed on disk is never sent (SPEC promise 10): checked
-     * against the registry's entry when it can be read (the fetcher checks
-     * the bytes' SHA-256 in any case). */
+    /* A copy changed on disk is never sent (SPEC promise 10).  The
+     * fetcher says which size and mtime it expects; only a copy that does
+     * not match that (or a fetcher that says nothing) costs a registry
+     * lookup, and only the registry's entry condemns a copy.  The fetcher
+     * checks the bytes' SHA-256 in any case. */
     {
         cs_entry_t e;
         cs_local_t known;
-        const char *why;
-        if (cs_registry_get(r, key, &e, &known) == APR_SUCCESS
+        const char *why, *hint = apr_table_get(r->headers_in,
+                                               CS_EXPECT_HEADER);
+        const char *sp = hint ? strchr(hint, ' ') : NULL;
+        uint64_t hsize, hmtime;
+        int hinted = sp && cs_parse_u64(hint, (size_t)(sp - hint), &hsize) == 0
+                     && cs_parse_u64(sp + 1, strlen(sp + 1), &hmtime) == 0
+                     && hmtime <= (uint64_t)APR_INT64_MAX;
+
+        memset(&e, 0, sizeof(e));
+        if (hinted) {
+            e.version = v;
+            e.size = hsize;
+            e.mtime = (int64_t)hmtime;
+            memcpy(e.sha256, local.sha256, sizeof(e.sha256));
+        }
+        if ((!hinted || cs_copy_damage(r, &fi, local.sha256, &e))
+            && cs_registry_get(r, key, &e, &known) == APR_SUCCESS
             && e.version == v && !e.deleted
             && (why = cs_copy_damage(r, &fi, local.sha256, &e)) != NULL) {
             apr_file_t *lock = NULL;

@@ -9,7 +9,7 @@ use strict;
 use warnings;
 use Apache::Test qw(-withtestmore);
 use lib 't/lib';
-use CSTest qw(req unique_key wait_for peer_auth);
+use CSTest qw(req unique_key wait_for peer_auth sql sql_str);
 use CSNode;
 use Digest::SHA qw(sha256_hex);
 
@@ -76,6 +76,20 @@ ok log_has($a, qr/CS049: not sending \Q$key\E v$v to peer d43b/),
 is quarantined($a), 1, "A's damaged copy is in the quarantine";
 ok !grep({ $_ eq 'd43a' } $b->live_holders($key)),
     'A is no longer registered as a holder';
+# The same with the size and mtime a fetcher sends along (the holder then
+# needs no registry lookup for a good copy): a good one is sent, a damaged
+# one is not.
+my $mtime = sql('SELECT mtime FROM cs_files WHERE path = ' . sql_str($key));
+my %hint = ('X-ClusterStorage-Version' => $v,
+            'X-ClusterStorage-Expect' => "65536 $mtime",
+            'X-ClusterStorage-Auth' => peer_auth('GET', $key, $v, node => 'd43a'));
+$r = req(GET => $c->url . $key, undef, %hint);
+is $r->code, 200, 'a peer GET with the expected size and mtime gets the good copy of C';
+is sha256_hex($r->content), $sha, 'with the right bytes';
+flip($c);
+$r = req(GET => $c->url . $key, undef, %hint);
+is $r->code, 404, 'and the damaged one of C is not sent';
+is quarantined($c), 2, "C's damaged copy is in the quarantine";
 # A new node takes the file from a good holder.
 my $d = CSNode->new('d43d', replicas => 3)->start;
 my $bad = $d->counter('fetch_fail_checksum');

@@ -76,6 +76,13 @@ typedef struct {
 
 #define CS_COUNT(sc, field, n) CS_COUNTER_ADD((sc)->counters, field, n)
 
+/* 1 if a clock skew is more than `seconds` either way. */
+static APR_INLINE int cs_skew_beyond(apr_interval_time_t skew, int seconds)
+{
+    return skew > apr_time_from_sec(seconds)
+           || skew < -apr_time_from_sec(seconds);
+}
+
 /* The database's clock minus this node's, as measured at the last
  * heartbeat (0 when never measured). */
 static APR_INLINE apr_interval_time_t cs_clock_skew(const cs_server_conf *sc)

@@ -163,10 +163,8 @@ static void cs_recover(server_rec *s, apr_pool_t *pool)
  * Returns 1 when the lease may be renewed. */
 static int cs_skew_state(apr_interval_time_t skew)
 {
-    apr_int64_t off = skew < 0 ? -skew : skew;
-
-    return off > apr_time_from_sec(CS_WRITE_SKEW_MAX) ? 2
-           : off > apr_time_from_sec(CS_LEASE_MARGIN) ? 1 : 0;
+    return cs_skew_beyond(skew, CS_WRITE_SKEW_MAX) ? 2
+           : cs_skew_beyond(skew, CS_LEASE_MARGIN) ? 1 : 0;
 }
 
 static int cs_clock_check(server_rec *s, apr_pool_t *pool)

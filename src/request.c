@@ -58,8 +58,7 @@ int cs_clock_allows_write(request_rec *r, const cs_server_conf *sc)
 {
     apr_interval_time_t skew = cs_clock_skew(sc);
 
-    if (skew > apr_time_from_sec(CS_WRITE_SKEW_MAX)
-        || skew < -apr_time_from_sec(CS_WRITE_SKEW_MAX)) {
+    if (cs_skew_beyond(skew, CS_WRITE_SKEW_MAX)) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(065)
                       "%s %s refused: this node's clock is %.1f s off the "
                       "database's; it would write what it cannot replicate",

@@ -332,8 +332,7 @@ int cs_status_handler(request_rec *r)
     }
     ap_rprintf(r, "<p>Clock: %.3f s behind the database's (negative: "
                "ahead)%s</p>\n", (double)cs_clock_skew(sc) / APR_USEC_PER_SEC,
-               cs_clock_skew(sc) > apr_time_from_sec(CS_WRITE_SKEW_MAX)
-               || cs_clock_skew(sc) < -apr_time_from_sec(CS_WRITE_SKEW_MAX)
+               cs_skew_beyond(cs_clock_skew(sc), CS_WRITE_SKEW_MAX)
                ? " <b>: writes refused, fix the clock</b>" : "");
     ap_rputs("<h2>Counters since start</h2>\n<table border=\"1\">\n", r);
     for (d = cs_counter_defs; d->name; d++) {

@@ -9,8 +9,12 @@
 --   cs_files     one row per key: the current version, size, SHA-256,
 --                modification time (microseconds), tombstone flag, and
 --                the file's path below ClusterStorageRoot (relpath)
+--                and its parent collection
 --   cs_replicas  which node holds which version of a key
 --   cs_nodes     membership: each node's URL, last heartbeat and period
+--   cs_dirs      collections (WebDAV and the parents of stored keys)
+--   cs_props     WebDAV dead properties
+--   cs_locks     WebDAV locks
 --
 -- Keys are VARBINARY so that the database never re-interprets their bytes;
 -- 2048 + 64 bytes fits InnoDB's 3072-byte index limit.
@@ -26,7 +30,9 @@ CREATE TABLE IF NOT EXISTS cs_files (
     mtime BIGINT NOT NULL DEFAULT 0,
     deleted TINYINT(1) NOT NULL DEFAULT 0,
     relpath VARBINARY(2048) NOT NULL DEFAULT '',
-    PRIMARY KEY (path)
+    parent VARBINARY(2048) NOT NULL DEFAULT '',
+    PRIMARY KEY (path),
+    KEY cs_files_parent (parent)
 ) ENGINE=InnoDB;
 
 CREATE TABLE IF NOT EXISTS cs_replicas (
@@ -54,3 +60,51 @@ CREATE TABLE IF NOT EXISTS cs_invalidations (
     version BIGINT UNSIGNED NOT NULL,
     PRIMARY KEY (node, path)
 ) ENGINE=InnoDB;
+
+-- The namespace (WebDAV, SPEC section 8): collections, dead properties,
+-- locks.
+CREATE TABLE IF NOT EXISTS cs_dirs (
+    path VARBINARY(2048) NOT NULL,
+    parent VARBINARY(2048) NOT NULL,
+    mtime BIGINT NOT NULL,
+    PRIMARY KEY (path),
+    KEY cs_dirs_parent (parent)
+) ENGINE=InnoDB;
+
+CREATE TABLE IF NOT EXISTS cs_props (
+    path VARBINARY(2048) NOT NULL,
+    ns VARBINARY(768) NOT NULL,
+    name VARBINARY(255) NOT NULL,
+    value MEDIUMBLOB NOT NULL,
+    PRIMARY KEY (path, ns, name)
+) ENGINE=InnoDB;
+
+CREATE TABLE IF NOT EXISTS cs_locks (
+    token CHAR(36) CHARACTER SET ascii NOT NULL,
+    path VARBINARY(2048) NOT NULL,
+    depth TINYINT NOT NULL,
+    scope TINYINT NOT NULL,
+    owner BLOB NOT NULL,
+    auth_user VARBINARY(255) NOT NULL DEFAULT '',
+    expires BIGINT NOT NULL,
+    PRIMARY KEY (token),
+    KEY cs_locks_path (path)
+) ENGINE=InnoDB;
+
+-- A registry from before collections: each file row learns its parent,
+-- and every directory that holds a live file becomes a collection (both
+-- are no-ops once done).
+ALTER TABLE cs_files
+    ADD COLUMN IF NOT EXISTS parent VARBINARY(2048) NOT NULL DEFAULT '',
+    ADD INDEX IF NOT EXISTS cs_files_parent (parent);
+
+UPDATE cs_files SET parent = LEFT(path, LENGTH(path) - LENGTH(SUBSTRING_INDEX(path, '/', -1)) - 1)
+    WHERE parent = '' AND LOCATE('/', path, 2) > 0;
+
+INSERT IGNORE INTO cs_dirs (path, parent, mtime)
+    WITH RECURSIVE a (p) AS (
+        SELECT DISTINCT parent FROM cs_files
+        WHERE parent <> '' AND deleted = 0 AND version > 0
+        UNION SELECT LEFT(p, LENGTH(p) - LENGTH(SUBSTRING_INDEX(p, '/', -1)) - 1) FROM a
+        WHERE LOCATE('/', p, 2) > 0)
+    SELECT p, LEFT(p, LENGTH(p) - LENGTH(SUBSTRING_INDEX(p, '/', -1)) - 1), 0 FROM a;

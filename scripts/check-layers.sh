@@ -20,9 +20,11 @@ exec perl -e '
         [qw(config)],                           # the configuration
         [qw(mcache)],                           # memcached front
         [qw(registry)],                         # MariaDB, cluster queries
-        [qw(replicate request)],                # engine; handler helpers
-        [qw(read write peer_serve status)],     # request paths
-        [qw(drive)],                            # watchdog threads
+        [qw(names replicate request)],          # namespace; engine; helpers
+        [qw(read)],                             # GET, the fetch
+        [qw(write peer_serve status)],          # PUT/DELETE, peers, status
+        [qw(drive dav_lock)],                   # watchdog threads; DAV locks
+        [qw(dav)],                              # the WebDAV provider
         [qw(mod_clusterstorage)],               # hooks, dispatcher
     );
     my %plain   = map { $_ => 1 } qw(codec counters);    # no APR, no httpd

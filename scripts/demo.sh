@@ -129,7 +129,7 @@ for n in "${NODES[@]}"; do
     NODE_DIR[$n]=$d
     PORT[$n]=$(pick_port "${PORT[@]}" "$CS_DB_PORT" "$CS_MC_PORT")
     CONF[$n]=$d/httpd.conf
-    mkdir -p "$d/run" "$d/logs" "$d/htdocs" "$d/root/files"
+    mkdir -p "$d/run" "$d/logs" "$d/htdocs" "$d/root/files" "$d/root/dav"
     chown -R "$RUN_USER:$RUN_GROUP" "$d/root"
     sed -e "s|@NODE_DIR@|$(sed_escape "$d")|g" \
         -e "s|@ROOT@|$(sed_escape "$d/root")|g" \
@@ -225,6 +225,33 @@ show_get() { # show_get NODE
 for n in "${NODES[@]}"; do
     show_get "$n"
 done
+
+# ---------------------------------------------------------------- WebDAV
+P2=${PORT[n2]}
+P3=${PORT[n3]}
+say "WebDAV: a collection on n1, a file in it on n2, a listing on n3"
+echo "\$ curl -X MKCOL http://127.0.0.1:$P1/dav/reports/"
+curl -sS -o /dev/null -w '%{http_code}\n' -X MKCOL "http://127.0.0.1:$P1/dav/reports/" || true
+echo "\$ curl -T $FILE http://127.0.0.1:$P2/dav/reports/draft.txt"
+curl -sS -o /dev/null -w '%{http_code}\n' -T "$FILE" "http://127.0.0.1:$P2/dav/reports/draft.txt" || true
+list_dav() { # list_dav PORT: the hrefs of a Depth 1 PROPFIND of /dav/reports/
+    curl -sS -X PROPFIND -H 'Depth: 1' "http://127.0.0.1:$1/dav/reports/" |
+        grep -o '<D:href>[^<]*</D:href>' | sed 's/<[^>]*>//g; s/^/    /' || true
+}
+echo "\$ curl -X PROPFIND -H 'Depth: 1' http://127.0.0.1:$P3/dav/reports/"
+list_dav "$P3"
+say "WebDAV: MOVE on n3, then every node serves the new name only"
+echo "\$ curl -X MOVE -H 'Destination: http://127.0.0.1:$P3/dav/reports/final.txt' http://127.0.0.1:$P3/dav/reports/draft.txt"
+curl -sS -o /dev/null -w '%{http_code}\n' -X MOVE \
+    -H "Destination: http://127.0.0.1:$P3/dav/reports/final.txt" \
+    "http://127.0.0.1:$P3/dav/reports/draft.txt" || true
+for n in "${NODES[@]}"; do
+    old=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${PORT[$n]}/dav/reports/draft.txt" || true)
+    new=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${PORT[$n]}/dav/reports/final.txt" || true)
+    echo "$n: draft.txt $old, final.txt $new"
+done
+echo "\$ curl -X PROPFIND -H 'Depth: 1' http://127.0.0.1:$P1/dav/reports/"
+list_dav "$P1"
 
 say "holders of $KEY in the registry (cs_replicas)"
 sql "SELECT node, version FROM cs_replicas WHERE path = '$KEY' ORDER BY node" |

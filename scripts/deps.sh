@@ -15,7 +15,7 @@ PACKAGES=(
     apache2 apache2-dev libapr1-dev libaprutil1-dev libaprutil1-dbd-mysql
     memcached mariadb-server mariadb-client libapache2-mod-perl2 libssl-dev
     libwww-perl attr curl php-cli wrk build-essential
-    clang libclang-rt-14-dev faketime
+    clang libclang-rt-14-dev faketime litmus rclone davfs2
 )
 
 die() { echo "deps.sh: ERROR: $*" >&2; exit 1; }

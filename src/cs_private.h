@@ -15,11 +15,14 @@
  *   config               the per-server/per-directory configuration
  *   mcache               memcached in front of the registry
  *   registry             MariaDB through mod_dbd, cluster queries
+ *   names                the namespace: collections, properties, locks
  *   replicate            queue drain, pushes, delete propagation, repair
  *   request              what the request handlers share
- *   read, write,         GET/HEAD; PUT/DELETE with the cache fan-out;
- *   peer_serve, status   the answers to other nodes; the status page
- *   config.c, drive      directives and start-up checks; watchdog threads
+ *   read                 GET/HEAD, the fetch of a copy from a peer
+ *   write, peer_serve,   PUT/DELETE/partial writes with the cache fan-out;
+ *   status               the answers to other nodes; the status page
+ *   drive, dav_lock      watchdog threads; WebDAV locks
+ *   dav                  the WebDAV repository provider (mod_dav)
  *   mod_clusterstorage   hooks, post_config, the dispatcher
  */
 #ifndef CS_PRIVATE_H

@@ -9,7 +9,9 @@
  *   read.c        GET/HEAD from a client;
  *   write.c       PUT/DELETE from a client (ClusterStorageWrite On);
  *   peer_serve.c  a request another node proved it sent (access phase);
- * anything else is 405 with Allow.  config.c holds the directives,
+ * anything else is 405 with Allow, except in a WebDAV space (dav.c), where
+ * mod_dav answers every method but GET and HEAD.  config.c holds the
+ * directives,
  * drive.c the background threads, status.c the status page; the file map
  * is in cs_private.h.
  */
@@ -17,6 +19,7 @@
 #include "cs_private.h"
 #include "cache.h"
 #include "config.h"
+#include "dav.h"
 #include "drive.h"
 #include "peer.h"
 #include "peer_serve.h"
@@ -159,6 +162,14 @@ static int cs_post_config(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
     return cs_drive_start(p, s, node_servers);
 }
 
+/* mod_dav and its providers are all loaded by now, in whatever order. */
+static int cs_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
+                         apr_pool_t *ptemp)
+{
+    cs_dav_pre_config(pconf);
+    return OK;
+}
+
 static void cs_child_init(apr_pool_t *p, server_rec *s)
 {
     cs_registry_child_init(p, s);
@@ -225,6 +236,12 @@ static int cs_handler(request_rec *r)
     if (r->handler && strcmp(r->handler, "clusterstorage-status") == 0) {
         return DECLINED;
     }
+    /* In a `DAV clusterstorage` space mod_dav answers (dav.c), except what
+     * another node sends (replication, purges). */
+    if (cs_dav_owns(r) && !apr_table_get(r->notes, CS_NOTE_PEER)) {
+        /* mod_dav has no PATCH: partial updates are the provider's. */
+        return r->method_number == M_PATCH ? cs_dav_patch(r) : DECLINED;
+    }
     sc = cs_sconf(r->server);
     if (!sc->store.state_dir) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(011)
@@ -272,15 +289,7 @@ static int cs_handler(request_rec *r)
     }
     /* The file K maps to (DocumentRoot/Alias), including any part of the
      * path below the first directory that does not exist yet. */
-    path = r->path_info && *r->path_info
-           ? apr_pstrcat(r->pool, r->filename, r->path_info, NULL)
-           : r->filename;
-    if (!path || strncmp(path, sc->store.root, sc->store.root_len) != 0
-        || path[sc->store.root_len] != '/') {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(014)
-                      "%s maps to %s, outside ClusterStorageRoot %s; fix "
-                      "DocumentRoot/Alias", key, path ? path : "(nothing)",
-                      sc->store.root);
+    if (!(path = cs_key_path(r, sc, key))) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     r->allowed = (AP_METHOD_BIT << M_GET)
@@ -327,6 +336,8 @@ static void cs_register_hooks(apr_pool_t *p)
     static const char *const watchdog_after[] = { "mod_watchdog.c", NULL };
 
     (void)p;
+    /* The WebDAV provider, before `DAV clusterstorage` is read. */
+    ap_hook_pre_config(cs_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     /* Checks every node, then shared memory and the background threads;
      * mod_dbd's optional functions exist from its register_hooks on. */
     ap_hook_post_config(cs_post_config, NULL, watchdog_after,

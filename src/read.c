@@ -145,6 +145,14 @@ static int cs_fetch(request_rec *r, const cs_server_conf *sc, const char *key,
     return CS_NO_HOLDER;
 }
 
+int cs_ensure_local(request_rec *r, const cs_server_conf *sc,
+                    const char *key, const char *path, const cs_entry_t *e)
+{
+    int status = cs_fetch(r, sc, key, path, e, NULL);
+
+    return status == CS_NO_HOLDER ? cs_unavailable(r) : status;
+}
+
 int cs_handle_get(request_rec *r, const cs_server_conf *sc, const char *key,
                   const char *path)
 {

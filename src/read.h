@@ -15,9 +15,15 @@
 #define CS_READ_H
 
 #include "config.h"
+#include "codec.h"
 
 /* path: the file key maps to under the root. */
 int cs_handle_get(request_rec *r, const cs_server_conf *sc, const char *key,
                   const char *path);
+
+/* Make sure this node holds version e of key at path (verified), fetching
+ * it from a holder if need be: OK, or the status to answer (logged). */
+int cs_ensure_local(request_rec *r, const cs_server_conf *sc,
+                    const char *key, const char *path, const cs_entry_t *e);
 
 #endif /* CS_READ_H */

@@ -25,6 +25,11 @@
     "(UNIX_TIMESTAMP() - " t "heartbeat <= " CS_STR(CS_ALIVE_PERIODS) \
     " * " t "period)"
 
+/* SQL: the parent collection of the key in column c ("" below "/"). */
+#define CS_SQL_PARENT(c) \
+    "LEFT(" c ", LENGTH(" c ") - LENGTH(SUBSTRING_INDEX(" c ", '/', -1))" \
+    " - 1)"
+
 /* The DDL, also shipped as conf/schema.sql.  Keys are VARBINARY so that
  * the database never re-interprets their bytes; 2048 + 64 bytes fits
  * InnoDB's 3072-byte index limit. */
@@ -37,7 +42,9 @@ static const char *const cs_schema[] = {
     " mtime BIGINT NOT NULL DEFAULT 0,"
     " deleted TINYINT(1) NOT NULL DEFAULT 0,"
     " relpath VARBINARY(2048) NOT NULL DEFAULT '',"
-    " PRIMARY KEY (path)"
+    " parent VARBINARY(2048) NOT NULL DEFAULT '',"
+    " PRIMARY KEY (path),"
+    " KEY cs_files_parent (parent)"
     ") ENGINE=InnoDB",
     "CREATE TABLE IF NOT EXISTS cs_replicas ("
     " path VARBINARY(2048) NOT NULL,"
@@ -62,6 +69,50 @@ static const char *const cs_schema[] = {
     " version BIGINT UNSIGNED NOT NULL,"
     " PRIMARY KEY (node, path)"
     ") ENGINE=InnoDB",
+    /* The namespace (names.c): collections, dead properties, locks. */
+    "CREATE TABLE IF NOT EXISTS cs_dirs ("
+    " path VARBINARY(2048) NOT NULL,"
+    " parent VARBINARY(2048) NOT NULL,"
+    " mtime BIGINT NOT NULL,"
+    " PRIMARY KEY (path),"
+    " KEY cs_dirs_parent (parent)"
+    ") ENGINE=InnoDB",
+    "CREATE TABLE IF NOT EXISTS cs_props ("
+    " path VARBINARY(2048) NOT NULL,"
+    " ns VARBINARY(768) NOT NULL,"
+    " name VARBINARY(255) NOT NULL,"
+    " value MEDIUMBLOB NOT NULL,"
+    " PRIMARY KEY (path, ns, name)"
+    ") ENGINE=InnoDB",
+    "CREATE TABLE IF NOT EXISTS cs_locks ("
+    " token CHAR(36) CHARACTER SET ascii NOT NULL,"
+    " path VARBINARY(2048) NOT NULL,"
+    " depth TINYINT NOT NULL,"
+    " scope TINYINT NOT NULL,"
+    " owner BLOB NOT NULL,"
+    " auth_user VARBINARY(255) NOT NULL DEFAULT '',"
+    " expires BIGINT NOT NULL,"
+    " PRIMARY KEY (token),"
+    " KEY cs_locks_path (path)"
+    ") ENGINE=InnoDB",
+    /* A registry from before collections: each file row learns its
+     * parent, and every directory that holds a live file becomes a
+     * collection (both are no-ops once done). */
+    "ALTER TABLE cs_files"
+    " ADD COLUMN IF NOT EXISTS parent VARBINARY(2048) NOT NULL DEFAULT '',"
+    " ADD INDEX IF NOT EXISTS cs_files_parent (parent)",
+    "UPDATE cs_files SET parent = LEFT(path, LENGTH(path)"
+    " - LENGTH(SUBSTRING_INDEX(path, '/', -1)) - 1)"
+    " WHERE parent = '' AND LOCATE('/', path, 2) > 0",
+    "INSERT IGNORE INTO cs_dirs (path, parent, mtime)"
+    " WITH RECURSIVE a (p) AS ("
+    "  SELECT DISTINCT parent FROM cs_files"
+    "  WHERE parent <> '' AND deleted = 0 AND version > 0"
+    "  UNION SELECT LEFT(p, LENGTH(p)"
+    "  - LENGTH(SUBSTRING_INDEX(p, '/', -1)) - 1) FROM a"
+    "  WHERE LOCATE('/', p, 2) > 0)"
+    " SELECT p, LEFT(p, LENGTH(p)"
+    " - LENGTH(SUBSTRING_INDEX(p, '/', -1)) - 1), 0 FROM a",
     NULL
 };
 
@@ -71,6 +122,7 @@ typedef enum {
     CS_ST_CREATE,
     CS_ST_LOCKROW,
     CS_ST_UPSERT,
+    CS_ST_ANCESTORS,
     CS_ST_DROP_REPLICAS,
     CS_ST_ADD_REPLICA,
     CS_ST_HEARTBEAT,
@@ -97,10 +149,7 @@ typedef enum {
  * returns from a failed statement). */
 #define CS_ER_DUP_ENTRY 1062
 
-static const struct {
-    const char *label;
-    const char *sql;
-} cs_stmts[CS_ST_COUNT] = {
+static const cs_sql_t cs_stmts[CS_ST_COUNT] = {
     { "cs_get",
       "SELECT " CS_ENTRY_COLS " FROM cs_files WHERE path = %s" },
     /* Gives a missing key a "never stored" row to lock, so concurrent first
@@ -114,12 +163,21 @@ static const struct {
      * the placeholder way. */
     { "cs_create",
       "INSERT INTO cs_files (path, version, size, sha256, mtime, deleted,"
-      " relpath) VALUES (%s, 1, %s, %s, %s, 0, %s)" },
+      " relpath, parent) VALUES (%s, 1, %s, %s, %s, 0, %s, %s)" },
     { "cs_lockrow",
       "SELECT " CS_ENTRY_COLS " FROM cs_files WHERE path = %s FOR UPDATE" },
     { "cs_upsert",
       "UPDATE cs_files SET version = %s, size = %s, sha256 = %s,"
-      " mtime = %s, deleted = %s, relpath = %s WHERE path = %s" },
+      " mtime = %s, deleted = %s, relpath = %s, parent = %s"
+      " WHERE path = %s" },
+    /* A key's first version (or one after a tombstone) makes its parent
+     * directories collections (SPEC section 8), in one statement. */
+    { "cs_ancestors",
+      "INSERT IGNORE INTO cs_dirs (path, parent, mtime)"
+      " WITH RECURSIVE a (p) AS (SELECT " CS_SQL_PARENT("%s")
+      "  UNION ALL SELECT " CS_SQL_PARENT("p") " FROM a"
+      "  WHERE LOCATE('/', p, 2) > 0)"
+      " SELECT p, " CS_SQL_PARENT("p") ", %s FROM a WHERE p <> ''" },
     { "cs_drop_replicas",
       "DELETE FROM cs_replicas WHERE path = %s" },
     /* A holder row only ever moves forward in version: a registration
@@ -294,15 +352,15 @@ static int cs_db_retryable(int e)
 /* The prepared statement `id` on this connection, preparing it on first use.
  * Statements live in the connection's pool (mod_dbd destroys it with the
  * connection), so a reconnect re-prepares them. */
-static apr_dbd_prepared_t *cs_stmt(server_rec *s, ap_dbd_t *dbd,
-                                   cs_stmt_id id)
+static apr_dbd_prepared_t *cs_db_stmt(server_rec *s, ap_dbd_t *dbd,
+                                      const cs_sql_t *q)
 {
     cs_prepared_t *ps;
     apr_dbd_prepared_t *stmt = NULL;
     apr_pool_t *sub;
     int rv, nrows;
 
-    ps = apr_hash_get(dbd->prepared, cs_stmts[id].label, APR_HASH_KEY_STRING);
+    ps = apr_hash_get(dbd->prepared, q->label, APR_HASH_KEY_STRING);
     if (ps) {
         return ps->stmt;
     }
@@ -323,20 +381,20 @@ static apr_dbd_prepared_t *cs_stmt(server_rec *s, ap_dbd_t *dbd,
                      dbd);
     }
     apr_pool_create(&sub, dbd->pool);
-    rv = apr_dbd_prepare(dbd->driver, sub, dbd->handle, cs_stmts[id].sql,
-                         cs_stmts[id].label, &stmt);
+    rv = apr_dbd_prepare(dbd->driver, sub, dbd->handle, q->sql,
+                         q->label, &stmt);
     /* Tables missing (first start)?  Create them once and try again; a
      * database user without CREATE works as long as they exist. */
     if ((rv != 0 || !stmt) && !apr_atomic_read32(&cs_schema_ready)
         && cs_db_schema(s, dbd) == APR_SUCCESS) {
         stmt = NULL;
-        rv = apr_dbd_prepare(dbd->driver, sub, dbd->handle, cs_stmts[id].sql,
-                             cs_stmts[id].label, &stmt);
+        rv = apr_dbd_prepare(dbd->driver, sub, dbd->handle, q->sql,
+                             q->label, &stmt);
     }
     if (rv != 0 || !stmt) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(102)
                      "cannot prepare statement %s: %s",
-                     cs_stmts[id].label, cs_db_error(dbd, rv));
+                     q->label, cs_db_error(dbd, rv));
         apr_pool_destroy(sub);
         cs_db_errno = rv ? rv : 2006;
         return NULL;
@@ -344,24 +402,41 @@ static apr_dbd_prepared_t *cs_stmt(server_rec *s, ap_dbd_t *dbd,
     ps = apr_palloc(sub, sizeof(*ps));
     ps->pool = sub;
     ps->stmt = stmt;
-    apr_hash_set(dbd->prepared, cs_stmts[id].label, APR_HASH_KEY_STRING, ps);
+    apr_hash_set(dbd->prepared, q->label, APR_HASH_KEY_STRING, ps);
     return stmt;
+}
+
+static apr_dbd_prepared_t *cs_stmt(server_rec *s, ap_dbd_t *dbd,
+                                   cs_stmt_id id)
+{
+    return cs_db_stmt(s, dbd, &cs_stmts[id]);
 }
 
 /* After the server lost our statements (restart, lost connection with
  * auto-reconnect): close what is left and prepare them again next time. */
 static void cs_forget_stmts(ap_dbd_t *dbd)
 {
-    int i;
+    apr_hash_index_t *hi;
+    const char *ours[128];
+    int i, n = 0;
 
-    for (i = 0; i < CS_ST_COUNT; i++) {
-        cs_prepared_t *ps = apr_hash_get(dbd->prepared, cs_stmts[i].label,
-                                         APR_HASH_KEY_STRING);
-        if (ps) {
-            apr_hash_set(dbd->prepared, cs_stmts[i].label,
-                         APR_HASH_KEY_STRING, NULL);
-            apr_pool_destroy(ps->pool);
+    /* Every statement of this module (registry.c's and names.c's): their
+     * labels start with "cs_" and their values are cs_prepared_t. */
+    for (hi = apr_hash_first(NULL, dbd->prepared); hi;
+         hi = apr_hash_next(hi)) {
+        const void *k;
+        apr_hash_this(hi, &k, NULL, NULL);
+        if (strncmp(k, "cs_", 3) == 0 && strcmp(k, CS_SESSION_LABEL) != 0
+            && n < 128) {
+            ours[n++] = k;
         }
+    }
+    for (i = 0; i < n; i++) {
+        const char *label = ours[i];
+        cs_prepared_t *ps = apr_hash_get(dbd->prepared, label,
+                                         APR_HASH_KEY_STRING);
+        apr_hash_set(dbd->prepared, label, APR_HASH_KEY_STRING, NULL);
+        apr_pool_destroy(ps->pool);
     }
     apr_hash_set(dbd->prepared, CS_SESSION_LABEL, APR_HASH_KEY_STRING, NULL);
 }
@@ -411,11 +486,12 @@ static __thread int cs_in_txn;
 
 /* Run a SELECT and collect every row as an array of ncols strings. */
 static apr_status_t cs_db_rows_once(server_rec *s, apr_pool_t *p,
-                                    ap_dbd_t *dbd, cs_stmt_id id, int ncols,
+                                    ap_dbd_t *dbd, const cs_sql_t *q,
+                                    int ncols,
                                     apr_array_header_t **out, int nargs,
                                     const char **args)
 {
-    apr_dbd_prepared_t *stmt = cs_stmt(s, dbd, id);
+    apr_dbd_prepared_t *stmt = cs_db_stmt(s, dbd, q);
     apr_dbd_results_t *res = NULL;
     apr_dbd_row_t *row = NULL;
     int rv, i;
@@ -429,7 +505,7 @@ static apr_status_t cs_db_rows_once(server_rec *s, apr_pool_t *p,
     if (rv != 0) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(103)
                      "registry lookup %s failed: %s",
-                     cs_stmts[id].label, cs_db_error(dbd, rv));
+                     q->label, cs_db_error(dbd, rv));
         cs_db_failed(dbd, rv);
         return APR_EGENERAL;
     }
@@ -443,7 +519,7 @@ static apr_status_t cs_db_rows_once(server_rec *s, apr_pool_t *p,
     }
     if (rv != -1) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(105)
-                     "reading rows of %s failed: %s", cs_stmts[id].label,
+                     "reading rows of %s failed: %s", q->label,
                      cs_db_error(dbd, rv));
         cs_db_failed(dbd, rv);
         return APR_EGENERAL;
@@ -454,18 +530,26 @@ static apr_status_t cs_db_rows_once(server_rec *s, apr_pool_t *p,
 /* A SELECT that fails is tried once more on re-prepared statements:
  * after the database restarted, the first use of a pooled connection finds
  * its server-side statements gone (mod_dbd reconnects underneath). */
+apr_status_t cs_db_select(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                          const cs_sql_t *q, int ncols,
+                          apr_array_header_t **out, int nargs,
+                          const char **args)
+{
+    apr_status_t rv = cs_db_rows_once(s, p, dbd, q, ncols, out, nargs,
+                                      args);
+
+    if (rv != APR_SUCCESS && !cs_in_txn) {
+        rv = cs_db_rows_once(s, p, dbd, q, ncols, out, nargs, args);
+    }
+    return rv;
+}
+
 static apr_status_t cs_db_rows(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
                                cs_stmt_id id, int ncols,
                                apr_array_header_t **out, int nargs,
                                const char **args)
 {
-    apr_status_t rv = cs_db_rows_once(s, p, dbd, id, ncols, out, nargs,
-                                      args);
-
-    if (rv != APR_SUCCESS && !cs_in_txn) {
-        rv = cs_db_rows_once(s, p, dbd, id, ncols, out, nargs, args);
-    }
-    return rv;
+    return cs_db_select(s, p, dbd, &cs_stmts[id], ncols, out, nargs, args);
 }
 
 /* The entry in the first of rows whose first five columns are
@@ -498,9 +582,9 @@ static apr_status_t cs_db_select_entry(server_rec *s, apr_pool_t *p,
     return cs_rows_entry(s, key, rows, e);
 }
 
-static apr_status_t cs_db_exec_args(server_rec *s, apr_pool_t *p,
-                                    ap_dbd_t *dbd, cs_stmt_id id, int *nrows,
-                                    int n, const char **args)
+apr_status_t cs_db_run(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                       const cs_sql_t *q, int *nrows, int n,
+                       const char **args)
 {
     apr_dbd_prepared_t *stmt;
     int rv = 0, dummy, attempt;
@@ -508,7 +592,7 @@ static apr_status_t cs_db_exec_args(server_rec *s, apr_pool_t *p,
     /* Every statement run outside a transaction is idempotent (upserts,
      * deletes by key), so one retry on re-prepared statements is safe. */
     for (attempt = 0; attempt < (cs_in_txn ? 1 : 2); attempt++) {
-        if (!(stmt = cs_stmt(s, dbd, id))) {
+        if (!(stmt = cs_db_stmt(s, dbd, q))) {
             continue;
         }
         rv = apr_dbd_pquery(dbd->driver, p, dbd->handle,
@@ -518,15 +602,22 @@ static apr_status_t cs_db_exec_args(server_rec *s, apr_pool_t *p,
         }
         /* A first writer that lost the race for a new key's row is
          * expected (its transaction runs again); anything else is not. */
-        ap_log_error(APLOG_MARK, id == CS_ST_CREATE && rv == CS_ER_DUP_ENTRY
+        ap_log_error(APLOG_MARK, q == &cs_stmts[CS_ST_CREATE] && rv == CS_ER_DUP_ENTRY
                                  ? APLOG_DEBUG
                                  : attempt || cs_in_txn ? APLOG_ERR
                                                         : APLOG_INFO,
                      0, s, CSLOG(106) "registry statement %s failed: %s",
-                     cs_stmts[id].label, cs_db_error(dbd, rv));
+                     q->label, cs_db_error(dbd, rv));
         cs_db_failed(dbd, rv);
     }
     return APR_EGENERAL;
+}
+
+static apr_status_t cs_db_exec_args(server_rec *s, apr_pool_t *p,
+                                    ap_dbd_t *dbd, cs_stmt_id id, int *nrows,
+                                    int n, const char **args)
+{
+    return cs_db_run(s, p, dbd, &cs_stmts[id], nrows, n, args);
 }
 
 static apr_status_t cs_db_exec(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
@@ -543,6 +634,13 @@ static apr_status_t cs_db_exec(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
     }
     va_end(ap);
     return cs_db_exec_args(s, p, dbd, id, nrows, n, args);
+}
+
+const char *cs_key_parent(apr_pool_t *p, const char *key)
+{
+    const char *slash = strrchr(key, '/');
+
+    return slash && slash > key ? apr_pstrmemdup(p, key, slash - key) : "";
 }
 
 apr_status_t cs_registry_child_init(apr_pool_t *p, server_rec *s)
@@ -651,6 +749,7 @@ static int cs_write_txn_once(request_rec *r, const char *key,
     /* The version's time by the database's clock (as this node measured
      * it), so that every node's Last-Modified is a sane one. */
     apr_time_t now = apr_time_now() + cs_clock_skew(sc);
+    const char *parent = cs_key_parent(r->pool, key);
 
     if (!dbd) {
         return HTTP_SERVICE_UNAVAILABLE;
@@ -660,6 +759,7 @@ static int cs_write_txn_once(request_rec *r, const char *key,
         || !cs_stmt(r->server, dbd, CS_ST_CREATE)
         || !cs_stmt(r->server, dbd, CS_ST_LOCKROW)
         || !cs_stmt(r->server, dbd, CS_ST_UPSERT)
+        || !cs_stmt(r->server, dbd, CS_ST_ANCESTORS)
         || !cs_stmt(r->server, dbd, CS_ST_DROP_REPLICAS)
         || !cs_stmt(r->server, dbd, CS_ST_ADD_REPLICA)) {
         return HTTP_SERVICE_UNAVAILABLE;
@@ -710,7 +810,7 @@ static int cs_write_txn_once(request_rec *r, const char *key,
                         cs_u64(r->pool, next->size), next->sha256,
                         apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
                                      next->mtime),
-                        relpath, NULL);
+                        relpath, parent, NULL);
     }
     else {
         rv = cs_db_exec(r->server, r->pool, dbd, CS_ST_UPSERT, NULL,
@@ -719,11 +819,17 @@ static int cs_write_txn_once(request_rec *r, const char *key,
                         next->sha256,
                         apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
                                      next->mtime),
-                        tombstone ? "1" : "0", relpath, key, NULL);
+                        tombstone ? "1" : "0", relpath, parent, key, NULL);
         if (rv == APR_SUCCESS) {
             rv = cs_db_exec(r->server, r->pool, dbd, CS_ST_DROP_REPLICAS,
                             NULL, key, NULL);
         }
+    }
+    if (rv == APR_SUCCESS && !tombstone
+        && (cur->version == 0 || cur->deleted)) {
+        rv = cs_db_exec(r->server, r->pool, dbd, CS_ST_ANCESTORS, NULL, key,
+                        key, key, apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
+                                               next->mtime), NULL);
     }
     if (rv == APR_SUCCESS && !tombstone) {
         rv = cs_db_exec(r->server, r->pool, dbd, CS_ST_ADD_REPLICA, NULL, key,
@@ -826,9 +932,12 @@ apr_status_t cs_registry_ensure_schema(server_rec *s, apr_pool_t *p)
     if (!dbd) {
         return APR_ECONNREFUSED;
     }
-    /* Preparing a statement creates the tables only if they are missing,
-     * so a database user without CREATE works once they exist. */
-    rv = cs_stmt(s, dbd, CS_ST_GET) ? APR_SUCCESS : APR_EGENERAL;
+    /* Preparing a statement creates the tables only if they are missing
+     * (or migrates them: the newest columns and tables are in these
+     * statements), so a database user without CREATE works once they
+     * exist. */
+    rv = cs_stmt(s, dbd, CS_ST_GET) && cs_stmt(s, dbd, CS_ST_CREATE)
+         && cs_stmt(s, dbd, CS_ST_ANCESTORS) ? APR_SUCCESS : APR_EGENERAL;
     cs_dbd_close(s, dbd);
     return rv;
 }

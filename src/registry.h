@@ -176,4 +176,27 @@ apr_status_t cs_registry_drop_lease(server_rec *s, apr_pool_t *p);
 apr_status_t cs_registry_repair_backlog(server_rec *s, apr_pool_t *p,
                                         ap_dbd_t *dbd, int *count);
 
+/* ---- statements for the namespace (names.c) -------------------------- */
+
+/* A statement of this module: prepared on first use on each connection
+ * under its label (which starts with "cs_"), re-prepared after the
+ * database lost it. */
+typedef struct {
+    const char *label;
+    const char *sql;
+} cs_sql_t;
+
+/* Every row of a SELECT, each an array of ncols strings (NULL as "").
+ * Outside a transaction a failure is retried once on fresh statements. */
+apr_status_t cs_db_select(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                          const cs_sql_t *q, int ncols,
+                          apr_array_header_t **rows, int nargs,
+                          const char **args);
+/* Run a statement; *nrows (if not NULL) the rows it changed. */
+apr_status_t cs_db_run(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                       const cs_sql_t *q, int *nrows, int nargs,
+                       const char **args);
+/* The parent collection of key ("" for a key just below "/"). */
+const char *cs_key_parent(apr_pool_t *p, const char *key);
+
 #endif /* CS_REGISTRY_H */

@@ -155,6 +155,25 @@ int cs_lock_key(request_rec *r, const cs_server_conf *sc, const char *key,
     return OK;
 }
 
+const char *cs_key_path(request_rec *r, const cs_server_conf *sc,
+                        const char *key)
+{
+    const char *path = r->path_info && *r->path_info
+                       ? apr_pstrcat(r->pool, r->filename, r->path_info,
+                                     NULL)
+                       : r->filename;
+
+    if (!path || strncmp(path, sc->store.root, sc->store.root_len) != 0
+        || path[sc->store.root_len] != '/') {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(014)
+                      "%s maps to %s, outside ClusterStorageRoot %s; fix "
+                      "DocumentRoot/Alias", key, path ? path : "(nothing)",
+                      sc->store.root);
+        return NULL;
+    }
+    return path;
+}
+
 int cs_prepare_dir(request_rec *r, const cs_server_conf *sc,
                    const char *key, const char *path)
 {

@@ -45,6 +45,12 @@ int cs_serve(request_rec *r, apr_file_t *f, const apr_finfo_t *fi,
  * a file or directory in the way, 507 for a full disk, else 500. */
 int cs_store_http_status(apr_status_t rv);
 
+/* The file key maps to (DocumentRoot/Alias: r->filename with any part
+ * of the path below the first directory that does not exist yet), or
+ * NULL (logged) when that is outside ClusterStorageRoot. */
+const char *cs_key_path(request_rec *r, const cs_server_conf *sc,
+                        const char *key);
+
 /* Take the key lock (store.h) for r: OK, or 500 (logged). */
 int cs_lock_key(request_rec *r, const cs_server_conf *sc, const char *key,
                 apr_file_t **lock);

@@ -371,6 +371,41 @@ apr_status_t cs_store_tmp_write(cs_tmp_t *t, const char *buf, apr_size_t len)
     return rv;
 }
 
+apr_status_t cs_store_tmp_append_file(cs_tmp_t *t, apr_file_t *f,
+                                      apr_off_t from, apr_off_t len)
+{
+    char buf[65536];
+    apr_off_t pos = from;
+    apr_status_t rv = apr_file_seek(f, APR_SET, &pos);
+
+    while (rv == APR_SUCCESS && len != 0) {
+        apr_size_t n = len < 0 || len > (apr_off_t)sizeof(buf)
+                       ? sizeof(buf) : (apr_size_t)len;
+        rv = apr_file_read(f, buf, &n);
+        if (rv == APR_EOF) {
+            /* Short: the caller asked for bytes the file does not have. */
+            return len < 0 ? APR_SUCCESS : APR_EOF;
+        }
+        if (rv == APR_SUCCESS) {
+            rv = cs_store_tmp_write(t, buf, n);
+            if (len > 0) {
+                len -= n;
+            }
+        }
+    }
+    return rv;
+}
+
+apr_status_t cs_store_tmp_append_tmp(cs_tmp_t *t, cs_tmp_t *src)
+{
+    apr_status_t rv = apr_file_flush(src->file);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    return cs_store_tmp_append_file(t, src->file, 0, (apr_off_t)src->size);
+}
+
 void cs_store_tmp_digest(cs_tmp_t *t, apr_uint64_t *size,
                          char sha256[CS_SHA256_HEX_LEN + 1])
 {
@@ -408,6 +443,34 @@ apr_status_t cs_store_tmp_seal(cs_tmp_t *t, const char *key,
     return APR_SUCCESS;
 }
 
+/* Remove dir if it holds nothing but (recursively) empty directories:
+ * what a removed collection leaves behind on a node.  0 if it is gone. */
+static int cs_prune_empty(const char *dir, int depth)
+{
+    DIR *d;
+    struct dirent *de;
+    int busy = 0;
+
+    if (depth > 64 || !(d = opendir(dir))) {
+        return -1;
+    }
+    while (!busy && (de = readdir(d)) != NULL) {
+        char sub[4096];
+        struct stat sb;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
+            continue;
+        }
+        if (snprintf(sub, sizeof(sub), "%s/%s", dir, de->d_name)
+            >= (int)sizeof(sub)
+            || lstat(sub, &sb) != 0 || !S_ISDIR(sb.st_mode)
+            || cs_prune_empty(sub, depth + 1) != 0) {
+            busy = 1;
+        }
+    }
+    closedir(d);
+    return busy ? -1 : rmdir(dir);
+}
+
 apr_status_t cs_store_make_parents(apr_pool_t *p, const cs_store_t *st,
                                    const char *path)
 {
@@ -435,7 +498,8 @@ apr_status_t cs_store_make_parents(apr_pool_t *p, const cs_store_t *st,
         }
         *s = '/';
     }
-    if (lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+    if (lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode)
+        && cs_prune_empty(path, 0) != 0) {
         return APR_FROM_OS_ERROR(EISDIR);
     }
     return APR_SUCCESS;

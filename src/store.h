@@ -99,6 +99,11 @@ apr_status_t cs_store_tmp_create(apr_pool_t *p, const cs_store_t *st,
 /* Append bytes (hashed on the way). */
 apr_status_t cs_store_tmp_write(cs_tmp_t *t, const char *buf,
                                 apr_size_t len);
+/* Append len bytes of f from offset from (len -1: up to its end). */
+apr_status_t cs_store_tmp_append_file(cs_tmp_t *t, apr_file_t *f,
+                                      apr_off_t from, apr_off_t len);
+/* Append every byte written to src so far. */
+apr_status_t cs_store_tmp_append_tmp(cs_tmp_t *t, cs_tmp_t *src);
 /* Size and hex SHA-256 of everything written so far (once, at the end). */
 void cs_store_tmp_digest(cs_tmp_t *t, apr_uint64_t *size,
                          char sha256[CS_SHA256_HEX_LEN + 1]);
@@ -108,7 +113,9 @@ apr_status_t cs_store_tmp_seal(cs_tmp_t *t, const char *key,
 /* Create the missing parent directories of path (inside st's root)
  * without following symlinks.  CS_STORE_EUNSAFE for a path outside the
  * root or through a symlink, APR_ENOTDIR when a parent is a file, EISDIR
- * when path itself is a directory, or what mkdir said (ENOSPC...). */
+ * when path itself is a directory that holds files (one that holds only
+ * empty directories, as a removed collection leaves behind, is removed),
+ * or what mkdir said (ENOSPC...). */
 apr_status_t cs_store_make_parents(apr_pool_t *p, const cs_store_t *st,
                                    const char *path);
 /* Atomically rename the sealed temp file to path and fsync the directory. */

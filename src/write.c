@@ -14,6 +14,7 @@
  */
 #include "write.h"
 #include "cache.h"
+#include "read.h"
 #include "peer.h"
 #include "queue.h"
 #include "registry.h"
@@ -33,6 +34,8 @@ typedef struct {
     const cs_server_conf *sc;
     cs_tmp_t *tmp;
     const char *job;
+    apr_uint64_t expect;    /* a partial write's base version, or 0 */
+    int lost_race;          /* the key moved past expect meanwhile */
 } cs_write_ctx;
 
 /* Conditional write headers against the committed current entry. */
@@ -55,6 +58,19 @@ static int cs_precondition(request_rec *r, const cs_entry_t *cur, void *b)
         if (strcmp(inm, "*") == 0 || ap_find_etag_weak(r->pool, inm, etag)) {
             return HTTP_PRECONDITION_FAILED;
         }
+    }
+    return OK;
+}
+
+/* A partial write builds on the version it copied: it commits only if
+ * that is still the current one (else it is built again). */
+static int cs_expect_version(request_rec *r, const cs_entry_t *cur, void *b)
+{
+    cs_write_ctx *w = b;
+
+    if (cur->version != w->expect || cur->deleted) {
+        w->lost_race = 1;
+        return HTTP_CONFLICT;
     }
     return OK;
 }
@@ -243,26 +259,29 @@ static int cs_write_end(request_rec *r, const cs_server_conf *sc,
     return OK;
 }
 
-int cs_handle_put(request_rec *r, const cs_server_conf *sc, const char *key,
-                  const char *path)
-{
+/* One upload in progress (write.h). */
+struct cs_upload_t {
+    request_rec *r;
+    const cs_server_conf *sc;
     cs_write_ctx w;
     cs_write_ops_t ops;
-    cs_entry_t e;
-    apr_file_t *lock = NULL;
-    apr_uint64_t size;
-    char sha[CS_SHA256_HEX_LEN + 1];
-    apr_status_t rv;
-    int status, created = 0;
+};
 
-    cs_write_begin(&w, &ops, sc, key, path, cs_put_prepare);
-    /* A partial PUT is not done here (RFC 7231 4.3.4: then 400), rather
-     * than replacing the whole file with the range's bytes. */
-    if (apr_table_get(r->headers_in, "Content-Range")) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, CSLOG(019)
-                      "PUT %s with Content-Range refused: partial writes "
-                      "are not supported here; nothing stored", key);
-        return HTTP_BAD_REQUEST;
+int cs_upload_begin(request_rec *r, const cs_server_conf *sc,
+                    const char *key, const char *path, int conditional,
+                    cs_upload_t **out)
+{
+    cs_upload_t *up = apr_pcalloc(r->pool, sizeof(*up));
+    cs_entry_t e;
+    apr_status_t rv;
+    int status;
+
+    *out = NULL;
+    up->r = r;
+    up->sc = sc;
+    cs_write_begin(&up->w, &up->ops, sc, key, path, cs_put_prepare);
+    if (!conditional) {
+        up->ops.precondition = NULL;
     }
     if ((status = cs_clock_allows_write(r, sc)) != OK) {
         return status;
@@ -274,12 +293,12 @@ int cs_handle_put(request_rec *r, const cs_server_conf *sc, const char *key,
     }
     /* Fail fast on a precondition before the body is transferred; the
      * transaction decides again under the row lock. */
-    if (apr_table_get(r->headers_in, "If-Match")
-        || apr_table_get(r->headers_in, "If-None-Match")) {
+    if (conditional && (apr_table_get(r->headers_in, "If-Match")
+                        || apr_table_get(r->headers_in, "If-None-Match"))) {
         if (cs_registry_get_db(r, key, &e) != APR_SUCCESS) {
             return cs_unavailable(r);
         }
-        if ((status = cs_precondition(r, &e, &w)) != OK) {
+        if ((status = cs_precondition(r, &e, &up->w)) != OK) {
             return status;
         }
     }
@@ -299,40 +318,84 @@ int cs_handle_put(request_rec *r, const cs_server_conf *sc, const char *key,
     if ((status = cs_prepare_dir(r, sc, key, path)) != OK) {
         return status;
     }
-    rv = cs_store_tmp_create(r->pool, &sc->store, "put", &w.tmp);
+    rv = cs_store_tmp_create(r->pool, &sc->store, "put", &up->w.tmp);
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(035)
                       "PUT %s: cannot create a temp file in %s/tmp", key,
                       sc->store.state_dir);
         return cs_store_http_status(rv);
     }
-    if ((status = cs_read_body(r, key, w.tmp)) != OK) {
-        return status;      /* the pool cleanup removes the temp file */
-    }
-    cs_store_tmp_digest(w.tmp, &size, sha);
-    if ((status = cs_lock_key(r, sc, key, &lock)) != OK) {
+    *out = up;
+    return OK;
+}
+
+cs_tmp_t *cs_upload_tmp(cs_upload_t *up)
+{
+    return up->w.tmp;
+}
+
+int cs_upload_commit(cs_upload_t *up, cs_entry_t *e, int *created)
+{
+    request_rec *r = up->r;
+    const char *key = up->w.key;
+    apr_file_t *lock = NULL;
+    apr_uint64_t size;
+    char sha[CS_SHA256_HEX_LEN + 1];
+    apr_status_t rv;
+    int status;
+
+    *created = 0;
+    cs_store_tmp_digest(up->w.tmp, &size, sha);
+    if ((status = cs_lock_key(r, up->sc, key, &lock)) != OK) {
         return status;
     }
-    status = cs_registry_put(r, key, w.relpath, size, sha, &ops, &e,
-                             &created);
+    status = cs_registry_put(r, key, up->w.relpath, size, sha, &up->ops, e,
+                             created);
     if (status == OK) {
-        rv = cs_store_install(w.tmp, path);
+        rv = cs_store_install(up->w.tmp, up->w.path);
         if (rv != APR_SUCCESS) {
             ap_log_rerror(APLOG_MARK, APLOG_CRIT, rv, r, CSLOG(037)
                           "PUT %s: version %" APR_UINT64_T_FMT " committed "
-                          "but cannot be renamed into %s", key, e.version,
-                          path);
+                          "but cannot be renamed into %s", key, e->version,
+                          up->w.path);
             status = HTTP_INTERNAL_SERVER_ERROR;
         }
     }
-    if ((status = cs_write_end(r, sc, key, lock, status, &e)) != OK) {
+    if ((status = cs_write_end(r, up->sc, key, lock, status, e)) != OK) {
         return status;
     }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(038)
                   "stored %s version %" APR_UINT64_T_FMT " (%"
-                  APR_UINT64_T_FMT " bytes)", key, e.version, e.size);
-    CS_COUNT(sc, puts, 1);
-    cs_version_headers(r, &e);
+                  APR_UINT64_T_FMT " bytes)", key, e->version, e->size);
+    CS_COUNT(up->sc, puts, 1);
+    cs_version_headers(r, e);
+    return OK;
+}
+
+int cs_handle_put(request_rec *r, const cs_server_conf *sc, const char *key,
+                  const char *path)
+{
+    cs_upload_t *up;
+    cs_entry_t e;
+    int status, created = 0;
+
+    /* A partial PUT is not done here (RFC 7231 4.3.4: then 400), rather
+     * than replacing the whole file with the range's bytes. */
+    if (apr_table_get(r->headers_in, "Content-Range")) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, CSLOG(019)
+                      "PUT %s with Content-Range refused: partial writes "
+                      "are not supported here; nothing stored", key);
+        return HTTP_BAD_REQUEST;
+    }
+    if ((status = cs_upload_begin(r, sc, key, path, 1, &up)) != OK) {
+        return status;
+    }
+    if ((status = cs_read_body(r, key, cs_upload_tmp(up))) != OK) {
+        return status;      /* the pool cleanup removes the temp file */
+    }
+    if ((status = cs_upload_commit(up, &e, &created)) != OK) {
+        return status;
+    }
     if (created) {
         apr_table_setn(r->headers_out, "Location",
                        ap_construct_url(r->pool, r->uri, r));
@@ -341,24 +404,27 @@ int cs_handle_put(request_rec *r, const cs_server_conf *sc, const char *key,
     return OK;
 }
 
-int cs_handle_delete(request_rec *r, const cs_server_conf *sc,
-                     const char *key, const char *path)
+int cs_delete_key(request_rec *r, const cs_server_conf *sc, const char *key,
+                  const char *path, apr_uint64_t expect, cs_entry_t *e)
 {
     cs_write_ctx w;
     cs_write_ops_t ops;
-    cs_entry_t e;
     apr_file_t *lock = NULL;
     apr_status_t rv;
     int status;
 
     cs_write_begin(&w, &ops, sc, key, path, cs_delete_prepare);
+    if (expect) {
+        ops.precondition = cs_expect_version;
+        w.expect = expect;
+    }
     if ((status = cs_clock_allows_write(r, sc)) != OK) {
         return status;
     }
     if ((status = cs_lock_key(r, sc, key, &lock)) != OK) {
         return status;
     }
-    status = cs_registry_delete(r, key, &ops, &e);
+    status = cs_registry_delete(r, key, &ops, e);
     if (status == OK) {
         rv = cs_store_remove(r->pool, path);
         if (rv != APR_SUCCESS) {
@@ -367,15 +433,119 @@ int cs_handle_delete(request_rec *r, const cs_server_conf *sc,
                           "not be removed; it will not be served", key, path);
         }
     }
-    if ((status = cs_write_end(r, sc, key, lock, status, &e)) != OK) {
+    if ((status = cs_write_end(r, sc, key, lock, status, e)) != OK) {
         return status;
     }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(040)
                   "deleted %s (tombstone version %" APR_UINT64_T_FMT ")",
-                  key, e.version);
+                  key, e->version);
     CS_COUNT(sc, deletes, 1);
+    return OK;
+}
+
+int cs_handle_delete(request_rec *r, const cs_server_conf *sc,
+                     const char *key, const char *path)
+{
+    cs_entry_t e;
+    int status = cs_delete_key(r, sc, key, path, 0, &e);
+
+    if (status != OK) {
+        return status;
+    }
     apr_table_setn(r->headers_out, "X-ClusterStorage-Version",
                    apr_psprintf(r->pool, "%" APR_UINT64_T_FMT, e.version));
     r->status = HTTP_NO_CONTENT;
     return OK;
+}
+
+int cs_patch_key(request_rec *r, const cs_server_conf *sc, const char *key,
+                 const char *path, apr_off_t offset, cs_tmp_t *body,
+                 apr_uint64_t len, cs_entry_t *out)
+{
+    int attempt, status;
+
+    for (attempt = 0; attempt < 16; attempt++) {
+        cs_entry_t base;
+        cs_upload_t *up;
+        apr_pool_t *fp;         /* this attempt's open copy */
+        apr_file_t *f;
+        apr_finfo_t fi;
+        apr_uint64_t v, at;
+        char sha[CS_SHA256_HEX_LEN + 1];
+        int created;
+
+        if (cs_registry_get_db(r, key, &base) != APR_SUCCESS) {
+            return cs_unavailable(r);
+        }
+        if (base.version == 0 || base.deleted) {
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, CSLOG(073)
+                          "partial write of %s refused: no such key (404); "
+                          "nothing stored", key);
+            return HTTP_NOT_FOUND;
+        }
+        at = offset < 0 ? base.size : (apr_uint64_t)offset;
+        if (at > base.size) {
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, CSLOG(074)
+                          "partial write of %s at %" APR_UINT64_T_FMT
+                          " refused: it has %" APR_UINT64_T_FMT " bytes "
+                          "(416); nothing stored", key, at, base.size);
+            return HTTP_RANGE_NOT_SATISFIABLE;
+        }
+        apr_pool_create(&fp, r->pool);
+        if (cs_store_open(fp, path, key, 0, &f, &fi, &v, sha)
+            != APR_SUCCESS || v != base.version) {
+            cs_entry_t now;
+            status = cs_ensure_local(r, sc, key, path, &base);
+            if (status != OK) {
+                /* No holder of base any more: it was replaced meanwhile
+                 * (build again on the new one), or the answer stands. */
+                apr_pool_destroy(fp);
+                if (cs_registry_get_db(r, key, &now) == APR_SUCCESS
+                    && now.version != base.version) {
+                    continue;
+                }
+                return status;
+            }
+            apr_pool_clear(fp);
+            if (cs_store_open(fp, path, key, 0, &f, &fi, &v, sha)
+                != APR_SUCCESS || v != base.version) {
+                apr_pool_destroy(fp);
+                continue;       /* replaced meanwhile: build again */
+            }
+        }
+        if ((status = cs_upload_begin(r, sc, key, path, 0, &up)) != OK) {
+            apr_pool_destroy(fp);
+            return status;
+        }
+        up->ops.precondition = cs_expect_version;
+        up->w.expect = base.version;
+        /* The current bytes before the range, the new ones, the current
+         * ones after it. */
+        if (cs_store_tmp_append_file(up->w.tmp, f, 0, (apr_off_t)at)
+            != APR_SUCCESS
+            || cs_store_tmp_append_tmp(up->w.tmp, body) != APR_SUCCESS
+            || (at + len < base.size
+                && cs_store_tmp_append_file(up->w.tmp, f,
+                                            (apr_off_t)(at + len), -1)
+                   != APR_SUCCESS)) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(075)
+                          "partial write of %s: cannot build the new "
+                          "version; nothing stored", key);
+            apr_pool_destroy(fp);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        apr_pool_destroy(fp);
+        status = cs_upload_commit(up, out, &created);
+        if (status != HTTP_CONFLICT || !up->w.lost_race) {
+            return status;
+        }
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(076)
+                      "partial write of %s: v%" APR_UINT64_T_FMT " was "
+                      "replaced meanwhile; building it again (attempt %d)",
+                      key, base.version, attempt + 2);
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(077)
+                  "partial write of %s: the key kept changing; gave up "
+                  "after 16 attempts (503)", key);
+    return cs_unavailable(r);
 }

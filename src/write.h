@@ -15,10 +15,46 @@
 #define CS_WRITE_H
 
 #include "config.h"
+#include "store.h"
 
 int cs_handle_put(request_rec *r, const cs_server_conf *sc, const char *key,
                   const char *path);
 int cs_handle_delete(request_rec *r, const cs_server_conf *sc,
                      const char *key, const char *path);
+
+/* The same steps for other front ends (the WebDAV provider, dav.c).
+ *
+ * An upload: _begin makes the checks a PUT makes before its body (clock,
+ * registry, the file in the way, and if conditional r's If-Match and
+ * If-None-Match against key, again in the transaction) and opens the
+ * temp file; the body goes to cs_store_tmp_write(cs_upload_tmp(up));
+ * _commit makes it the key's next version (key lock, transaction, rename,
+ * cache fan-out) and sets the version headers.  Each returns OK or the
+ * status to answer (logged); an upload never committed leaves nothing
+ * behind once r's pool is gone. */
+typedef struct cs_upload_t cs_upload_t;
+int cs_upload_begin(request_rec *r, const cs_server_conf *sc,
+                    const char *key, const char *path, int conditional,
+                    cs_upload_t **up);
+cs_tmp_t *cs_upload_tmp(cs_upload_t *up);
+int cs_upload_commit(cs_upload_t *up, cs_entry_t *e, int *created);
+
+/* A tombstone for key, its copy at path removed: OK (*e the tombstone),
+ * 404, a precondition's status or 503.  With expect (not 0) only if
+ * expect is still the current version, else 409 (a MOVE's source that
+ * was written meanwhile). */
+int cs_delete_key(request_rec *r, const cs_server_conf *sc, const char *key,
+                  const char *path, apr_uint64_t expect, cs_entry_t *e);
+
+/* A partial write (SPEC section 8): the next version of key is its
+ * current one with the len bytes of body written at offset (-1: at its
+ * end, an append).  Built from this node's copy of the current version
+ * and committed only if that version is still current, else built again
+ * from the newer one: concurrent partial writes through any nodes all
+ * land, each once.  OK (*out the new version), 404 (no such key), 416
+ * (offset past its end), or the status of the write. */
+int cs_patch_key(request_rec *r, const cs_server_conf *sc, const char *key,
+                 const char *path, apr_off_t offset, cs_tmp_t *body,
+                 apr_uint64_t len, cs_entry_t *out);
 
 #endif /* CS_WRITE_H */

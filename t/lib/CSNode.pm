@@ -28,7 +28,9 @@ sub free_port {
     die "no free port";
 }
 
-# CSNode->new(NAME, replicas => N, timeout => SECONDS)
+# CSNode->new(NAME, replicas => N, timeout => SECONDS, dav => PROVIDER)
+# dav: the node also serves a WebDAV space at /dav (ROOT/dav), see
+# dav_conf; without it the node has none.
 sub new {
     my ($class, $name, %opt) = @_;
     my $dir = "$ENV{CS_STATE_DIR}/nodes/$name";
@@ -42,9 +44,11 @@ sub new {
         root_override => $opt{root},
         edit     => $opt{edit},       # sub { $_[0] is the config text }
         env      => $opt{env} || {},  # environment of its httpd
+        dav      => $opt{dav},
     }, $class;
     $self->{root} = $opt{root} if $opt{root};
-    make_path($dir, "$self->{root}/files", "$self->{root}/htdocs");
+    make_path($dir, "$self->{root}/files", "$self->{root}/htdocs",
+              $self->{dav} ? "$self->{root}/dav" : ());
     $self->write_conf;
     return $self;
 }
@@ -63,11 +67,59 @@ sub write_conf {
         DBUSER => $ENV{CS_DB_USER}, DBPASS => $ENV{CS_DB_PASS},
         DBNAME => $ENV{CS_DB_NAME},
     );
+    $conf .= $self->dav_conf if $self->{dav};
     $conf =~ s/@(\w+)@/exists $v{$1} ? $v{$1} : die "no value for $1"/ge;
     $self->{edit}->($conf) if $self->{edit};
     open my $out, '>', "$self->{dir}/httpd.conf" or die $!;
     print $out $conf;
     close $out;
+}
+
+# The WebDAV space of a node made with dav => PROVIDER, appended to its
+# config (before the edit hook, which sees it):
+#   1 or 'clusterstorage': `DAV clusterstorage` in a ClusterStorage On +
+#       ClusterStorageWrite On location (SPEC section 8);
+#   'filesystem': mod_dav_fs (`DAV On`, a DAVLockDB in the node's
+#       directory) without ClusterStorage, whose handler would otherwise
+#       take the location's GET, PUT and DELETE itself.  For trying a
+#       harness on a DAV space before the cluster's provider exists; such
+#       nodes share nothing, so only one of them is meaningful behind a
+#       front.
+# UseCanonicalName Off: behind a front (t/lib/CSFront.pm, which preserves
+# the client's Host) the URLs a node builds, such as the Location of a
+# 201, name the front.
+sub dav_conf {
+    my ($self) = @_;
+    my $p = $self->{dav};
+    my $conf = <<'EOF';
+
+# WebDAV space (CSNode dav => ...).
+LoadModule dav_module @MODULES@/mod_dav.so
+UseCanonicalName Off
+Alias /dav @ROOT@/dav
+EOF
+    if ($p eq '1' || $p eq 'clusterstorage') {
+        $conf .= <<'EOF';
+<Location /dav>
+    Require all granted
+    ClusterStorage On
+    ClusterStorageWrite On
+    DAV clusterstorage
+</Location>
+EOF
+    } elsif ($p eq 'filesystem') {
+        $conf .= <<'EOF';
+LoadModule dav_fs_module @MODULES@/mod_dav_fs.so
+DAVLockDB @DIR@/davlock
+<Location /dav>
+    Require all granted
+    DAV On
+</Location>
+EOF
+    } else {
+        die "CSNode $self->{name}: unknown DAV provider '$p'";
+    }
+    return $conf;
 }
 
 sub name { $_[0]{name} }

@@ -1,0 +1,210 @@
+# The WebDAV space across nodes (SPEC section 8): what litmus cannot see
+# because it talks to one URL.  Three nodes with `DAV clusterstorage`;
+# each step writes through one node and checks through the others, also
+# one that was down while it happened:
+#   - a MOVE and a collection DELETE while a node is stopped: once back,
+#     it serves the new names and none of the old ones;
+#   - a MOVE racing a PUT of its source: the PUT's bytes are not lost;
+#   - a lock taken through one node is enforced by the others, survives
+#     the restart of the node that granted it, and ends at its timeout;
+#   - concurrent appends (PATCH, X-Update-Range: append) through all three
+#     nodes: every line lands exactly once, the same on every node;
+#   - partial PUTs (Content-Range): bad ones change nothing.
+use strict;
+use warnings;
+use Apache::Test qw(-withtestmore);
+use lib 't/lib';
+use CSTest qw(req unique_key wait_for);
+use CSNode;
+use Digest::SHA qw(sha256_hex);
+
+my @nodes = map { CSNode->new($_, dav => 1)->start } qw(d52a d52b d52c);
+my ($A, $B, $C) = @nodes;
+my $base = '/dav/' . unique_key('t52');
+is req(MKCOL => $A->url . "$base/")->code, 201, 'MKCOL of the test collection';
+
+sub put { my ($n, $p, $body, @h) = @_; return req(PUT => $n->url . $p, $body, @h) }
+sub get { my ($n, $p) = @_; return req(GET => $n->url . $p) }
+
+# The hrefs of a Depth 1 PROPFIND of collection p through node n.
+sub listing {
+    my ($n, $p) = @_;
+    my $r = req(PROPFIND => $n->url . "$p/", undef, Depth => 1);
+    return undef unless $r->code == 207;
+    my @h = $r->content =~ m{<D:href>([^<]*)</D:href>}g;
+    return [ sort grep { $_ ne "$p/" } @h ];
+}
+
+# ---- a MOVE while a node is down ---------------------------------------
+{
+    is put($A, "$base/m1.txt", 'moved bytes')->code, 201, 'PUT m1.txt';
+    # Every node has seen it (C may have a copy or a cache entry).
+    is get($_, "$base/m1.txt")->content, 'moved bytes',
+        'm1.txt before the MOVE on ' . $_->name for @nodes;
+    $C->stop;
+    my $r = req(MOVE => $A->url . "$base/m1.txt", undef,
+                Destination => $A->url . "$base/m2.txt");
+    is $r->code, 201, 'MOVE m1.txt -> m2.txt with node c stopped'
+        or diag $r->as_string;
+    $C->start;
+    for my $n (@nodes) {
+        is get($n, "$base/m1.txt")->code, 404,
+            'the old name is gone on ' . $n->name;
+        is get($n, "$base/m2.txt")->content, 'moved bytes',
+            'the new name serves the bytes on ' . $n->name;
+    }
+}
+
+# ---- a collection DELETE while a node is down ----------------------------
+{
+    is req(MKCOL => $A->url . "$base/gone/")->code, 201, 'MKCOL gone/';
+    is req(MKCOL => $A->url . "$base/gone/sub/")->code, 201, 'MKCOL gone/sub/';
+    my @keys = map { "$base/gone/f$_.txt" } 1 .. 4;
+    push @keys, "$base/gone/sub/deep.txt";
+    is put($A, $_, "bytes of $_")->code, 201, "PUT $_" for @keys;
+    is get($B, $_)->code, 200, "B reads $_ before" for @keys;
+    $B->stop;
+    my $r = req(DELETE => $C->url . "$base/gone/");
+    is $r->code, 204, 'DELETE of the collection through c, b stopped'
+        or diag $r->as_string;
+    $B->start;
+    for my $n (@nodes) {
+        is get($n, $_)->code, 404, "$_ gone on " . $n->name for @keys;
+        is req(PROPFIND => $n->url . "$base/gone/", undef, Depth => 0)->code,
+            404, 'the collection is gone on ' . $n->name;
+    }
+    is_deeply listing($B, $base), [ "$base/m2.txt" ],
+        'the listing of the parent on b has only what is left';
+}
+
+# ---- a MOVE racing a PUT of its source -----------------------------------
+{
+    my $src = "$base/race-src.txt";
+    my $dst = "$base/race-dst.txt";
+    my $lost = 0;
+    for my $round (1 .. 6) {
+        is put($A, $src, "first $round")->code, 201, "race $round: PUT source";
+        req(DELETE => $A->url . $dst);
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            my $r = put($B, $src, "second $round");
+            exit($r->is_success ? 0 : 1);
+        }
+        my $m = req(MOVE => $C->url . $src, undef,
+                    Destination => $C->url . $dst, Overwrite => 'T');
+        waitpid $pid, 0;
+        my $put_ok = $? == 0;
+        ok $m->code == 201 || $m->code == 204, "race $round: MOVE answered"
+            or diag $m->as_string;
+        # Whatever happened, the second PUT's bytes are somewhere, and
+        # every node agrees on what is where.
+        my %seen;
+        for my $n (@nodes) {
+            $seen{ join '|', map { my $r = get($n, $_);
+                                   $r->code == 200 ? $r->content : $r->code }
+                             ($src, $dst) }++;
+        }
+        is scalar(keys %seen), 1, "race $round: every node serves the same"
+            or diag explain \%seen;
+        my ($state) = keys %seen;
+        $lost++ if $put_ok && $state !~ /second $round/;
+    }
+    is $lost, 0, 'no acknowledged PUT of a source was lost to a racing MOVE';
+}
+
+# ---- locks across nodes --------------------------------------------------
+my $lockbody = '<?xml version="1.0" encoding="utf-8"?>'
+    . '<D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope>'
+    . '<D:locktype><D:write/></D:locktype><D:owner>t52</D:owner></D:lockinfo>';
+{
+    my $k = "$base/locked.txt";
+    is put($A, $k, 'v1')->code, 201, 'PUT locked.txt';
+    my $r = req(LOCK => $A->url . $k, $lockbody, Timeout => 'Second-3600',
+                'Content-Type' => 'application/xml');
+    is $r->code, 200, 'LOCK through a' or diag $r->as_string;
+    my ($token) = ($r->header('Lock-Token') // '') =~ /<([^>]+)>/;
+    ok $token, "a lock token ($token)";
+    is put($B, $k, 'v2')->code, 423, 'b refuses a PUT without the token';
+    is req(DELETE => $C->url . $k)->code, 423,
+        'c refuses a DELETE without the token';
+    is req(PATCH => $C->url . $k, 'x',
+           'Content-Type' => 'application/x-sabredav-partialupdate',
+           'X-Update-Range' => 'append')->code, 423,
+        'c refuses a PATCH without the token';
+    is put($B, $k, 'v2', If => "(<$token>)")->code, 204,
+        'b takes a PUT with the token';
+    $A->stop;
+    $A->start;
+    is put($C, $k, 'v3')->code, 423,
+        'the lock survives the restart of the node that granted it';
+    is req(UNLOCK => $C->url . $k, undef, 'Lock-Token' => "<$token>")->code,
+        204, 'UNLOCK through c';
+    is put($B, $k, 'v3')->code, 204, 'after UNLOCK anyone may write';
+    is get($A, $k)->content, 'v3', 'and a serves that write';
+
+    $r = req(LOCK => $B->url . $k, $lockbody, Timeout => 'Second-2',
+             'Content-Type' => 'application/xml');
+    is $r->code, 200, 'a short LOCK (2 s) through b' or diag $r->as_string;
+    is put($C, $k, 'v4')->code, 423, 'enforced by c while it runs';
+    ok wait_for(15, sub { put($C, $k, 'v4')->code == 204 }),
+        'the lock ends at its timeout (a PUT through c goes through)';
+}
+
+# ---- concurrent appends through three nodes ------------------------------
+{
+    my $k = "$base/log.txt";
+    is put($A, $k, '')->code, 201, 'PUT an empty log';
+    my $per = 25;
+    my @pids;
+    for my $i (0 .. 2) {
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            my $bad = 0;
+            for my $j (1 .. $per) {
+                my $r = req(PATCH => $nodes[$i]->url . $k,
+                            "node$i line$j\n",
+                            'Content-Type' =>
+                                'application/x-sabredav-partialupdate',
+                            'X-Update-Range' => 'append');
+                $bad++ unless $r->code == 204;
+            }
+            exit($bad ? 1 : 0);
+        }
+        push @pids, $pid;
+    }
+    my $failed = 0;
+    for (@pids) { waitpid $_, 0; $failed++ if $? }
+    is $failed, 0, 'every append was answered 204';
+    my %want = map { my $i = $_; map { ("node$i line$_" => 1) } 1 .. $per }
+               0 .. 2;
+    for my $n (@nodes) {
+        my @lines = split /\n/, get($n, $k)->content;
+        my %count;
+        $count{$_}++ for @lines;
+        is scalar(@lines), 3 * $per, 'all ' . 3 * $per . ' lines on ' . $n->name;
+        is_deeply [ sort grep { $count{$_} == 1 } keys %count ],
+            [ sort keys %want ], 'each line exactly once on ' . $n->name;
+    }
+}
+
+# ---- partial PUT: good and bad ranges ---------------------------------------
+{
+    my $k = "$base/range.txt";
+    is put($A, $k, 'hello world')->code, 201, 'PUT range.txt';
+    is put($B, $k, 'HELLO', 'Content-Range' => 'bytes 0-4/*')->code, 204,
+        'Content-Range PUT of bytes 0-4 through b';
+    is get($C, $k)->content, 'HELLO world', 'c serves the patched file';
+    my $etag = get($A, $k)->header('ETag');
+    is put($B, $k, 'XX', 'Content-Range' => 'bytes 0-4/*')->code, 400,
+        'a body shorter than its range: 400';
+    is put($B, $k, 'XX', 'Content-Range' => 'bytes 50-51/*')->code, 416,
+        'a range past the end: 416';
+    is put($B, "$base/none.txt", 'XX', 'Content-Range' => 'bytes 0-1/*')->code,
+        404, 'a range of a missing key: 404';
+    is get($_, $k)->header('ETag'), $etag,
+        'the refused ranges changed nothing on ' . $_->name for @nodes;
+    is get($A, "$base/none.txt")->code, 404, 'and created nothing';
+}
+
+$_->stop for @nodes;
+done_testing;

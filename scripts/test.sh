@@ -27,11 +27,30 @@ if [ "$(id -u)" = 0 ]; then
     mkdir -p "$WORK/t/mnt/noxattr" "$WORK/t/mnt/small"
     mount -t ramfs -o size=1m ramfs "$WORK/t/mnt/noxattr"
     mount -t tmpfs -o size=4m,mode=0755 tmpfs "$WORK/t/mnt/small"
+    # davfs2 for t/51_dav_clients.t, mounted by cstest the way Debian lets
+    # an ordinary user mount WebDAV (man mount.davfs, "SECURITY POLICY"):
+    # mount.davfs setuid root (what `dpkg-reconfigure davfs2` does when
+    # unprivileged mounts are allowed; left as it is if an override
+    # exists), the user in group davfs2, and an fstab entry with the
+    # option `user` for the run's mount point.  That entry names the URL
+    # (t/51's front listens on DAVFS_PORT, outside the ports the suite
+    # picks at random) and a user configuration file that t/51 writes.
+    # The first two stay; the entry goes when this script ends.
+    DAVFS_MNT="$WORK/t/mnt/davfs"
+    DAVFS_PORT=$(die() { echo "test.sh: $*" >&2; exit 1; }
+                 . scripts/lib.sh; PORT_MIN=12000 PORT_MAX=19999 pick_port)
+    mkdir -p "$DAVFS_MNT"
+    dpkg-statoverride --list /usr/sbin/mount.davfs >/dev/null \
+        || dpkg-statoverride --update --add root root 4755 /usr/sbin/mount.davfs
+    usermod -a -G davfs2 cstest
+    trap 'sed -i "\|# t/51 $WORK\$|d" /etc/fstab' EXIT
+    echo "http://127.0.0.1:$DAVFS_PORT/dav/ $DAVFS_MNT davfs user,noauto,conf=$WORK/t/mnt/davfs2.conf 0 0 # t/51 $WORK" >>/etc/fstab
     chown -R cstest:cstest "$WORK"
     chmod 755 "$WORK"
     rc=0
     runuser -u cstest -- env -u CS_STATE_DIR SANITIZE="${SANITIZE:-}" \
         CS_MNT_NOXATTR="$WORK/t/mnt/noxattr" CS_MNT_SMALL="$WORK/t/mnt/small" \
+        CS_DAVFS_MNT="$DAVFS_MNT" \
         bash "$WORK/scripts/run-suite.sh" "$@" || rc=$?
     # The same suite against an AddressSanitizer build of the module (the
     # fuzzers already run under ASan).  CS_SKIP_ASAN=1 skips this pass.
@@ -39,9 +58,12 @@ if [ "$(id -u)" = 0 ]; then
         echo "==== the suite again, module built with AddressSanitizer"
         runuser -u cstest -- env -u CS_STATE_DIR SANITIZE=address CS_SKIP_FUZZ=1 \
             CS_MNT_NOXATTR="$WORK/t/mnt/noxattr" CS_MNT_SMALL="$WORK/t/mnt/small" \
+            CS_DAVFS_MNT="$DAVFS_MNT" \
             bash "$WORK/scripts/run-suite.sh" "$@" || rc=$?
     fi
     umount "$WORK/t/mnt/noxattr" "$WORK/t/mnt/small" || true
+    # A davfs2 mount a failed t/51 left behind (before rm -rf walks it).
+    if mountpoint -q "$DAVFS_MNT"; then umount -l "$DAVFS_MNT" || true; fi
     if [ "$rc" != 0 ] && [ -d "$WORK/t/logs" ]; then
         echo "== error_log of the failed run (last 60 lines)"
         tail -n 60 "$WORK/t/logs/error_log" || true

@@ -579,41 +579,76 @@ static dav_error *cs_dav_remove(dav_resource *res, dav_response **response)
 
 /* Copy the file src (version e) to the key and path of dst: an upload of
  * this node's verified copy of it. */
+/* Open this node's verified copy of the current version of skey (*e),
+ * fetched first if need be, in pool fp; a version replaced meanwhile is
+ * read again.  OK, 404, or the status to answer. */
+static int cs_dav_open_current(request_rec *r, const cs_server_conf *sc,
+                               apr_pool_t *fp, const char *skey,
+                               const char *spath, cs_entry_t *e,
+                               apr_file_t **f)
+{
+    int attempt, status = HTTP_SERVICE_UNAVAILABLE;
+
+    for (attempt = 0; attempt < 8; attempt++) {
+        cs_entry_t now;
+        apr_finfo_t fi;
+        apr_uint64_t v;
+        char sha[CS_SHA256_HEX_LEN + 1];
+
+        if (cs_registry_get_db(r, skey, e) != APR_SUCCESS) {
+            return cs_unavailable(r);
+        }
+        if (e->version == 0 || e->deleted) {
+            return HTTP_NOT_FOUND;
+        }
+        apr_pool_clear(fp);
+        if (cs_store_open(fp, spath, skey, 0, f, &fi, &v, sha) == APR_SUCCESS
+            && v == e->version && strcmp(sha, e->sha256) == 0) {
+            return OK;
+        }
+        status = cs_ensure_local(r, sc, skey, spath, e);
+        apr_pool_clear(fp);
+        if (status == OK
+            && cs_store_open(fp, spath, skey, 0, f, &fi, &v, sha)
+               == APR_SUCCESS
+            && v == e->version && strcmp(sha, e->sha256) == 0) {
+            return OK;
+        }
+        /* No holder of that version any more, or it was replaced while
+         * it was fetched: again on the newer one; else the answer stands. */
+        if (cs_registry_get_db(r, skey, &now) != APR_SUCCESS
+            || now.version == e->version) {
+            break;
+        }
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(069)
+                  "COPY %s: no copy of its current version could be read "
+                  "(status %d)", skey, status);
+    return status == OK ? HTTP_SERVICE_UNAVAILABLE : status;
+}
+
+/* Copy the current version of file skey to the key and path of dst: an
+ * upload of this node's verified copy of it.  *copied: that version. */
 static int cs_dav_copy_file(request_rec *r, const cs_server_conf *sc,
                             const char *skey, const char *spath,
                             const char *dkey, const char *dpath,
                             apr_uint64_t *copied)
 {
     cs_entry_t e, out;
-    cs_local_t known;
     cs_upload_t *up;
     apr_file_t *f;
-    apr_finfo_t fi;
-    apr_uint64_t v;
-    char sha[CS_SHA256_HEX_LEN + 1], buf[65536];
+    char buf[65536];
     apr_pool_t *fp;
     apr_status_t rv;
     int status, created;
 
-    if (cs_registry_get(r, skey, &e, &known) != APR_SUCCESS) {
-        return cs_unavailable(r);
-    }
-    if (e.version == 0 || e.deleted) {
-        return HTTP_NOT_FOUND;
-    }
-    if ((status = cs_ensure_local(r, sc, skey, spath, &e)) != OK) {
-        return status;
-    }
     /* The open copy lives in its own pool: a collection's COPY opens one
      * after another. */
     apr_pool_create(&fp, r->pool);
-    rv = cs_store_open(fp, spath, skey, 0, &f, &fi, &v, sha);
-    if (rv != APR_SUCCESS || v != e.version || strcmp(sha, e.sha256) != 0) {
+    if ((status = cs_dav_open_current(r, sc, fp, skey, spath, &e, &f))
+        != OK) {
         apr_pool_destroy(fp);
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(069)
-                      "COPY %s: this node's copy changed while it was "
-                      "read; try again", skey);
-        return HTTP_SERVICE_UNAVAILABLE;
+        return status;
     }
     if ((status = cs_upload_begin(r, sc, dkey, dpath, 0, &up)) != OK) {
         apr_pool_destroy(fp);

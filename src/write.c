@@ -336,9 +336,21 @@ cs_tmp_t *cs_upload_tmp(cs_upload_t *up)
 
 int cs_upload_commit(cs_upload_t *up, cs_entry_t *e, int *created)
 {
+    apr_file_t *lock = NULL;
+    int status;
+
+    *created = 0;
+    if ((status = cs_lock_key(up->r, up->sc, up->w.key, &lock)) != OK) {
+        return status;
+    }
+    return cs_upload_commit_locked(up, lock, e, created);
+}
+
+int cs_upload_commit_locked(cs_upload_t *up, apr_file_t *lock, cs_entry_t *e,
+                            int *created)
+{
     request_rec *r = up->r;
     const char *key = up->w.key;
-    apr_file_t *lock = NULL;
     apr_uint64_t size;
     char sha[CS_SHA256_HEX_LEN + 1];
     apr_status_t rv;
@@ -346,9 +358,6 @@ int cs_upload_commit(cs_upload_t *up, cs_entry_t *e, int *created)
 
     *created = 0;
     cs_store_tmp_digest(up->w.tmp, &size, sha);
-    if ((status = cs_lock_key(r, up->sc, key, &lock)) != OK) {
-        return status;
-    }
     status = cs_registry_put(r, key, up->w.relpath, size, sha, &up->ops, e,
                              created);
     if (status == OK) {
@@ -462,11 +471,12 @@ int cs_patch_key(request_rec *r, const cs_server_conf *sc, const char *key,
                  const char *path, apr_off_t offset, cs_tmp_t *body,
                  apr_uint64_t len, cs_entry_t *out)
 {
-    int attempt, status;
+    int attempt, status, fetches = 0;
 
     for (attempt = 0; attempt < 16; attempt++) {
         cs_entry_t base;
         cs_upload_t *up;
+        apr_file_t *lock = NULL;
         apr_pool_t *fp;         /* this attempt's open copy */
         apr_file_t *f;
         apr_finfo_t fi;
@@ -474,10 +484,22 @@ int cs_patch_key(request_rec *r, const cs_server_conf *sc, const char *key,
         char sha[CS_SHA256_HEX_LEN + 1];
         int created;
 
+        if (attempt > 0) {
+            /* Another node won: let it finish before building again. */
+            apr_sleep(apr_time_from_msec(1 + (apr_time_now() % 5) * attempt));
+        }
+        /* Partial writes of the key on this node take turns (the key
+         * lock, held until the commit), and read the current version
+         * once it is their turn: only other nodes can overtake them. */
+        if ((status = cs_lock_key(r, sc, key, &lock)) != OK) {
+            return status;
+        }
         if (cs_registry_get_db(r, key, &base) != APR_SUCCESS) {
+            cs_store_unlock_key(lock);
             return cs_unavailable(r);
         }
         if (base.version == 0 || base.deleted) {
+            cs_store_unlock_key(lock);
             ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, CSLOG(073)
                           "partial write of %s refused: no such key (404); "
                           "nothing stored", key);
@@ -485,6 +507,7 @@ int cs_patch_key(request_rec *r, const cs_server_conf *sc, const char *key,
         }
         at = offset < 0 ? base.size : (apr_uint64_t)offset;
         if (at > base.size) {
+            cs_store_unlock_key(lock);
             ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, CSLOG(074)
                           "partial write of %s at %" APR_UINT64_T_FMT
                           " refused: it has %" APR_UINT64_T_FMT " bytes "
@@ -494,27 +517,28 @@ int cs_patch_key(request_rec *r, const cs_server_conf *sc, const char *key,
         apr_pool_create(&fp, r->pool);
         if (cs_store_open(fp, path, key, 0, &f, &fi, &v, sha)
             != APR_SUCCESS || v != base.version) {
-            cs_entry_t now;
-            status = cs_ensure_local(r, sc, key, path, &base);
-            if (status != OK) {
-                /* No holder of base any more: it was replaced meanwhile
-                 * (build again on the new one), or the answer stands. */
-                apr_pool_destroy(fp);
+            /* This node lacks that version: fetch it (the fetch takes
+             * the key lock itself), then take turns again. */
+            apr_pool_destroy(fp);
+            cs_store_unlock_key(lock);
+            if ((status = cs_ensure_local(r, sc, key, path, &base)) != OK) {
+                cs_entry_t now;
+                /* No holder of base any more: replaced meanwhile (build
+                 * again on the new one), or the answer stands. */
                 if (cs_registry_get_db(r, key, &now) == APR_SUCCESS
                     && now.version != base.version) {
                     continue;
                 }
                 return status;
             }
-            apr_pool_clear(fp);
-            if (cs_store_open(fp, path, key, 0, &f, &fi, &v, sha)
-                != APR_SUCCESS || v != base.version) {
-                apr_pool_destroy(fp);
-                continue;       /* replaced meanwhile: build again */
+            if (fetches++ < 8) {
+                attempt--;      /* a fetch is not a lost race */
             }
+            continue;
         }
         if ((status = cs_upload_begin(r, sc, key, path, 0, &up)) != OK) {
             apr_pool_destroy(fp);
+            cs_store_unlock_key(lock);
             return status;
         }
         up->ops.precondition = cs_expect_version;
@@ -532,10 +556,11 @@ int cs_patch_key(request_rec *r, const cs_server_conf *sc, const char *key,
                           "partial write of %s: cannot build the new "
                           "version; nothing stored", key);
             apr_pool_destroy(fp);
+            cs_store_unlock_key(lock);
             return HTTP_INTERNAL_SERVER_ERROR;
         }
         apr_pool_destroy(fp);
-        status = cs_upload_commit(up, out, &created);
+        status = cs_upload_commit_locked(up, lock, out, &created);
         if (status != HTTP_CONFLICT || !up->w.lost_race) {
             return status;
         }

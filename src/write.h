@@ -38,6 +38,9 @@ int cs_upload_begin(request_rec *r, const cs_server_conf *sc,
                     cs_upload_t **up);
 cs_tmp_t *cs_upload_tmp(cs_upload_t *up);
 int cs_upload_commit(cs_upload_t *up, cs_entry_t *e, int *created);
+/* The same with the key lock already held (cs_lock_key()); released. */
+int cs_upload_commit_locked(cs_upload_t *up, apr_file_t *lock, cs_entry_t *e,
+                            int *created);
 
 /* A tombstone for key, its copy at path removed: OK (*e the tombstone),
  * 404, a precondition's status or 503.  With expect (not 0) only if

@@ -83,7 +83,7 @@ sub listing {
     my $dst = "$base/race-dst.txt";
     my $lost = 0;
     for my $round (1 .. 6) {
-        is put($A, $src, "first $round")->code, 201, "race $round: PUT source";
+        ok put($A, $src, "first $round")->is_success, "race $round: PUT source";
         req(DELETE => $A->url . $dst);
         my $pid = fork // die "fork: $!";
         if (!$pid) {

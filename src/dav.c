@@ -603,15 +603,18 @@ static int cs_dav_open_current(request_rec *r, const cs_server_conf *sc,
         }
         apr_pool_clear(fp);
         if (cs_store_open(fp, spath, skey, 0, f, &fi, &v, sha) == APR_SUCCESS
-            && v == e->version && strcmp(sha, e->sha256) == 0) {
+            && v == e->version && !cs_copy_damage(r, &fi, sha, e)) {
             return OK;
         }
+        /* Missing, older, or damaged on disk (the fetch quarantines a
+         * damaged copy): a COPY never spreads bytes the registry does
+         * not vouch for. */
         status = cs_ensure_local(r, sc, skey, spath, e);
         apr_pool_clear(fp);
         if (status == OK
             && cs_store_open(fp, spath, skey, 0, f, &fi, &v, sha)
                == APR_SUCCESS
-            && v == e->version && strcmp(sha, e->sha256) == 0) {
+            && v == e->version && !cs_copy_damage(r, &fi, sha, e)) {
             return OK;
         }
         /* No holder of that version any more, or it was replaced while
@@ -637,7 +640,6 @@ static int cs_dav_copy_file(request_rec *r, const cs_server_conf *sc,
     cs_entry_t e, out;
     cs_upload_t *up;
     apr_file_t *f;
-    char buf[65536];
     apr_pool_t *fp;
     apr_status_t rv;
     int status, created;
@@ -654,24 +656,14 @@ static int cs_dav_copy_file(request_rec *r, const cs_server_conf *sc,
         apr_pool_destroy(fp);
         return status;
     }
-    for (;;) {
-        apr_size_t n = sizeof(buf);
-        rv = apr_file_read(f, buf, &n);
-        if (rv == APR_EOF || (rv == APR_SUCCESS && n == 0)) {
-            break;
-        }
-        if (rv == APR_SUCCESS) {
-            rv = cs_store_tmp_write(cs_upload_tmp(up), buf, n);
-        }
-        if (rv != APR_SUCCESS) {
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(119)
-                          "COPY %s to %s: cannot copy the bytes", skey,
-                          dkey);
-            apr_pool_destroy(fp);
-            return cs_store_http_status(rv);
-        }
-    }
+    rv = cs_store_tmp_append_file(cs_upload_tmp(up), f, 0,
+                                  (apr_off_t)e.size);
     apr_pool_destroy(fp);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(119)
+                      "COPY %s to %s: cannot copy the bytes", skey, dkey);
+        return cs_store_http_status(rv);
+    }
     if (copied) {
         *copied = e.version;
     }

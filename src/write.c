@@ -516,9 +516,11 @@ int cs_patch_key(request_rec *r, const cs_server_conf *sc, const char *key,
         }
         apr_pool_create(&fp, r->pool);
         if (cs_store_open(fp, path, key, 0, &f, &fi, &v, sha)
-            != APR_SUCCESS || v != base.version) {
-            /* This node lacks that version: fetch it (the fetch takes
-             * the key lock itself), then take turns again. */
+            != APR_SUCCESS || v != base.version
+            || cs_copy_damage(r, &fi, sha, &base)) {
+            /* This node lacks that version or its copy is damaged: fetch
+             * it (the fetch takes the key lock itself and quarantines a
+             * damaged copy), then take turns again. */
             apr_pool_destroy(fp);
             cs_store_unlock_key(lock);
             if ((status = cs_ensure_local(r, sc, key, path, &base)) != OK) {

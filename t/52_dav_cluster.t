@@ -9,7 +9,9 @@
 #     the restart of the node that granted it, and ends at its timeout;
 #   - concurrent appends (PATCH, X-Update-Range: append) through all three
 #     nodes: every line lands exactly once, the same on every node;
-#   - partial PUTs (Content-Range): bad ones change nothing.
+#   - partial PUTs (Content-Range): bad ones change nothing;
+#   - a COPY or an append made on a node whose copy was damaged on disk
+#     builds on the registry's bytes (fetched again), not on the damage.
 use strict;
 use warnings;
 use Apache::Test qw(-withtestmore);
@@ -204,6 +206,37 @@ my $lockbody = '<?xml version="1.0" encoding="utf-8"?>'
     is get($_, $k)->header('ETag'), $etag,
         'the refused ranges changed nothing on ' . $_->name for @nodes;
     is get($A, "$base/none.txt")->code, 404, 'and created nothing';
+}
+
+# ---- COPY and append from a copy damaged on disk ----------------------------
+{
+    my $body = join '', map { chr(($_ * 11 + 5) % 256) } 1 .. 32768;
+    my $k = "$base/damaged.bin";
+    is put($A, $k, $body)->code, 201, 'PUT damaged.bin';
+    ok wait_for(20, sub { my @h = $A->live_holders($k); @h >= 2 }),
+        'held by two nodes';
+    my @holders = grep { -e $_->root . $k } @nodes;
+    # Damage one holder's copy in place (same size) and act through it.
+    my $bad = $holders[0];
+    my $damage = sub {
+        open my $fh, '+<:raw', $bad->root . $k or die $!;
+        seek $fh, 1000, 0; print $fh 'X' x 16; close $fh;
+    };
+    $damage->();
+    my $r = req(COPY => $bad->url . $k, undef,
+                Destination => $bad->url . "$base/damaged-copy.bin");
+    is $r->code, 201, 'COPY through the node with the damaged copy'
+        or diag $r->as_string;
+    is sha256_hex(get($_, "$base/damaged-copy.bin")->content), sha256_hex($body),
+        'the copy has the registry\'s bytes on ' . $_->name for @nodes;
+    $damage->() if -e $bad->root . $k;
+    $r = req(PATCH => $bad->url . $k, "tail\n",
+             'Content-Type' => 'application/x-sabredav-partialupdate',
+             'X-Update-Range' => 'append');
+    is $r->code, 204, 'append through the node with the damaged copy';
+    is sha256_hex(get($_, $k)->content), sha256_hex("$body" . "tail\n"),
+        'the appended version is built on the registry\'s bytes on '
+        . $_->name for @nodes;
 }
 
 $_->stop for @nodes;

@@ -15,6 +15,7 @@
 --   cs_dirs      collections (WebDAV and the parents of stored keys)
 --   cs_props     WebDAV dead properties
 --   cs_locks     WebDAV locks
+--   cs_moves     MOVEs each node has still to apply to its copies
 --
 -- Keys are VARBINARY so that the database never re-interprets their bytes;
 -- 2048 + 64 bytes fits InnoDB's 3072-byte index limit.
@@ -89,6 +90,20 @@ CREATE TABLE IF NOT EXISTS cs_locks (
     expires BIGINT NOT NULL,
     PRIMARY KEY (token),
     KEY cs_locks_path (path)
+) ENGINE=InnoDB;
+
+-- MOVEs each node has still to apply to its own copies: written in the
+-- MOVE's transaction, one row per node.
+CREATE TABLE IF NOT EXISTS cs_moves (
+    seq BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+    node VARCHAR(64) CHARACTER SET ascii NOT NULL,
+    src VARBINARY(2048) NOT NULL,
+    dst VARBINARY(2048) NOT NULL,
+    src_rel VARBINARY(2048) NOT NULL,
+    dst_rel VARBINARY(2048) NOT NULL,
+    tree TINYINT(1) NOT NULL,
+    PRIMARY KEY (seq),
+    KEY cs_moves_node (node, seq)
 ) ENGINE=InnoDB;
 
 -- A registry from before collections: each file row learns its parent,

@@ -21,7 +21,7 @@ exec perl -e '
         [qw(mcache)],                           # memcached front
         [qw(registry)],                         # MariaDB, cluster queries
         [qw(names replicate request)],          # namespace; engine; helpers
-        [qw(read)],                             # GET, the fetch
+        [qw(read move)],                        # GET, the fetch; MOVE
         [qw(write peer_serve status)],          # PUT/DELETE, peers, status
         [qw(drive dav_lock)],                   # watchdog threads; DAV locks
         [qw(dav)],                              # the WebDAV provider

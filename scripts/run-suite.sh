@@ -27,7 +27,11 @@ cleanup() {
     [ -x t/TEST ] && t/TEST -stop >/dev/null 2>&1
     perl -Mlib=t/lib -MCSTest -e 'CSTest::stop_all_nodes()' >/dev/null 2>&1
     bash scripts/services.sh stop --purge >/dev/null 2>&1
-    rm -rf "$CS_STATE_DIR"
+    if [ -n "${CS_KEEP_WORK:-}" ]; then
+        echo "state (node logs) kept in $CS_STATE_DIR"
+    else
+        rm -rf "$CS_STATE_DIR"
+    fi
 }
 trap cleanup EXIT
 

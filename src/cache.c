@@ -114,6 +114,14 @@ static void cs_cache_wipe(cs_cache_t *c)
     }
 }
 
+void cs_cache_flush(cs_cache_t *c)
+{
+    if (c) {
+        __atomic_fetch_add(&c->hdr->invalidations, 1, __ATOMIC_RELAXED);
+        cs_cache_wipe(c);
+    }
+}
+
 void cs_cache_set_lease(cs_cache_t *c, apr_time_t until)
 {
     if (c) {

@@ -106,6 +106,9 @@ void cs_cache_note_local(cs_cache_t *c, const char *key, const cs_entry_t *e,
 /* A write of key committed somewhere: forget what this node knew. */
 void cs_cache_invalidate(cs_cache_t *c, const char *key);
 
+/* Writes of many keys committed (a collection's MOVE): forget all. */
+void cs_cache_flush(cs_cache_t *c);
+
 /* Lease handling (heartbeat thread). */
 void cs_cache_set_lease(cs_cache_t *c, apr_time_t until);
 int cs_cache_lease_valid(cs_cache_t *c);

@@ -18,7 +18,8 @@
  *   names                the namespace: collections, properties, locks
  *   replicate            queue drain, pushes, delete propagation, repair
  *   request              what the request handlers share
- *   read                 GET/HEAD, the fetch of a copy from a peer
+ *   read, move           GET/HEAD, the fetch of a copy from a peer;
+ *                        MOVE as one transaction and a rename per node
  *   write, peer_serve,   PUT/DELETE/partial writes with the cache fan-out;
  *   status               the answers to other nodes; the status page
  *   drive, dav_lock      watchdog threads; WebDAV locks

@@ -7,14 +7,11 @@
  * collection (cs_dirs, names.h); the space's own root is a collection
  * that always exists.  Writes go through write.h: a PUT's body streams
  * into an upload, a COPY uploads the source's bytes from this node's copy
- * (fetched first if it has none), a MOVE is a COPY and a DELETE of the
- * very version copied (a PUT of the source that lands meanwhile is moved
- * too), a DELETE of a collection tombstones each file below it and then
- * drops the collections, properties and locks of the subtree.  So every
- * file written this way keeps the promises of a PUT; what it does not do
- * yet is the SPEC's one registry transaction per MOVE: a collection MOVE
- * or DELETE is file by file, and a MOVE sends the bytes to the
- * destination's replicas again.
+ * (fetched first if it has none), a MOVE is move.h's one registry
+ * transaction with a rename of the copies on each node, a DELETE of a
+ * collection tombstones each file below it and then drops the
+ * collections, properties and locks of the subtree.  So every file
+ * written this way keeps the promises of a PUT.
  *
  * Dead properties are stored as self-contained XML elements (their own
  * namespace declarations and xml:lang), so they are given back byte for
@@ -22,6 +19,7 @@
  */
 #include "dav.h"
 #include "dav_lock.h"
+#include "move.h"
 #include "cs_private.h"
 #include "config.h"
 #include "names.h"
@@ -686,45 +684,10 @@ static int cs_dav_copy_one(request_rec *r, const cs_server_conf *sc,
     return status;
 }
 
-/* MOVE of one file: its bytes to the destination, then a tombstone for
- * exactly the version copied; a PUT of the source that landed meanwhile
- * is moved as well (the copy runs again), never lost. */
-static int cs_dav_move_file(request_rec *r, const cs_server_conf *sc,
-                            ap_dbd_t *dbd, const char *skey,
-                            const char *spath, const char *dkey,
-                            const char *dpath)
-{
-    int attempt, status = OK;
-
-    for (attempt = 0; attempt < 8; attempt++) {
-        apr_uint64_t v = 0;
-        cs_entry_t e;
-        status = cs_dav_copy_file(r, sc, skey, spath, dkey, dpath, &v);
-        if (status == OK) {
-            status = cs_delete_key(r, sc, skey, spath, v, &e);
-        }
-        if (status != HTTP_CONFLICT || !v) {
-            break;
-        }
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(083)
-                      "MOVE %s: it was written while it moved; moving the "
-                      "new version (attempt %d)", skey, attempt + 2);
-    }
-    if (status == OK
-        && (cs_names_props_copy(r->server, r->pool, dbd, skey, dkey, 0)
-            != APR_SUCCESS
-            || cs_names_rmcol(r->server, r->pool, dbd, skey)
-               != APR_SUCCESS)) {
-        status = HTTP_SERVICE_UNAVAILABLE;
-    }
-    return status;
-}
-
-/* COPY (move 0) or MOVE (move 1) of src to dst.  A collection: its
- * collections (with Depth 0 only itself) and dead properties first, then
- * each file, and for a MOVE the source's collections last. */
-static dav_error *cs_dav_transfer(dav_resource *src, dav_resource *dst,
-                                  int depth, int move)
+/* COPY of src to dst.  A collection: its collections (with Depth 0 only
+ * itself) and dead properties first, then each file. */
+static dav_error *cs_dav_copy_tree(dav_resource *src, dav_resource *dst,
+                                   int depth)
 {
     dav_resource_private *si = src->info, *di = dst->info;
     request_rec *r = si->r;
@@ -738,10 +701,9 @@ static dav_error *cs_dav_transfer(dav_resource *src, dav_resource *dst,
         return err;
     }
     if (!src->collection) {
-        status = (move ? cs_dav_move_file : cs_dav_copy_one)(
-                     r, si->sc, dbd, si->key, si->path, di->key, di->path);
+        status = cs_dav_copy_one(r, si->sc, dbd, si->key, si->path, di->key,
+                                 di->path);
         if (status == OK) {
-            src->exists = !move;
             dst->exists = 1;
         }
         return cs_dav_status(r, status);
@@ -764,23 +726,17 @@ static dav_error *cs_dav_transfer(dav_resource *src, dav_resource *dst,
         const char *dk = apr_pstrcat(r->pool, di->key, k + slen, NULL);
         dav_resource *sm = cs_dav_relative(src, k);
         dav_resource *dm = cs_dav_relative(dst, dk);
-        status = (move ? cs_dav_move_file : cs_dav_copy_one)(
-                     r, si->sc, dbd, k, sm->info->path, dk, dm->info->path);
-    }
-    if (status == OK && move
-        && cs_names_rmcol(r->server, r->pool, dbd, si->key) != APR_SUCCESS) {
-        status = HTTP_SERVICE_UNAVAILABLE;
+        status = cs_dav_copy_one(r, si->sc, dbd, k, sm->info->path, dk,
+                                 dm->info->path);
     }
     if (status != OK) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(084)
-                      "%s of collection %s to %s stopped at file %d of %d "
+                      "COPY of collection %s to %s stopped at file %d of %d "
                       "(status %d); the files before it are at the "
-                      "destination%s", move ? "MOVE" : "COPY", si->key,
-                      di->key, i, files ? files->nelts : 0, status,
-                      move ? ", the others at the source" : "");
+                      "destination", si->key, di->key, i,
+                      files ? files->nelts : 0, status);
         return cs_dav_status(r, status);
     }
-    src->exists = src->collection = !move;
     dst->exists = dst->collection = 1;
     return NULL;
 }
@@ -789,15 +745,31 @@ static dav_error *cs_dav_copy(const dav_resource *src, dav_resource *dst,
                               int depth, dav_response **response)
 {
     *response = NULL;
-    /* A COPY leaves src as it is; only the flags of a MOVE change it. */
-    return cs_dav_transfer((dav_resource *)src, dst, depth, 0);
+    /* A COPY leaves src as it is. */
+    return cs_dav_copy_tree((dav_resource *)src, dst, depth);
 }
 
 static dav_error *cs_dav_move(dav_resource *src, dav_resource *dst,
                               dav_response **response)
 {
+    dav_resource_private *si = src->info, *di = dst->info;
+    dav_error *err;
+    int status, files = 0;
+
     *response = NULL;
-    return cs_dav_transfer(src, dst, DAV_INFINITY, 1);
+    if ((err = cs_dav_need_parent(dst)) != NULL) {
+        return err;
+    }
+    /* One registry transaction; each node renames its own copies. */
+    status = cs_move(si->r, si->sc, si->key, si->path, di->key, di->path,
+                     src->collection, &files);
+    if (status != OK) {
+        return cs_dav_status(si->r, status);
+    }
+    dst->exists = 1;
+    dst->collection = src->collection;
+    src->exists = src->collection = 0;
+    return NULL;
 }
 
 /* ------------------------------------------------------------------ */

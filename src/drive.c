@@ -5,6 +5,7 @@
  * drive.h.
  */
 #include "drive.h"
+#include "move.h"
 #include "cache.h"
 #include "config.h"
 #include "registry.h"
@@ -249,6 +250,13 @@ static apr_status_t cs_wd_heartbeat(int state, void *data, apr_pool_t *pool)
     case AP_WATCHDOG_STATE_RUNNING:
         t0 = apr_time_now();
         rv = cs_registry_heartbeat(s, pool);
+        if (rv == APR_SUCCESS) {
+            /* MOVEs this node could not be told of: applied before the
+             * lease is renewed, as the invalidations are (move.h). */
+            ap_dbd_t *dbd = cs_registry_open(s, pool);
+            rv = dbd ? cs_move_apply(s, pool, dbd, NULL) : APR_ECONNREFUSED;
+            cs_registry_close(s, dbd);
+        }
         if (rv == APR_SUCCESS && !cs_clock_check(s, pool)) {
             cs_cache_set_lease(sc->cache, 0);
         }

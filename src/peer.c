@@ -675,3 +675,10 @@ apr_status_t cs_peer_purge(apr_pool_t *p, const cs_peer_conf_t *pc,
     return cs_peer_status_only(p, pc, base_url, "PURGE", key, version,
                                status);
 }
+
+apr_status_t cs_peer_moved(apr_pool_t *p, const cs_peer_conf_t *pc,
+                           const char *base_url, const char *key,
+                           apr_uint64_t seq, int *status)
+{
+    return cs_peer_status_only(p, pc, base_url, "MOVED", key, seq, status);
+}

@@ -71,4 +71,10 @@ apr_status_t cs_peer_purge(apr_pool_t *p, const cs_peer_conf_t *pc,
                            const char *base_url, const char *key,
                            apr_uint64_t version, int *status);
 
+/* Tell base_url to apply the MOVEs queued for it (move.h) now; key is
+ * one the MOVE concerns, seq its number. */
+apr_status_t cs_peer_moved(apr_pool_t *p, const cs_peer_conf_t *pc,
+                           const char *base_url, const char *key,
+                           apr_uint64_t seq, int *status);
+
 #endif /* CS_PEER_H */

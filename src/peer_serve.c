@@ -13,6 +13,7 @@
  *   PURGE   forget the key in this node's registry cache.
  */
 #include "peer_serve.h"
+#include "move.h"
 #include "auth.h"
 #include "cache.h"
 #include "registry.h"
@@ -265,6 +266,16 @@ int cs_handle_peer(request_rec *r, const cs_server_conf *sc,
     cs_parse_u64(vh, strlen(vh), &v);
     if (strcmp(r->method, "PURGE") == 0) {
         cs_cache_invalidate(sc->cache, key);
+        r->status = HTTP_NO_CONTENT;
+        return OK;
+    }
+    if (strcmp(r->method, "MOVED") == 0) {
+        /* A MOVE committed: rename this node's copies now (move.h). */
+        ap_dbd_t *dbd = cs_registry_acquire(r);
+        if (!dbd || cs_move_apply(r->server, r->pool, dbd, NULL)
+                    != APR_SUCCESS) {
+            return cs_unavailable(r);
+        }
         r->status = HTTP_NO_CONTENT;
         return OK;
     }

@@ -95,6 +95,19 @@ static const char *const cs_schema[] = {
     " PRIMARY KEY (token),"
     " KEY cs_locks_path (path)"
     ") ENGINE=InnoDB",
+    /* MOVEs each node has still to apply to its own copies (move.c):
+     * written in the MOVE's transaction, one row per node. */
+    "CREATE TABLE IF NOT EXISTS cs_moves ("
+    " seq BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,"
+    " node VARCHAR(64) CHARACTER SET ascii NOT NULL,"
+    " src VARBINARY(2048) NOT NULL,"
+    " dst VARBINARY(2048) NOT NULL,"
+    " src_rel VARBINARY(2048) NOT NULL,"
+    " dst_rel VARBINARY(2048) NOT NULL,"
+    " tree TINYINT(1) NOT NULL,"
+    " PRIMARY KEY (seq),"
+    " KEY cs_moves_node (node, seq)"
+    ") ENGINE=InnoDB",
     /* A registry from before collections: each file row learns its
      * parent, and every directory that holds a live file becomes a
      * collection (both are no-ops once done). */
@@ -636,6 +649,95 @@ static apr_status_t cs_db_exec(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
     return cs_db_exec_args(s, p, dbd, id, nrows, n, args);
 }
 
+apr_status_t cs_db_begin(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                         apr_dbd_transaction_t **txn)
+{
+    int rc;
+
+    *txn = NULL;
+    cs_db_errno = 0;
+    rc = apr_dbd_transaction_start(dbd->driver, p, dbd->handle, txn);
+    if (rc != 0) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(108)
+                     "cannot start a registry transaction: %s",
+                     cs_db_error(dbd, rc));
+        cs_db_failed(dbd, rc);
+        return APR_EGENERAL;
+    }
+    cs_in_txn = 1;
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_db_end(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                       apr_dbd_transaction_t *txn, int commit,
+                       int *retryable)
+{
+    int rc;
+
+    cs_in_txn = 0;
+    *retryable = cs_db_errno == 0 || cs_db_retryable(cs_db_errno);
+    if (!commit) {
+        apr_dbd_transaction_mode_set(dbd->driver, txn,
+                                     APR_DBD_TRANSACTION_ROLLBACK);
+    }
+    rc = apr_dbd_transaction_end(dbd->driver, p, txn);
+    if (rc != 0 && commit) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(086)
+                     "registry commit failed: %s", cs_db_error(dbd, rc));
+        cs_db_failed(dbd, rc);
+        *retryable = cs_db_retryable(rc);
+        return APR_EGENERAL;
+    }
+    return commit ? APR_SUCCESS : APR_EGENERAL;
+}
+
+static const cs_sql_t cs_q_turn = {
+    "cs_turn", "SELECT GET_LOCK(%s, %s)" };
+static const cs_sql_t cs_q_turn_end = {
+    "cs_turn_end", "SELECT RELEASE_LOCK(%s)" };
+
+/* The name of key's turn: MariaDB's lock names have at most 64 chars. */
+static const char *cs_turn_name(apr_pool_t *p, const char *key)
+{
+    char hex[CS_SHA256_HEX_LEN + 1];
+
+    cs_sha256_hex(key, strlen(key), hex);
+    hex[48] = '\0';
+    return apr_pstrcat(p, "cs_turn_", hex, NULL);
+}
+
+apr_status_t cs_registry_turn(request_rec *r, const char *key, int seconds)
+{
+    ap_dbd_t *dbd = cs_registry_acquire(r);
+    apr_array_header_t *rows;
+    const char *args[2];
+    apr_status_t rv;
+
+    if (!dbd) {
+        return APR_ECONNREFUSED;
+    }
+    args[0] = cs_turn_name(r->pool, key);
+    args[1] = apr_itoa(r->pool, seconds);
+    rv = cs_db_select(r->server, r->pool, dbd, &cs_q_turn, 1, &rows, 2, args);
+    if (rv != APR_SUCCESS || rows->nelts != 1) {
+        return APR_EGENERAL;
+    }
+    return strcmp(APR_ARRAY_IDX(rows, 0, const char **)[0], "1") == 0
+           ? APR_SUCCESS : APR_TIMEUP;
+}
+
+void cs_registry_turn_end(request_rec *r, const char *key)
+{
+    ap_dbd_t *dbd = cs_registry_acquire(r);
+    apr_array_header_t *rows;
+    const char *name = cs_turn_name(r->pool, key);
+
+    if (dbd) {
+        cs_db_select(r->server, r->pool, dbd, &cs_q_turn_end, 1, &rows, 1,
+                     &name);
+    }
+}
+
 const char *cs_key_parent(apr_pool_t *p, const char *key)
 {
     const char *slash = strrchr(key, '/');
@@ -765,17 +867,10 @@ static int cs_write_txn_once(request_rec *r, const char *key,
         return HTTP_SERVICE_UNAVAILABLE;
     }
     *retry = 0;
-    rc = apr_dbd_transaction_start(dbd->driver, r->pool, dbd->handle, &txn);
-    if (rc != 0) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(108)
-                      "cannot start a registry transaction: %s",
-                      cs_db_error(dbd, rc));
-        cs_db_failed(dbd, rc);
+    if (cs_db_begin(r->server, r->pool, dbd, &txn) != APR_SUCCESS) {
         *retry = 1;
         return HTTP_SERVICE_UNAVAILABLE;
     }
-    cs_in_txn = 1;
-    cs_db_errno = 0;
     /* First attempt: lock the key's row if there is one (READ COMMITTED
      * takes no gap locks), and insert it if there is none.  Later attempts
      * lock a placeholder row first, so concurrent first writers of one key

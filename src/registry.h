@@ -176,6 +176,15 @@ apr_status_t cs_registry_drop_lease(server_rec *s, apr_pool_t *p);
 apr_status_t cs_registry_repair_backlog(server_rec *s, apr_pool_t *p,
                                         ap_dbd_t *dbd, int *count);
 
+/* A cluster-wide turn on key for r (a named lock of the database
+ * session r uses, GET_LOCK): the partial writes of one key through any
+ * nodes take turns instead of racing.  APR_SUCCESS once it is r's turn,
+ * APR_TIMEUP after seconds, anything else when the database cannot give
+ * turns (the caller goes on without).  _end gives the turn up; a session
+ * that ends (a crashed node) gives it up too. */
+apr_status_t cs_registry_turn(request_rec *r, const char *key, int seconds);
+void cs_registry_turn_end(request_rec *r, const char *key);
+
 /* ---- statements for the namespace (names.c) -------------------------- */
 
 /* A statement of this module: prepared on first use on each connection
@@ -196,6 +205,16 @@ apr_status_t cs_db_select(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
 apr_status_t cs_db_run(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
                        const cs_sql_t *q, int *nrows, int nargs,
                        const char **args);
+/* A transaction of several of these statements (move.c): inside it a
+ * failed statement is not retried on its own.  _end commits (commit 1)
+ * or rolls back; APR_SUCCESS only for a commit that went through, and
+ * *retryable says whether the whole transaction may simply run again (a
+ * deadlock, a lock wait timeout, a lost race for a new row). */
+apr_status_t cs_db_begin(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                         apr_dbd_transaction_t **txn);
+apr_status_t cs_db_end(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                       apr_dbd_transaction_t *txn, int commit,
+                       int *retryable);
 /* The parent collection of key ("" for a key just below "/"). */
 const char *cs_key_parent(apr_pool_t *p, const char *key);
 

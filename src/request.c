@@ -315,3 +315,41 @@ int cs_drop_older(request_rec *r, const cs_server_conf *sc, const char *key,
     cs_store_unlock_key(lock);
     return OK;
 }
+
+int cs_wait_nodes(request_rec *r, ap_dbd_t *dbd, apr_array_header_t *pending,
+                  int (*done)(request_rec *r, ap_dbd_t *dbd,
+                              const char *node, void *baton),
+                  void *baton)
+{
+    apr_time_t deadline = apr_time_now() + apr_time_from_sec(60);
+    apr_array_header_t *nodes;
+    int i, j;
+
+    while (pending->nelts > 0 && apr_time_now() < deadline) {
+        apr_array_header_t *still = apr_array_make(r->pool, pending->nelts,
+                                                   sizeof(cs_node_t *));
+        if (cs_registry_nodes(r->server, r->pool, dbd, &nodes)
+            != APR_SUCCESS) {
+            break;
+        }
+        for (i = 0; i < pending->nelts; i++) {
+            cs_node_t *p = APR_ARRAY_IDX(pending, i, cs_node_t *);
+            int waiting = 0;
+            for (j = 0; j < nodes->nelts; j++) {
+                cs_node_t *n = &APR_ARRAY_IDX(nodes, j, cs_node_t);
+                if (strcmp(n->name, p->name) == 0) {
+                    waiting = n->lease > 0
+                              && n->age <= n->lease + CS_LEASE_MARGIN;
+                }
+            }
+            if (waiting && !done(r, dbd, p->name, baton)) {
+                APR_ARRAY_PUSH(still, cs_node_t *) = p;
+            }
+        }
+        pending = still;
+        if (pending->nelts) {
+            apr_sleep(apr_time_from_msec(100));
+        }
+    }
+    return pending->nelts;
+}

@@ -14,6 +14,8 @@
 #include "config.h"
 #include "codec.h"
 #include "store.h"
+#include "apr_dbd.h"
+#include "mod_dbd.h"
 
 /* r->notes entry of a request that proved it comes from a node (the
  * node's name); set by cs_check_peer() (peer_serve.c). */
@@ -81,5 +83,14 @@ int cs_quarantine(request_rec *r, const cs_server_conf *sc, const char *key,
  * meanwhile).  OK, or 500 (logged) when the lock cannot be taken. */
 int cs_drop_older(request_rec *r, const cs_server_conf *sc, const char *key,
                   const char *path, apr_uint64_t below);
+
+/* cache.h point 2 for the nodes in pending (cs_node_t *, from
+ * registry.h) that could not be told of a write at once: wait until each
+ * has done what was queued for it (done() says so) or its cache lease
+ * has run out.  Bounded (60 s); returns how many were still waited for. */
+int cs_wait_nodes(request_rec *r, ap_dbd_t *dbd, apr_array_header_t *pending,
+                  int (*done)(request_rec *r, ap_dbd_t *dbd,
+                              const char *node, void *baton),
+                  void *baton);
 
 #endif /* CS_REQUEST_H */

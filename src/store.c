@@ -413,12 +413,27 @@ void cs_store_tmp_digest(cs_tmp_t *t, apr_uint64_t *size,
     *size = t->size;
 }
 
+/* The attributes of version e of key on fd; -1 with errno on failure. */
+static int cs_set_meta(apr_pool_t *p, int fd, const char *key,
+                       const cs_entry_t *e)
+{
+    char ver[32];
+    const char *meta;
+
+    apr_snprintf(ver, sizeof(ver), "%" APR_UINT64_T_FMT, e->version);
+    meta = apr_pstrcat(p, ver, " ", e->sha256, " ", key, NULL);
+    if (fsetxattr(fd, CS_XATTR_VERSION, ver, strlen(ver), 0) != 0
+        || fsetxattr(fd, CS_XATTR_SHA256, e->sha256, strlen(e->sha256), 0)
+        || fsetxattr(fd, CS_XATTR_META, meta, strlen(meta), 0) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
 apr_status_t cs_store_tmp_seal(cs_tmp_t *t, const char *key,
                                const cs_entry_t *e)
 {
     apr_os_file_t fd;
-    char ver[32];
-    const char *meta;
     struct timespec ts[2];
     apr_status_t rv;
 
@@ -427,12 +442,7 @@ apr_status_t cs_store_tmp_seal(cs_tmp_t *t, const char *key,
         return rv;
     }
     apr_os_file_get(&fd, t->file);
-    apr_snprintf(ver, sizeof(ver), "%" APR_UINT64_T_FMT, e->version);
-    meta = apr_pstrcat(t->pool, ver, " ", e->sha256, " ", key, NULL);
-    if (fsetxattr(fd, CS_XATTR_VERSION, ver, strlen(ver), 0) != 0
-        || fsetxattr(fd, CS_XATTR_SHA256, e->sha256, strlen(e->sha256), 0)
-        || fsetxattr(fd, CS_XATTR_META, meta, strlen(meta), 0) != 0
-        || fchmod(fd, 0644) != 0) {
+    if (cs_set_meta(t->pool, fd, key, e) != 0 || fchmod(fd, 0644) != 0) {
         return APR_FROM_OS_ERROR(errno);
     }
     ts[0].tv_sec = ts[1].tv_sec = (time_t)(e->mtime / APR_USEC_PER_SEC);
@@ -540,6 +550,44 @@ apr_status_t cs_store_remove(apr_pool_t *p, const char *path)
     return cs_fsync_parent(p, path);
 }
 
+apr_status_t cs_store_relabel(apr_pool_t *p, apr_file_t *f, const char *key,
+                              const cs_entry_t *e)
+{
+    apr_os_file_t fd;
+
+    apr_os_file_get(&fd, f);
+    return cs_set_meta(p, fd, key, e) == 0 ? APR_SUCCESS
+                                           : APR_FROM_OS_ERROR(errno);
+}
+
+apr_status_t cs_store_rename(const char *from, const char *to)
+{
+    return rename(from, to) == 0 ? APR_SUCCESS : APR_FROM_OS_ERROR(errno);
+}
+
+apr_status_t cs_store_sync(const cs_store_t *st)
+{
+    int fd = open(st->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    apr_status_t rv = APR_SUCCESS;
+
+    if (fd < 0) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    if (syncfs(fd) != 0) {
+        rv = APR_FROM_OS_ERROR(errno);
+    }
+    close(fd);
+    return rv;
+}
+
+void cs_store_prune(const cs_store_t *st, const char *dir)
+{
+    if (strncmp(dir, st->root, st->root_len) == 0
+        && dir[st->root_len] == '/') {
+        cs_prune_empty(dir, 0);
+    }
+}
+
 apr_status_t cs_store_put_small(apr_pool_t *p, const cs_store_t *st,
                                 const char *prefix, const char *dst,
                                 const char *data, apr_size_t len)
@@ -583,20 +631,26 @@ apr_status_t cs_store_put_small(apr_pool_t *p, const cs_store_t *st,
     return rv;
 }
 
-apr_status_t cs_store_lock_key(apr_pool_t *p, const cs_store_t *st,
-                               const char *key, apr_file_t **lock)
+/* The lock stripe of key. */
+static apr_uint32_t cs_stripe(const char *key)
 {
     apr_uint32_t h = 2166136261u;       /* FNV-1a */
     const unsigned char *k;
-    apr_os_file_t fd;
-    apr_status_t rv;
-    const char *path;
 
     for (k = (const unsigned char *)key; *k; k++) {
         h = (h ^ *k) * 16777619u;
     }
-    path = apr_psprintf(p, "%s/locks/%04x", st->state_dir,
-                        h % CS_LOCK_STRIPES);
+    return h % CS_LOCK_STRIPES;
+}
+
+/* Take the exclusive flock of the lock file name in the locks dir. */
+static apr_status_t cs_lock_file(apr_pool_t *p, const cs_store_t *st,
+                                 const char *name, apr_file_t **lock)
+{
+    const char *path = apr_pstrcat(p, st->state_dir, "/locks/", name, NULL);
+    apr_os_file_t fd;
+    apr_status_t rv;
+
     rv = apr_file_open(lock, path, APR_FOPEN_CREATE | APR_FOPEN_WRITE,
                        APR_FPROT_UREAD | APR_FPROT_UWRITE, p);
     if (rv != APR_SUCCESS) {
@@ -613,6 +667,39 @@ apr_status_t cs_store_lock_key(apr_pool_t *p, const cs_store_t *st,
         }
     }
     return APR_SUCCESS;
+}
+
+apr_status_t cs_store_lock_key(apr_pool_t *p, const cs_store_t *st,
+                               const char *key, apr_file_t **lock)
+{
+    return cs_lock_file(p, st, apr_psprintf(p, "%04x", cs_stripe(key)),
+                        lock);
+}
+
+apr_status_t cs_store_lock_keys(apr_pool_t *p, const cs_store_t *st,
+                                const char *k1, const char *k2,
+                                apr_file_t **l1, apr_file_t **l2)
+{
+    apr_uint32_t s1 = cs_stripe(k1), s2 = cs_stripe(k2);
+    apr_status_t rv;
+
+    *l1 = *l2 = NULL;
+    /* Always the lower stripe first: two nodes' worth of MOVEs in
+     * opposite directions cannot wait for each other. */
+    rv = cs_store_lock_key(p, st, s1 <= s2 ? k1 : k2, l1);
+    if (rv == APR_SUCCESS && s1 != s2
+        && (rv = cs_store_lock_key(p, st, s1 <= s2 ? k2 : k1, l2))
+           != APR_SUCCESS) {
+        cs_store_unlock_key(*l1);
+        *l1 = NULL;
+    }
+    return rv;
+}
+
+apr_status_t cs_store_lock_named(apr_pool_t *p, const cs_store_t *st,
+                                 const char *name, apr_file_t **lock)
+{
+    return cs_lock_file(p, st, name, lock);
 }
 
 void cs_store_unlock_key(apr_file_t *lock)

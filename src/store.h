@@ -131,11 +131,31 @@ apr_status_t cs_store_put_small(apr_pool_t *p, const cs_store_t *st,
                                 const char *prefix, const char *dst,
                                 const char *data, apr_size_t len);
 
+/* A MOVE of this node's copy (SPEC section 8): relabel the open copy f
+ * as version e of key (its bytes and mtime stay), then rename it from
+ * its old path to its new one (whose parents cs_store_make_parents()
+ * made).  Neither is fsynced: cs_store_sync() once after a batch. */
+apr_status_t cs_store_relabel(apr_pool_t *p, apr_file_t *f, const char *key,
+                              const cs_entry_t *e);
+apr_status_t cs_store_rename(const char *from, const char *to);
+/* Make everything written below st's root durable (syncfs). */
+apr_status_t cs_store_sync(const cs_store_t *st);
+/* Remove dir (below st's root) if it holds only empty directories. */
+void cs_store_prune(const cs_store_t *st, const char *dir);
+
 /* Take the node-wide exclusive lock of key; released when p is cleaned up
  * or by cs_store_unlock_key(). */
 apr_status_t cs_store_lock_key(apr_pool_t *p, const cs_store_t *st,
                                const char *key, apr_file_t **lock);
 void cs_store_unlock_key(apr_file_t *lock);
+/* The locks of two keys, taken in an order that cannot deadlock; *l2 is
+ * NULL when both keys share one lock. */
+apr_status_t cs_store_lock_keys(apr_pool_t *p, const cs_store_t *st,
+                                const char *k1, const char *k2,
+                                apr_file_t **l1, apr_file_t **l2);
+/* A node-wide lock of its own for one kind of work, by file name. */
+apr_status_t cs_store_lock_named(apr_pool_t *p, const cs_store_t *st,
+                                 const char *name, apr_file_t **lock);
 
 /* Crash recovery of PUTs: a sealed temp file of a dead process holds a
  * version that may have been committed just before the crash.  decide()

@@ -132,6 +132,16 @@ static void cs_write_abort(request_rec *r, const cs_entry_t *next, void *b)
     }
 }
 
+/* Has node applied the invalidation of key queued for it? */
+static int cs_inv_done(request_rec *r, ap_dbd_t *dbd, const char *node,
+                       void *key)
+{
+    int queued = 1;
+
+    return cs_registry_inv_pending(r->server, r->pool, dbd, node, key,
+                                   &queued) == APR_SUCCESS && !queued;
+}
+
 /* cache.h point 2: before a write is answered, every node whose cache
  * lease may still run forgets the key, or its lease runs out. */
 static void cs_invalidate_cluster(request_rec *r, const cs_server_conf *sc,
@@ -139,8 +149,7 @@ static void cs_invalidate_cluster(request_rec *r, const cs_server_conf *sc,
 {
     apr_array_header_t *nodes, *pending;
     ap_dbd_t *dbd;
-    apr_time_t deadline;
-    int i;
+    int i, left;
 
     cs_cache_invalidate(sc->cache, key);
     if (!(dbd = cs_registry_acquire(r))
@@ -179,45 +188,11 @@ static void cs_invalidate_cluster(request_rec *r, const cs_server_conf *sc,
                       n->name);
         cs_registry_inv_add(r->server, r->pool, dbd, n->name, key, version);
     }
-    /* Wait: each pending node either applies the queued invalidation when
-     * it renews its lease, or its lease lapses.  Bounded in any case. */
-    deadline = apr_time_now() + apr_time_from_sec(60);
-    while (pending->nelts > 0 && apr_time_now() < deadline) {
-        apr_array_header_t *still = apr_array_make(r->pool, pending->nelts,
-                                                   sizeof(cs_node_t *));
-        if (cs_registry_nodes(r->server, r->pool, dbd, &nodes)
-            != APR_SUCCESS) {
-            break;
-        }
-        for (i = 0; i < pending->nelts; i++) {
-            cs_node_t *p = APR_ARRAY_IDX(pending, i, cs_node_t *);
-            int j, waiting = 0, queued = 1;
-            for (j = 0; j < nodes->nelts; j++) {
-                cs_node_t *n = &APR_ARRAY_IDX(nodes, j, cs_node_t);
-                if (strcmp(n->name, p->name) == 0) {
-                    waiting = n->lease > 0
-                              && n->age <= n->lease + CS_LEASE_MARGIN;
-                }
-            }
-            if (waiting
-                && cs_registry_inv_pending(r->server, r->pool, dbd, p->name,
-                                           key, &queued) == APR_SUCCESS
-                && !queued) {
-                waiting = 0;
-            }
-            if (waiting) {
-                APR_ARRAY_PUSH(still, cs_node_t *) = p;
-            }
-        }
-        pending = still;
-        if (pending->nelts) {
-            apr_sleep(apr_time_from_msec(100));
-        }
-    }
-    if (pending->nelts) {
+    if ((left = cs_wait_nodes(r, dbd, pending, cs_inv_done, (void *)key))
+        > 0) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(072)
                       "%s: gave up waiting for %d node(s) to drop it from "
-                      "their caches", key, pending->nelts);
+                      "their caches", key, left);
     }
 }
 
@@ -467,9 +442,11 @@ int cs_handle_delete(request_rec *r, const cs_server_conf *sc,
     return OK;
 }
 
-int cs_patch_key(request_rec *r, const cs_server_conf *sc, const char *key,
-                 const char *path, apr_off_t offset, cs_tmp_t *body,
-                 apr_uint64_t len, cs_entry_t *out)
+/* cs_patch_key() once it is r's turn on key (or turns are not there). */
+static int cs_patch_in_turn(request_rec *r, const cs_server_conf *sc,
+                            const char *key, const char *path,
+                            apr_off_t offset, cs_tmp_t *body,
+                            apr_uint64_t len, cs_entry_t *out)
 {
     int attempt, status, fetches = 0;
 
@@ -575,4 +552,28 @@ int cs_patch_key(request_rec *r, const cs_server_conf *sc, const char *key,
                   "partial write of %s: the key kept changing; gave up "
                   "after 16 attempts (503)", key);
     return cs_unavailable(r);
+}
+
+int cs_patch_key(request_rec *r, const cs_server_conf *sc, const char *key,
+                 const char *path, apr_off_t offset, cs_tmp_t *body,
+                 apr_uint64_t len, cs_entry_t *out)
+{
+    /* Partial writes of the key through all nodes take turns: without
+     * them a node that must fetch each new version first can lose every
+     * race to the nodes that hold it.  The expected-version check at the
+     * commit stays, for writers without a turn. */
+    apr_status_t rv = cs_registry_turn(r, key, 30);
+    int status;
+
+    if (rv == APR_TIMEUP) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(099)
+                      "partial write of %s: no turn within 30 s; nothing "
+                      "stored (503)", key);
+        return cs_unavailable(r);
+    }
+    status = cs_patch_in_turn(r, sc, key, path, offset, body, len, out);
+    if (rv == APR_SUCCESS) {
+        cs_registry_turn_end(r, key);
+    }
+    return status;
 }

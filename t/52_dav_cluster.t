@@ -4,6 +4,9 @@
 # one that was down while it happened:
 #   - a MOVE and a collection DELETE while a node is stopped: once back,
 #     it serves the new names and none of the old ones;
+#   - a collection MOVE renames each holder's copies, one stopped during
+#     it included: no byte fetched or pushed, holders and dead properties
+#     kept; one the registry refuses half-way moves nothing;
 #   - a MOVE racing a PUT of its source: the PUT's bytes are not lost;
 #   - a lock taken through one node is enforced by the others, survives
 #     the restart of the node that granted it, and ends at its timeout;
@@ -57,6 +60,104 @@ sub listing {
     }
 }
 
+# ---- a collection MOVE: one transaction, no file bytes between nodes -----
+# The holders of each file before the MOVE hold it at the new name after,
+# on their own disks; reading every moved file through its holders (one
+# of them stopped during the MOVE and started after it) fetches nothing
+# and serves nothing to a peer.
+{
+    my @rel = ((map { "f$_.txt" } 1 .. 12), 'sub/deep.txt');
+    is req(MKCOL => $A->url . "$base/$_/")->code, 201, "MKCOL $_/"
+        for 'tree', 'tree/sub';
+    for my $f (@rel) {
+        is put($A, "$base/tree/$f", "bytes of $f\n" x 50)->code, 201,
+            "PUT tree/$f";
+    }
+    my %holders;
+    for my $f (@rel) {
+        ok wait_for(15, sub { (() = $A->live_holders("$base/tree/$f")) >= 2 }),
+            "tree/$f has two holders";
+        $holders{$f} = [ $A->live_holders("$base/tree/$f") ];
+    }
+    my $props = req(PROPPATCH => $A->url . "$base/tree/f1.txt",
+        '<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:t52">'
+        . '<D:set><D:prop><Z:colour>blue</Z:colour></D:prop></D:set>'
+        . '</D:propertyupdate>', 'Content-Type' => 'application/xml');
+    is $props->code, 207, 'a dead property on tree/f1.txt';
+    $C->stop;
+    my %before = map { $_->name => { served => $_->counter('peer_served'),
+                                     received => $_->counter('replicas_received'),
+                                     fetched => $_->counter('fetch_bytes') } }
+                 $A, $B;
+    my $r = req(MOVE => $B->url . "$base/tree/", undef,
+                Destination => $B->url . "$base/moved/");
+    is $r->code, 201, 'MOVE tree/ -> moved/ through b, c stopped'
+        or diag $r->as_string;
+    $C->start;
+    for my $n (@nodes) {
+        for my $f (@rel) {
+            next unless grep { $_ eq $n->name } @{ $holders{$f} };
+            my $g = get($n, "$base/moved/$f");
+            is $g->code . ' ' . ($g->content eq "bytes of $f\n" x 50 ? 'same' : 'other'),
+                '200 same', "moved/$f read through its holder " . $n->name;
+            ok -f $n->root . "/dav" . substr($base, 4) . "/moved/$f"
+                && !-e $n->root . "/dav" . substr($base, 4) . "/tree/$f",
+                "moved/$f renamed on the disk of " . $n->name;
+        }
+        is get($n, "$base/tree/$_")->code, 404,
+            "tree/$_ gone on " . $n->name for @rel;
+        is req(PROPFIND => $n->url . "$base/tree/", undef, Depth => 0)->code,
+            404, 'tree/ gone on ' . $n->name;
+        like req(PROPFIND => $n->url . "$base/moved/f1.txt", undef,
+                 Depth => 0)->content, qr{<[^>]*colour[^>]*>blue<},
+            'the dead property moved with the file on ' . $n->name;
+    }
+    for my $f (@rel) {
+        is_deeply [ $A->live_holders("$base/moved/$f") ], $holders{$f},
+            "moved/$f has the holders tree/$f had";
+    }
+    for my $n ($A, $B) {
+        my $b = $before{ $n->name };
+        is $n->counter('peer_served') - $b->{served}, 0,
+            'no copy served to a peer by ' . $n->name;
+        is $n->counter('replicas_received') - $b->{received}, 0,
+            'no replica received by ' . $n->name;
+        is $n->counter('fetch_bytes') - $b->{fetched}, 0,
+            'no byte fetched by ' . $n->name;
+    }
+    is $C->counter('fetch_bytes'), 0,
+        'no byte fetched by c, which was stopped during the MOVE';
+}
+
+# ---- a MOVE the registry refuses half-way changes nothing ---------------
+# A trigger makes the insert of one destination row fail: the MOVE is one
+# transaction, so none of its files moved (file by file, the ones before
+# it would have).
+{
+    is req(MKCOL => $A->url . "$base/atom/")->code, 201, 'MKCOL atom/';
+    my @rel = qw(a.txt boom.txt z.txt);
+    is put($A, "$base/atom/$_", "atom $_")->code, 201, "PUT atom/$_" for @rel;
+    # (One statement without a ';': a NULL key is refused, error 1048.)
+    CSTest::sql("CREATE TRIGGER cs_t52_boom BEFORE INSERT ON cs_files"
+        . " FOR EACH ROW SET NEW.path = IF(NEW.path LIKE '%/atom2/boom.txt',"
+        . " NULL, NEW.path)");
+    my $r = req(MOVE => $A->url . "$base/atom/", undef,
+                Destination => $A->url . "$base/atom2/");
+    CSTest::sql("DROP TRIGGER cs_t52_boom");
+    is $r->code, 503, 'the refused MOVE answers 503';
+    for my $n (@nodes) {
+        is get($n, "$base/atom/$_")->content, "atom $_",
+            "atom/$_ still at the source on " . $n->name for @rel;
+        is get($n, "$base/atom2/$_")->code, 404,
+            "no atom2/$_ on " . $n->name for @rel;
+    }
+    is req(MOVE => $A->url . "$base/atom/", undef,
+           Destination => $A->url . "$base/atom2/")->code, 201,
+        'the same MOVE goes through once the registry takes it';
+    is get($C, "$base/atom2/$_")->content, "atom $_", "atom2/$_ through c"
+        for @rel;
+}
+
 # ---- a collection DELETE while a node is down ----------------------------
 {
     is req(MKCOL => $A->url . "$base/gone/")->code, 201, 'MKCOL gone/';
@@ -75,7 +176,8 @@ sub listing {
         is req(PROPFIND => $n->url . "$base/gone/", undef, Depth => 0)->code,
             404, 'the collection is gone on ' . $n->name;
     }
-    is_deeply listing($B, $base), [ "$base/m2.txt" ],
+    is_deeply listing($B, $base),
+        [ "$base/atom2/", "$base/m2.txt", "$base/moved/" ],
         'the listing of the parent on b has only what is left';
 }
 

@@ -15,7 +15,6 @@
 #include "counters.h"
 #include "peer.h"
 #include "store.h"
-#include "apr_memcache.h"
 
 #define CS_UNSET            (-1)
 #define CS_DEFAULT_REPLICAS 2
@@ -32,6 +31,10 @@
                                    younger than this many of its periods */
 #define CS_LEASE_PERIODS    2   /* a node trusts its cache this long after
                                    the start of its last heartbeat */
+/* memcached: every connect, send and receive waits at most this long;
+ * a server that did not answer is not asked again for a while. */
+#define CS_MC_TIMEOUT       apr_time_from_msec(500)
+#define CS_MC_DOWN_TIME     apr_time_from_sec(5)
 #define CS_LEASE_MARGIN     2   /* seconds of clock skew allowed between
                                    nodes and the database */
 #define CS_WRITE_SKEW_MAX   60  /* seconds: a node whose clock is further
@@ -61,7 +64,7 @@ typedef struct {
     cs_counters_t *counters;    /* this node's block in shared memory */
     struct cs_cache_t *cache;   /* node-local registry cache (cache.h) */
     /* Per child, set in child_init (children are forked copies). */
-    apr_memcache_t *mc;
+    struct cs_mc_t *mc;         /* memcached client (mcache.c), per child */
 } cs_server_conf;
 
 typedef struct {

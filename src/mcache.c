@@ -6,8 +6,12 @@
 #include "mcache.h"
 #include "crypto.h"
 
-#include "ap_mpm.h"
+#include "apr_network_io.h"
 #include "apr_strings.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sys/socket.h>
 
 #define CS_MC_MAC_LEN   32
 
@@ -71,6 +75,276 @@ static int cs_mc_decode(const cs_server_conf *sc, const char *key,
     return cs_entry_decode(val, body, e);
 }
 
+/* ------------------------------------------------------------------ */
+/* The client: memcached's text protocol over kept-alive connections,  */
+/* every connect, send and receive bounded by CS_MC_TIMEOUT            */
+/* ------------------------------------------------------------------ */
+
+/* Answers are one line, or one value of at most an entry (all short). */
+#define CS_MC_BUF 1024
+
+typedef struct cs_mc_conn_t cs_mc_conn_t;
+struct cs_mc_conn_t {
+    apr_pool_t *own;            /* unmanaged: the socket lives in it */
+    apr_socket_t *sock;
+    cs_mc_conn_t *next;         /* in the idle list */
+    char buf[CS_MC_BUF];
+    apr_size_t len;
+};
+
+typedef struct {
+    const char *spec;           /* host:port, for the log */
+    apr_sockaddr_t *sa;
+    pthread_mutex_t mutex;      /* guards idle */
+    cs_mc_conn_t *idle;
+    int nidle;
+    apr_int64_t down_until;     /* apr_time_t; atomic */
+} cs_mc_server_t;
+
+struct cs_mc_t {
+    int n;
+    cs_mc_server_t *servers;
+    int closed;                 /* the child exits: keep nothing */
+};
+
+static void cs_mc_conn_close(cs_mc_conn_t *c)
+{
+    apr_pool_destroy(c->own);   /* closes the socket */
+}
+
+static apr_status_t cs_mc_close_all(void *data)
+{
+    struct cs_mc_t *mc = data;
+    int i;
+
+    for (i = 0; i < mc->n; i++) {
+        cs_mc_server_t *ms = &mc->servers[i];
+        cs_mc_conn_t *c, *next;
+        pthread_mutex_lock(&ms->mutex);
+        c = ms->idle;
+        ms->idle = NULL;
+        ms->nidle = 0;
+        mc->closed = 1;
+        pthread_mutex_unlock(&ms->mutex);
+        for (; c; c = next) {
+            next = c->next;
+            cs_mc_conn_close(c);
+        }
+    }
+    return APR_SUCCESS;
+}
+
+/* An idle connection (*reused 1) or a new one. */
+static apr_status_t cs_mc_conn_get(cs_mc_server_t *ms, int fresh,
+                                   cs_mc_conn_t **out, int *reused)
+{
+    cs_mc_conn_t *c = NULL;
+    apr_pool_t *own;
+    apr_status_t rv;
+
+    if (!fresh) {
+        pthread_mutex_lock(&ms->mutex);
+        if ((c = ms->idle) != NULL) {
+            ms->idle = c->next;
+            ms->nidle--;
+        }
+        pthread_mutex_unlock(&ms->mutex);
+    }
+    *reused = c != NULL;
+    if (!c) {
+        if ((rv = apr_pool_create_unmanaged_ex(&own, NULL, NULL))
+            != APR_SUCCESS) {
+            return rv;
+        }
+        c = apr_pcalloc(own, sizeof(*c));
+        c->own = own;
+        rv = apr_socket_create(&c->sock, ms->sa->family, SOCK_STREAM,
+                               APR_PROTO_TCP, own);
+        if (rv == APR_SUCCESS) {
+            apr_socket_opt_set(c->sock, APR_TCP_NODELAY, 1);
+            apr_socket_timeout_set(c->sock, CS_MC_TIMEOUT);
+            rv = apr_socket_connect(c->sock, ms->sa);
+        }
+        if (rv != APR_SUCCESS) {
+            apr_pool_destroy(own);
+            return rv;
+        }
+    }
+    c->len = 0;
+    *out = c;
+    return APR_SUCCESS;
+}
+
+static void cs_mc_conn_put(struct cs_mc_t *mc, cs_mc_server_t *ms,
+                           cs_mc_conn_t *c, int reusable)
+{
+    if (reusable) {
+        pthread_mutex_lock(&ms->mutex);
+        if (!mc->closed && ms->nidle < 64) {
+            c->next = ms->idle;
+            ms->idle = c;
+            ms->nidle++;
+            c = NULL;
+        }
+        pthread_mutex_unlock(&ms->mutex);
+    }
+    if (c) {
+        cs_mc_conn_close(c);
+    }
+}
+
+/* The length of the complete answer at the start of c->buf, 0 while it
+ * is incomplete, -1 if it is not one memcached sends.  *value and *vlen: a
+ * get's value (vlen -1: none). */
+static long cs_mc_answer(cs_mc_conn_t *c, const char **value, long *vlen)
+{
+    const char *b = c->buf, *eol;
+    apr_size_t n = c->len;
+
+    *vlen = -1;
+    eol = memchr(b, '\n', n);
+    if (!eol) {
+        return n >= sizeof(c->buf) ? -1 : 0;
+    }
+    if (n >= 6 && memcmp(b, "VALUE ", 6) == 0) {
+        /* VALUE <key> <flags> <bytes>\r\n<data>\r\nEND\r\n */
+        const char *sp = eol;
+        apr_uint64_t bytes;
+        long head = (long)(eol - b) + 1;
+        while (sp > b && sp[-1] != ' ') {
+            sp--;
+        }
+        if (cs_parse_u64(sp, (size_t)(eol - sp - (eol[-1] == '\r')),
+                         &bytes) != 0
+            || bytes > CS_MC_BUF) {
+            return -1;
+        }
+        if (n < (apr_size_t)head + bytes + 7) {
+            return (apr_size_t)head + bytes + 7 > sizeof(c->buf) ? -1 : 0;
+        }
+        if (memcmp(b + head + bytes, "\r\nEND\r\n", 7) != 0) {
+            return -1;
+        }
+        *value = b + head;
+        *vlen = (long)bytes;
+        return head + (long)bytes + 7;
+    }
+    return (long)(eol - b) + 1;
+}
+
+/* One request and its answer through the server of mckey; *line: the
+ * answer's first line (NUL-terminated, without CRLF), *value and *vlen
+ * get's value.  A server that did not answer within the timeout counts
+ * as down for CS_MC_DOWN_TIME: this process asks the database meanwhile
+ * (SPEC promise 9). */
+static apr_status_t cs_mc_call(request_rec *r, struct cs_mc_t *mc,
+                               int writer, const char *mckey,
+                               const char *req, apr_size_t reqlen,
+                               char **line, char **value, long *vlen)
+{
+    /* The key is a hex SHA-256 after "cs1:": its digits pick a server. */
+    cs_mc_server_t *ms = &mc->servers[strtoul(apr_pstrndup(r->pool,
+                                                           mckey + 4, 6),
+                                              NULL, 16) % (unsigned)mc->n];
+    apr_time_t now = apr_time_now();
+    apr_status_t rv = APR_SUCCESS;
+    int attempt, reused;
+
+    /* Readers leave a server that did not answer alone for a while; a
+     * writer always tries (bounded), so that it leaves no old entry
+     * behind in a memcached that answers again. */
+    if (!writer && now < __atomic_load_n(&ms->down_until, __ATOMIC_RELAXED)) {
+        return APR_EAGAIN;
+    }
+    for (attempt = 0; attempt < 2; attempt++) {
+        cs_mc_conn_t *c;
+        const char *val = NULL;
+        long n = 0;
+        apr_size_t sent = 0;
+
+        if ((rv = cs_mc_conn_get(ms, attempt > 0, &c, &reused))
+            != APR_SUCCESS) {
+            break;
+        }
+        while (rv == APR_SUCCESS && sent < reqlen) {
+            apr_size_t k = reqlen - sent;
+            rv = apr_socket_send(c->sock, req + sent, &k);
+            sent += k;
+        }
+        while (rv == APR_SUCCESS && (n = cs_mc_answer(c, &val, vlen)) == 0) {
+            apr_size_t k = sizeof(c->buf) - c->len;
+            rv = apr_socket_recv(c->sock, c->buf + c->len, &k);
+            c->len += k;
+        }
+        if (rv == APR_SUCCESS && n > 0) {
+            char *l = apr_pstrmemdup(r->pool, c->buf, (apr_size_t)n);
+            l[strcspn(l, "\r\n")] = '\0';
+            *line = l;
+            *value = *vlen >= 0 ? apr_pstrmemdup(r->pool, val,
+                                                 (apr_size_t)*vlen) : NULL;
+            cs_mc_conn_put(mc, ms, c, (apr_size_t)n == c->len);
+            return APR_SUCCESS;
+        }
+        cs_mc_conn_put(mc, ms, c, 0);
+        if (rv == APR_SUCCESS) {
+            rv = APR_EGENERAL;  /* an answer memcached does not send */
+            break;
+        }
+        /* A kept connection the server closed (it restarted) is worth
+         * one fresh try; a server that did not answer is not. */
+        if (!reused || APR_STATUS_IS_TIMEUP(rv)) {
+            break;
+        }
+    }
+    /* (A refused connection costs nothing: it is simply tried again.) */
+    if (APR_STATUS_IS_TIMEUP(rv)) {
+        __atomic_store_n(&ms->down_until, apr_time_now() + CS_MC_DOWN_TIME,
+                         __ATOMIC_RELAXED);
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, CSLOG(117)
+                      "memcached %s did not answer in time; readers leave "
+                      "it alone for %d s (the database answers meanwhile)",
+                      ms->spec, (int)apr_time_sec(CS_MC_DOWN_TIME));
+    }
+    return rv;
+}
+
+/* add/set of mckey: APR_SUCCESS (stored), APR_EEXIST (add: there). */
+static apr_status_t cs_mc_store(request_rec *r, struct cs_mc_t *mc,
+                                const char *cmd, const char *mckey,
+                                const char *val, apr_size_t n, int ttl)
+{
+    char *line, *value;
+    long vlen;
+    const char *req = apr_psprintf(r->pool, "%s %s 0 %d %" APR_SIZE_T_FMT
+                                   "\r\n%.*s\r\n", cmd, mckey, ttl, n,
+                                   (int)n, val);
+    apr_status_t rv = cs_mc_call(r, mc, strcmp(cmd, "set") == 0, mckey, req,
+                                 strlen(req), &line, &value, &vlen);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    return strcmp(line, "STORED") == 0 ? APR_SUCCESS
+           : strcmp(line, "NOT_STORED") == 0 ? APR_EEXIST : APR_EGENERAL;
+}
+
+/* delete of mckey: APR_SUCCESS, APR_NOTFOUND, or why it failed. */
+static apr_status_t cs_mc_delete(request_rec *r, struct cs_mc_t *mc,
+                                 const char *mckey)
+{
+    char *line, *value;
+    long vlen;
+    const char *req = apr_pstrcat(r->pool, "delete ", mckey, "\r\n", NULL);
+    apr_status_t rv = cs_mc_call(r, mc, 1, mckey, req, strlen(req), &line,
+                                 &value, &vlen);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    return strcmp(line, "DELETED") == 0 ? APR_SUCCESS
+           : strcmp(line, "NOT_FOUND") == 0 ? APR_NOTFOUND : APR_EGENERAL;
+}
+
 /* Reader: populate without overwriting what a writer may have set. */
 void cs_mc_add(request_rec *r, const cs_server_conf *sc,
                       const char *key, const char *mckey,
@@ -83,8 +357,8 @@ void cs_mc_add(request_rec *r, const cs_server_conf *sc,
     if (!sc->mc || (n = cs_mc_value(sc, key, e, val, sizeof(val))) < 0) {
         return;
     }
-    rv = apr_memcache_add(sc->mc, mckey, val, (apr_size_t)n,
-                          (apr_uint32_t)sc->cache_ttl, 0);
+    rv = cs_mc_store(r, sc->mc, "add", mckey, val, (apr_size_t)n,
+                     sc->cache_ttl);
     if (rv != APR_SUCCESS && rv != APR_EEXIST) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, CSLOG(110)
                       "memcached add failed for %s", key);
@@ -92,83 +366,44 @@ void cs_mc_add(request_rec *r, const cs_server_conf *sc,
 }
 
 /* Writer, after the commit: overwrite; if that fails, drop the entry. */
-#define CS_MC_WRITE_TRIES 4
-
-/* Mark every server live again: the next call tries it at once. */
-static void cs_mc_revive(apr_memcache_t *mc)
-{
-    int i;
-
-    for (i = 0; i < mc->ntotal; i++) {
-        apr_memcache_enable_server(mc, mc->live_servers[i]);
-    }
-}
-
-static int cs_mc_any_live(apr_memcache_t *mc)
-{
-    int i;
-
-    for (i = 0; i < mc->ntotal; i++) {
-        if (mc->live_servers[i]->status == APR_MC_SERVER_LIVE) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-void cs_mc_set(request_rec *r, const cs_server_conf *sc,
-               const char *key, const cs_entry_t *e)
+apr_status_t cs_mc_set(request_rec *r, const cs_server_conf *sc,
+                       const char *key, const cs_entry_t *e)
 {
     char mckey[CS_MC_KEY_LEN + 1];
     char val[CS_ENTRY_MAX_LEN + CS_MC_MAC_LEN + 2];
-    int n, attempt;
-    apr_status_t rv;
+    int n;
+    apr_status_t rv, rv2;
 
     if (!sc->mc) {
-        return;
+        return APR_SUCCESS;
     }
     cs_mc_key(key, mckey);
     n = cs_mc_value(sc, key, e, val, sizeof(val));
     if (n < 0) {
-        return;                 /* cannot happen: entries are short */
+        return APR_EGENERAL;    /* cannot happen: entries are short */
     }
-    /* A pooled connection from before a memcached restart fails once, and
-     * apr_memcache then skips the server for 5 s: a writer must not leave
-     * the old entry behind for that, so it asks again at once (each
-     * failure drops one stale connection; a server that is really down
-     * refuses quickly). */
-    for (attempt = 0; ; attempt++) {
-        rv = apr_memcache_set(sc->mc, mckey, val, (apr_size_t)n,
-                              (apr_uint32_t)sc->cache_ttl, 0);
-        if (rv == APR_SUCCESS || attempt >= CS_MC_WRITE_TRIES - 1) {
-            break;
-        }
-        cs_mc_revive(sc->mc);
-    }
+    /* (A kept connection from before a memcached restart is retried on a
+     * fresh one inside cs_mc_call.) */
+    rv = cs_mc_store(r, sc->mc, "set", mckey, val, (apr_size_t)n,
+                     sc->cache_ttl);
     if (rv != APR_SUCCESS) {
-        apr_status_t rv2;
-        cs_mc_revive(sc->mc);
-        rv2 = apr_memcache_delete(sc->mc, mckey, 0);
+        rv2 = cs_mc_delete(r, sc->mc, mckey);
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, CSLOG(111)
                       "memcached set failed for %s (delete: %s)", key,
                       rv2 == APR_SUCCESS ? "done"
-                      : rv2 == APR_NOTFOUND && cs_mc_any_live(sc->mc)
-                      ? "not there" : "failed too");
+                      : rv2 == APR_NOTFOUND ? "not there" : "failed too");
     }
+    return rv;
 }
 
 apr_status_t cs_mc_child_init(apr_pool_t *p, server_rec *s)
 {
     server_rec *vs;
-    int threads = 1;
 
-    ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads);
-    if (threads < 1) {
-        threads = 1;
-    }
     for (vs = s; vs; vs = vs->next) {
         cs_server_conf *sc = cs_sconf(vs);
         cs_server_conf *mainc = cs_sconf(s);
+        struct cs_mc_t *mc;
         int i;
 
         if (!sc->memcache || sc->memcache->nelts == 0) {
@@ -178,32 +413,35 @@ apr_status_t cs_mc_child_init(apr_pool_t *p, server_rec *s)
             sc->mc = mainc->mc;     /* inherited: share the client */
             continue;
         }
-        if (apr_memcache_create(p, (apr_uint16_t)sc->memcache->nelts, 0,
-                                &sc->mc) != APR_SUCCESS) {
-            sc->mc = NULL;
-            continue;
-        }
+        mc = apr_pcalloc(p, sizeof(*mc));
+        mc->servers = apr_pcalloc(p, sc->memcache->nelts
+                                     * sizeof(cs_mc_server_t));
         for (i = 0; i < sc->memcache->nelts; i++) {
             const char *spec = APR_ARRAY_IDX(sc->memcache, i, const char *);
+            cs_mc_server_t *ms = &mc->servers[mc->n];
             char *host = NULL, *scope = NULL;
             apr_port_t port = 0;
-            apr_memcache_server_t *ms;
             apr_status_t rv;
 
             /* Validated in the directive handler already. */
             apr_parse_addr_port(&host, &scope, &port, spec, p);
-            rv = apr_memcache_server_create(p, host, port ? port : 11211, 0,
-                                            1, (apr_uint32_t)threads,
-                                            (apr_uint32_t)apr_time_from_sec(60),
-                                            &ms);
-            if (rv == APR_SUCCESS) {
-                rv = apr_memcache_add_server(sc->mc, ms);
-            }
+            rv = apr_sockaddr_info_get(&ms->sa, host, APR_UNSPEC,
+                                       port ? port : 11211, 0, p);
             if (rv != APR_SUCCESS) {
                 ap_log_error(APLOG_MARK, APLOG_ERR, rv, vs, CSLOG(112)
                              "cannot set up memcached server %s", spec);
+                continue;
             }
+            ms->spec = spec;
+            pthread_mutex_init(&ms->mutex, NULL);
+            mc->n++;
         }
+        if (mc->n == 0) {
+            continue;
+        }
+        sc->mc = mc;
+        apr_pool_cleanup_register(p, mc, cs_mc_close_all,
+                                  apr_pool_cleanup_null);
     }
     return APR_SUCCESS;
 }
@@ -212,21 +450,25 @@ apr_status_t cs_mc_get(request_rec *r, const cs_server_conf *sc,
                        const char *key, char mckey[CS_MC_KEY_LEN + 1],
                        cs_entry_t *e)
 {
-    char *val = NULL;
-    apr_size_t len = 0;
-    apr_uint16_t flags = 0;
+    char *line = NULL, *val = NULL;
+    long len = -1;
     apr_status_t rv;
 
     cs_mc_key(key, mckey);
-    rv = apr_memcache_getp(sc->mc, r->pool, mckey, &val, &len, &flags);
-    if (rv == APR_SUCCESS) {
-        if (cs_mc_decode(sc, key, val, len, e) == 0) {
+    rv = cs_mc_call(r, sc->mc, 0, mckey,
+                    apr_pstrcat(r->pool, "get ", mckey, "\r\n", NULL),
+                    4 + CS_MC_KEY_LEN + 2, &line, &val, &len);
+    if (rv == APR_SUCCESS && len >= 0) {
+        if (cs_mc_decode(sc, key, val, (apr_size_t)len, e) == 0) {
             return APR_SUCCESS;
         }
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(113)
                       "ignoring malformed memcached entry for %s", key);
-        apr_memcache_delete(sc->mc, mckey, 0);
+        cs_mc_delete(r, sc->mc, mckey);
         return APR_NOTFOUND;
+    }
+    if (rv == APR_SUCCESS) {
+        rv = strcmp(line, "END") == 0 ? APR_NOTFOUND : APR_EGENERAL;
     }
     if (rv != APR_NOTFOUND) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, CSLOG(114)

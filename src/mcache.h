@@ -12,7 +12,14 @@
  *     foreign values are a miss, never a wrong answer;
  *   - readers fill with add (never overwrite), writers overwrite with set
  *     after their commit, and delete the entry when the set fails;
- *   - a memcached that is down is a miss (logged at debug), never an error.
+ *   - a memcached that is down is a miss (logged at debug), never an error;
+ *   - nothing waits on memcached for long (SPEC promise 9): the client is
+ *     the module's own (memcached's text protocol over kept-alive
+ *     connections; apr_memcache reads without a timeout), every connect,
+ *     send and receive is bounded by CS_MC_TIMEOUT, and readers leave a
+ *     server that did not answer alone for CS_MC_DOWN_TIME (CS117): the
+ *     database answers meanwhile.  Writers always try it (bounded).  Keys
+ *     go to servers by their hash.
  */
 #ifndef CS_MCACHE_H
 #define CS_MCACHE_H
@@ -22,8 +29,9 @@
 
 #define CS_MC_KEY_LEN   (4 + CS_SHA256_HEX_LEN)
 
-/* Per child: one apr_memcache client per node, sized for the MPM's
- * threads (a vhost that inherits the main server's list shares its). */
+/* Per child: the memcached client of each server_rec (a vhost that
+ * inherits the main server's list shares its); its kept connections are
+ * closed with p. */
 apr_status_t cs_mc_child_init(apr_pool_t *p, server_rec *s);
 
 /* The memcached key of key (out: CS_MC_KEY_LEN + 1 bytes). */
@@ -41,8 +49,9 @@ apr_status_t cs_mc_get(request_rec *r, const cs_server_conf *sc,
 void cs_mc_add(request_rec *r, const cs_server_conf *sc, const char *key,
                const char *mckey, const cs_entry_t *e);
 
-/* Writer, after the commit: overwrite; if that fails, drop the entry. */
-void cs_mc_set(request_rec *r, const cs_server_conf *sc, const char *key,
-               const cs_entry_t *e);
+/* Writer, after the commit: overwrite; if that fails, drop the entry
+ * (and say so: APR_SUCCESS only when it was overwritten). */
+apr_status_t cs_mc_set(request_rec *r, const cs_server_conf *sc,
+                       const char *key, const cs_entry_t *e);
 
 #endif /* CS_MCACHE_H */

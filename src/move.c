@@ -288,7 +288,8 @@ int cs_move(request_rec *r, const cs_server_conf *sc, const char *skey,
     apr_status_t rv = APR_EGENERAL;
     ap_dbd_t *dbd;
     apr_int64_t now = 0;
-    int attempt, retry = 0, i, status;
+    apr_time_t t0 = apr_time_now(), t1, t2, t3;
+    int attempt, retry = 0, i, status, mc_ok = 1;
 
     *files = 0;
     m.skey = skey;
@@ -322,11 +323,15 @@ int cs_move(request_rec *r, const cs_server_conf *sc, const char *skey,
         CS_COUNT(sc, registry_errors, 1);
         return cs_unavailable(r);
     }
+    t1 = apr_time_now();
     /* Committed.  This node forgets what it knew of both paths, memcached
      * learns their new entries (as a writer sets them), then every node
      * renames its copies. */
     cs_move_forget(sc->cache, &m);
-    for (i = 0; i < src->nelts; i++) {
+    /* A memcached that fails one of them is not asked for the rest (each
+     * try may wait for its timeout): their old entries last until the
+     * TTL (CS111, the memcached partition case). */
+    for (i = 0; mc_ok && i < src->nelts; i++) {
         const char **c = APR_ARRAY_IDX(src, i, const char **);
         cs_entry_t e;
         apr_int64_t mt = apr_atoi64(c[2]);
@@ -334,24 +339,30 @@ int cs_move(request_rec *r, const cs_server_conf *sc, const char *skey,
         e.version = (apr_uint64_t)apr_atoi64(c[1]) + 1;
         e.deleted = 1;
         e.mtime = now > mt ? now : mt + 1;
-        cs_mc_set(r, sc, c[0], &e);
+        mc_ok = cs_mc_set(r, sc, c[0], &e) == APR_SUCCESS;
     }
-    for (i = 0; i < dst->nelts; i++) {
+    for (i = 0; mc_ok && i < dst->nelts; i++) {
         const char **c = APR_ARRAY_IDX(dst, i, const char **);
         cs_entry_t e;
         cs_row_entry(c, &e);
-        cs_mc_set(r, sc, c[0], &e);
+        mc_ok = cs_mc_set(r, sc, c[0], &e) == APR_SUCCESS;
     }
+    t2 = apr_time_now();
     if (cs_move_apply(r->server, r->pool, dbd, NULL) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(092)
                       "MOVE %s to %s: committed; this node renames its "
                       "copies at its next heartbeat", skey, dkey);
     }
+    t3 = apr_time_now();
     cs_move_tell(r, sc, dbd, dkey, seq);
     *files = dst->nelts;
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(093)
-                  "moved %s to %s (%d files, move %" APR_UINT64_T_FMT ")",
-                  skey, dkey, dst->nelts, seq);
+                  "moved %s to %s (%d files, move %" APR_UINT64_T_FMT "): "
+                  "transaction %d ms, memcached %d ms, own copies %d ms, "
+                  "other nodes %d ms", skey, dkey, dst->nelts, seq,
+                  (int)((t1 - t0) / 1000), (int)((t2 - t1) / 1000),
+                  (int)((t3 - t2) / 1000),
+                  (int)((apr_time_now() - t3) / 1000));
     return OK;
 }
 

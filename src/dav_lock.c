@@ -33,6 +33,11 @@ struct dav_locktoken {
 
 struct dav_lockdb_private {
     request_rec *r;
+    /* The locks of one subtree and of its ancestors, read with one query
+     * (a walk asks for every member: PROPFIND, MOVE, DELETE); forgotten
+     * when this request changes a lock. */
+    const char *memo_root;
+    apr_array_header_t *memo;   /* cs_lock_t */
 };
 
 static const cs_dav_api_t *cs_api;
@@ -166,23 +171,41 @@ static dav_lock *cs_lock_from_row(apr_pool_t *p, const cs_lock_t *l,
     return lock;
 }
 
+/* Is key root or below it? */
+static int cs_in_tree(const char *key, const char *root)
+{
+    apr_size_t n = strlen(root);
+
+    return strncmp(key, root, n) == 0 && (key[n] == '\0' || key[n] == '/');
+}
+
 static dav_error *cs_lock_get(dav_lockdb *db, const dav_resource *res,
                               int calltype, dav_lock **out)
 {
-    request_rec *r = db->info->r;
-    ap_dbd_t *dbd = cs_registry_acquire(r);
-    apr_array_header_t *rows;
+    struct dav_lockdb_private *info = db->info;
+    request_rec *r = info->r;
+    const char *key = cs_api->key(res);
     int i;
 
     *out = NULL;
-    if (!dbd || cs_names_locks(r->server, r->pool, dbd, cs_api->key(res),
-                               &rows) != APR_SUCCESS) {
-        return cs_lock_unavailable(r->pool);
+    if (!info->memo || !cs_in_tree(key, info->memo_root)) {
+        ap_dbd_t *dbd = cs_registry_acquire(r);
+        if (!dbd || cs_names_locks_tree(r->server, r->pool, dbd, key,
+                                        &info->memo) != APR_SUCCESS) {
+            info->memo = NULL;
+            return cs_lock_unavailable(r->pool);
+        }
+        info->memo_root = key;
     }
-    for (i = rows->nelts - 1; i >= 0; i--) {
-        dav_lock *lock = cs_lock_from_row(r->pool,
-                                          &APR_ARRAY_IDX(rows, i, cs_lock_t),
-                                          res);
+    /* Those on key itself, and those of depth infinity above it. */
+    for (i = info->memo->nelts - 1; i >= 0; i--) {
+        const cs_lock_t *l = &APR_ARRAY_IDX(info->memo, i, cs_lock_t);
+        dav_lock *lock;
+        if (strcmp(l->key, key) != 0
+            && !(l->depth && cs_in_tree(key, l->key))) {
+            continue;
+        }
+        lock = cs_lock_from_row(r->pool, l, res);
         lock->next = *out;
         *out = lock;
     }
@@ -233,6 +256,7 @@ static dav_error *cs_lock_append(dav_lockdb *db, const dav_resource *res,
     request_rec *r = db->info->r;
     ap_dbd_t *dbd;
 
+    db->info->memo = NULL;      /* this request changes the locks */
     if (make_indirect) {
         return NULL;            /* inherited locks are computed */
     }
@@ -268,6 +292,7 @@ static dav_error *cs_lock_remove(dav_lockdb *db, const dav_resource *res,
     dav_lock *all, *l;
     dav_error *err;
 
+    db->info->memo = NULL;      /* this request changes the locks */
     if (!dbd) {
         return cs_lock_unavailable(r->pool);
     }
@@ -301,6 +326,7 @@ static dav_error *cs_lock_refresh(dav_lockdb *db, const dav_resource *res,
     dav_lock *all, *l, *next;
     dav_error *err;
 
+    db->info->memo = NULL;      /* this request changes the locks */
     *out = NULL;
     if (!dbd) {
         return cs_lock_unavailable(r->pool);

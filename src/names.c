@@ -76,6 +76,11 @@ static const cs_sql_t cs_q_locks = {
     "SELECT " CS_LOCK_SEL " FROM cs_locks WHERE " CS_LOCK_LIVE
     " AND (path = %s OR (depth <> 0"
     " AND LEFT(%s, LENGTH(path) + 1) = CONCAT(path, '/')))" };
+static const cs_sql_t cs_q_locks_tree = {
+    "cs_n_locks_tree",
+    "SELECT " CS_LOCK_SEL " FROM cs_locks WHERE " CS_LOCK_LIVE
+    " AND (path = %s OR (" CS_BELOW ") OR (depth <> 0"
+    " AND LEFT(%s, LENGTH(path) + 1) = CONCAT(path, '/')))" };
 static const cs_sql_t cs_q_lock_get = {
     "cs_n_lock_get",
     "SELECT " CS_LOCK_SEL " FROM cs_locks WHERE token = %s AND "
@@ -313,12 +318,12 @@ static void cs_row_to_lock(apr_pool_t *p, const char **c, cs_lock_t *l)
     l->expires = apr_atoi64(c[6]);
 }
 
-apr_status_t cs_names_locks(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
-                            const char *key, apr_array_header_t **out)
+static apr_status_t cs_lock_rows(server_rec *s, apr_pool_t *p,
+                                 ap_dbd_t *dbd, const cs_sql_t *q, int nargs,
+                                 const char **args, apr_array_header_t **out)
 {
-    const char *args[2] = { key, key };
     apr_array_header_t *rows;
-    apr_status_t rv = cs_db_select(s, p, dbd, &cs_q_locks, 7, &rows, 2, args);
+    apr_status_t rv = cs_db_select(s, p, dbd, q, 7, &rows, nargs, args);
     int i;
 
     *out = apr_array_make(p, rows->nelts, sizeof(cs_lock_t));
@@ -327,6 +332,23 @@ apr_status_t cs_names_locks(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
                        apr_array_push(*out));
     }
     return rv;
+}
+
+apr_status_t cs_names_locks(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                            const char *key, apr_array_header_t **out)
+{
+    const char *args[2] = { key, key };
+
+    return cs_lock_rows(s, p, dbd, &cs_q_locks, 2, args, out);
+}
+
+apr_status_t cs_names_locks_tree(server_rec *s, apr_pool_t *p,
+                                 ap_dbd_t *dbd, const char *key,
+                                 apr_array_header_t **out)
+{
+    const char *args[4] = { key, key, key, key };
+
+    return cs_lock_rows(s, p, dbd, &cs_q_locks_tree, 4, args, out);
 }
 
 apr_status_t cs_names_lock_get(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,

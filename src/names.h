@@ -102,6 +102,11 @@ typedef struct {
  * infinity on one of its ancestors (cs_lock_t). */
 apr_status_t cs_names_locks(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
                             const char *key, apr_array_header_t **out);
+/* The same for key and everything below it in one query: the live locks
+ * taken on key, below it, or with depth infinity on an ancestor. */
+apr_status_t cs_names_locks_tree(server_rec *s, apr_pool_t *p,
+                                 ap_dbd_t *dbd, const char *key,
+                                 apr_array_header_t **out);
 /* The live lock with token (found 0: none). */
 apr_status_t cs_names_lock_get(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
                                const char *token, cs_lock_t *lock,

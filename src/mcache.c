@@ -232,6 +232,16 @@ static long cs_mc_answer(cs_mc_conn_t *c, const char **value, long *vlen)
     return (long)(eol - b) + 1;
 }
 
+/* The server of mckey: its hex SHA-256 (after "cs1:") picks one. */
+static int cs_mc_server_of(const struct cs_mc_t *mc, const char *mckey)
+{
+    char six[7];
+
+    memcpy(six, mckey + 4, 6);
+    six[6] = '\0';
+    return (int)(strtoul(six, NULL, 16) % (unsigned long)mc->n);
+}
+
 /* One request and its answer through the server of mckey; *line: the
  * answer's first line (NUL-terminated, without CRLF), *value and *vlen
  * get's value.  A server that did not answer within the timeout counts
@@ -242,10 +252,7 @@ static apr_status_t cs_mc_call(request_rec *r, struct cs_mc_t *mc,
                                const char *req, apr_size_t reqlen,
                                char **line, char **value, long *vlen)
 {
-    /* The key is a hex SHA-256 after "cs1:": its digits pick a server. */
-    cs_mc_server_t *ms = &mc->servers[strtoul(apr_pstrndup(r->pool,
-                                                           mckey + 4, 6),
-                                              NULL, 16) % (unsigned)mc->n];
+    cs_mc_server_t *ms = &mc->servers[cs_mc_server_of(mc, mckey)];
     apr_time_t now = apr_time_now();
     apr_status_t rv = APR_SUCCESS;
     int attempt, reused;
@@ -392,6 +399,74 @@ apr_status_t cs_mc_set(request_rec *r, const cs_server_conf *sc,
                       "memcached set failed for %s (delete: %s)", key,
                       rv2 == APR_SUCCESS ? "done"
                       : rv2 == APR_NOTFOUND ? "not there" : "failed too");
+    }
+    return rv;
+}
+
+/* Writes of many keys (a MOVE): each server gets its sets pipelined,
+ * CS_MC_BATCH at a time without replies, then a "version" that answers
+ * once it has taken all of them: one round trip per batch. */
+#define CS_MC_BATCH 256
+
+apr_status_t cs_mc_set_many(request_rec *r, const cs_server_conf *sc,
+                            int n, const char *const *keys,
+                            const cs_entry_t *entries)
+{
+    struct cs_mc_t *mc = sc->mc;
+    apr_array_header_t **pending;
+    apr_pool_t *sub;
+    apr_status_t rv = APR_SUCCESS;
+    int i, si;
+
+    if (!mc) {
+        return APR_SUCCESS;
+    }
+    apr_pool_create(&sub, r->pool);
+    pending = apr_pcalloc(sub, mc->n * sizeof(*pending));
+    for (si = 0; si < mc->n; si++) {
+        pending[si] = apr_array_make(sub, CS_MC_BATCH + 1,
+                                     sizeof(const char *));
+    }
+    for (i = 0; rv == APR_SUCCESS && i <= n; i++) {
+        for (si = 0; si < mc->n && rv == APR_SUCCESS; si++) {
+            apr_array_header_t *a = pending[si];
+            const char *req;
+            char *line, *value;
+            long vlen;
+            /* A full batch, or the end: send what this server has. */
+            if (a->nelts == 0 || (i < n && a->nelts < CS_MC_BATCH)) {
+                continue;
+            }
+            APR_ARRAY_PUSH(a, const char *) = "version\r\n";
+            req = apr_array_pstrcat(sub, a, 0);
+            rv = cs_mc_call(r, mc, 1, APR_ARRAY_IDX(a, 0, const char *) + 4,
+                            req, strlen(req), &line, &value, &vlen);
+            if (rv == APR_SUCCESS && strncmp(line, "VERSION", 7) != 0) {
+                rv = APR_EGENERAL;
+            }
+            apr_array_clear(a);
+        }
+        if (i < n && rv == APR_SUCCESS) {
+            char mckey[CS_MC_KEY_LEN + 1];
+            char val[CS_ENTRY_MAX_LEN + CS_MC_MAC_LEN + 2];
+            int len = cs_mc_value(sc, keys[i], &entries[i], val, sizeof(val));
+            if (len < 0) {
+                continue;
+            }
+            cs_mc_key(keys[i], mckey);
+            /* "set KEY 0 TTL LEN noreply" + value (the key is at +4 for
+             * the server pick above). */
+            APR_ARRAY_PUSH(pending[cs_mc_server_of(mc, mckey)],
+                           const char *) =
+                apr_psprintf(sub, "set %s 0 %d %d noreply\r\n%.*s\r\n",
+                             mckey, sc->cache_ttl, len, len, val);
+        }
+    }
+    apr_pool_destroy(sub);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, CSLOG(118)
+                      "memcached did not take the entries of %d keys; "
+                      "their old entries may last until the TTL", n);
     }
     return rv;
 }

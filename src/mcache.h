@@ -54,4 +54,10 @@ void cs_mc_add(request_rec *r, const cs_server_conf *sc, const char *key,
 apr_status_t cs_mc_set(request_rec *r, const cs_server_conf *sc,
                        const char *key, const cs_entry_t *e);
 
+/* The same for n keys at once (a MOVE), pipelined: APR_SUCCESS when
+ * every server took them all; else logged (CS118). */
+apr_status_t cs_mc_set_many(request_rec *r, const cs_server_conf *sc,
+                            int n, const char *const *keys,
+                            const cs_entry_t *entries);
+
 #endif /* CS_MCACHE_H */

@@ -13,7 +13,10 @@
 #include "request.h"
 #include "store.h"
 
+#include "apr_hash.h"
 #include "apr_strings.h"
+#include "apr_allocator.h"
+#include "apr_thread_proc.h"
 
 /* The key %s itself and everything below it (three arguments). */
 #define CS_RANGE(a) \
@@ -235,40 +238,110 @@ static int cs_move_done(request_rec *r, ap_dbd_t *dbd, const char *node,
            && apr_atoi64(APR_ARRAY_IDX(rows, 0, const char **)[0]) == 0;
 }
 
-/* Every other live node applies it now; the answer waits for those that
- * could not be told until they have, or their lease has run out. */
-static void cs_move_tell(request_rec *r, const cs_server_conf *sc,
-                         ap_dbd_t *dbd, const char *dkey, apr_uint64_t seq)
+/* Telling one node (in a thread of its own: all at once, and while this
+ * node renames its own copies). */
+typedef struct {
+    apr_pool_t *p;
+    const cs_peer_conf_t *pc;
+    cs_node_t *node;
+    const char *key;
+    apr_uint64_t seq;
+    int leased;         /* its cache lease may run: the answer waits */
+    int status;
+    apr_status_t rv;
+    apr_thread_t *thread;
+} cs_poke_t;
+
+static void *APR_THREAD_FUNC cs_poke_run(apr_thread_t *t, void *data)
 {
-    apr_array_header_t *nodes, *pending;
-    int i, left;
+    cs_poke_t *k = data;
+
+    k->rv = cs_peer_moved(k->p, k->pc, k->node->url, k->key, k->seq,
+                          &k->status);
+    if (t) {
+        apr_thread_exit(t, APR_SUCCESS);
+    }
+    return NULL;
+}
+
+/* Start telling every other live node (cs_poke_t *; NULL: none known). */
+static apr_array_header_t *cs_move_tell(request_rec *r,
+                                        const cs_server_conf *sc,
+                                        ap_dbd_t *dbd, const char *dkey,
+                                        apr_uint64_t seq)
+{
+    apr_array_header_t *nodes, *pokes;
+    int i;
 
     if (cs_registry_nodes(r->server, r->pool, dbd, &nodes) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(087)
                       "MOVE to %s: cannot list the nodes to tell; they "
                       "apply it at their next heartbeat", dkey);
-        return;
+        return NULL;
     }
-    pending = apr_array_make(r->pool, 2, sizeof(cs_node_t *));
+    pokes = apr_array_make(r->pool, nodes->nelts, sizeof(cs_poke_t *));
     for (i = 0; i < nodes->nelts; i++) {
         cs_node_t *n = &APR_ARRAY_IDX(nodes, i, cs_node_t);
+        cs_poke_t *k;
+        apr_allocator_t *alloc;
         int leased = n->lease > 0 && n->age <= n->lease + CS_LEASE_MARGIN;
-        int status = 0;
-        apr_pool_t *sub;
 
         if (strcmp(n->name, sc->node_name) == 0 || (!n->alive && !leased)) {
             continue;
         }
-        apr_pool_create(&sub, r->pool);
-        if ((cs_peer_moved(sub, &sc->peer, n->url, dkey, seq, &status)
-             != APR_SUCCESS || status < 200 || status >= 300) && leased) {
-            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(088)
+        k = apr_pcalloc(r->pool, sizeof(*k));
+        /* The thread's pool has an allocator of its own: pools that share
+         * one must not be used from two threads. */
+        k->pc = &sc->peer;
+        k->node = n;
+        k->key = dkey;
+        k->seq = seq;
+        k->leased = leased;
+        if (apr_allocator_create(&alloc) == APR_SUCCESS) {
+            apr_pool_create_ex(&k->p, r->pool, NULL, alloc);
+            apr_allocator_owner_set(alloc, k->p);
+            if (apr_thread_create(&k->thread, NULL, cs_poke_run, k, k->p)
+                != APR_SUCCESS) {
+                k->thread = NULL;
+            }
+        }
+        else {
+            apr_pool_create(&k->p, r->pool);
+        }
+        if (!k->thread) {
+            cs_poke_run(NULL, k);       /* then here, one after another */
+        }
+        APR_ARRAY_PUSH(pokes, cs_poke_t *) = k;
+    }
+    return pokes;
+}
+
+/* The answer waits for the nodes that could not be told until they have
+ * applied it, or their lease has run out. */
+static void cs_move_told(request_rec *r, ap_dbd_t *dbd, const char *dkey,
+                         apr_uint64_t seq, apr_array_header_t *pokes)
+{
+    apr_array_header_t *pending;
+    int i, left;
+
+    if (!pokes) {
+        return;
+    }
+    pending = apr_array_make(r->pool, 2, sizeof(cs_node_t *));
+    for (i = 0; i < pokes->nelts; i++) {
+        cs_poke_t *k = APR_ARRAY_IDX(pokes, i, cs_poke_t *);
+        apr_status_t trv;
+        if (k->thread) {
+            apr_thread_join(&trv, k->thread);
+        }
+        if ((k->rv != APR_SUCCESS || k->status < 200 || k->status >= 300)
+            && k->leased) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, k->rv, r, CSLOG(088)
                           "MOVE to %s: node %s could not be told (status "
                           "%d); waiting until it has applied it or its "
-                          "lease ends", dkey, n->name, status);
-            APR_ARRAY_PUSH(pending, cs_node_t *) = n;
+                          "lease ends", dkey, k->node->name, k->status);
+            APR_ARRAY_PUSH(pending, cs_node_t *) = k->node;
         }
-        apr_pool_destroy(sub);
     }
     if (pending->nelts
         && (left = cs_wait_nodes(r, dbd, pending, cs_move_done, &seq)) > 0) {
@@ -289,7 +362,10 @@ int cs_move(request_rec *r, const cs_server_conf *sc, const char *skey,
     ap_dbd_t *dbd;
     apr_int64_t now = 0;
     apr_time_t t0 = apr_time_now(), t1, t2, t3;
-    int attempt, retry = 0, i, status, mc_ok = 1;
+    const char **keys;
+    cs_entry_t *ents;
+    apr_array_header_t *pokes;
+    int attempt, retry = 0, i, status;
 
     *files = 0;
     m.skey = skey;
@@ -328,38 +404,41 @@ int cs_move(request_rec *r, const cs_server_conf *sc, const char *skey,
      * learns their new entries (as a writer sets them), then every node
      * renames its copies. */
     cs_move_forget(sc->cache, &m);
-    /* A memcached that fails one of them is not asked for the rest (each
-     * try may wait for its timeout): their old entries last until the
-     * TTL (CS111, the memcached partition case). */
-    for (i = 0; mc_ok && i < src->nelts; i++) {
+    /* In one pipelined go per memcached server (if it fails, the old
+     * entries last until the TTL: CS118, the memcached partition case). */
+    keys = apr_palloc(r->pool, (src->nelts + dst->nelts + 1)
+                               * sizeof(*keys));
+    ents = apr_pcalloc(r->pool, (src->nelts + dst->nelts + 1)
+                                * sizeof(*ents));
+    for (i = 0; i < src->nelts; i++) {
         const char **c = APR_ARRAY_IDX(src, i, const char **);
-        cs_entry_t e;
         apr_int64_t mt = apr_atoi64(c[2]);
-        memset(&e, 0, sizeof(e));
-        e.version = (apr_uint64_t)apr_atoi64(c[1]) + 1;
-        e.deleted = 1;
-        e.mtime = now > mt ? now : mt + 1;
-        mc_ok = cs_mc_set(r, sc, c[0], &e) == APR_SUCCESS;
+        keys[i] = c[0];
+        ents[i].version = (apr_uint64_t)apr_atoi64(c[1]) + 1;
+        ents[i].deleted = 1;
+        ents[i].mtime = now > mt ? now : mt + 1;
     }
-    for (i = 0; mc_ok && i < dst->nelts; i++) {
+    for (i = 0; i < dst->nelts; i++) {
         const char **c = APR_ARRAY_IDX(dst, i, const char **);
-        cs_entry_t e;
-        cs_row_entry(c, &e);
-        mc_ok = cs_mc_set(r, sc, c[0], &e) == APR_SUCCESS;
+        keys[src->nelts + i] = c[0];
+        cs_row_entry(c, &ents[src->nelts + i]);
     }
+    cs_mc_set_many(r, sc, src->nelts + dst->nelts, keys, ents);
     t2 = apr_time_now();
+    /* The others rename theirs while this node renames its own. */
+    pokes = cs_move_tell(r, sc, dbd, dkey, seq);
     if (cs_move_apply(r->server, r->pool, dbd, NULL) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(092)
                       "MOVE %s to %s: committed; this node renames its "
                       "copies at its next heartbeat", skey, dkey);
     }
     t3 = apr_time_now();
-    cs_move_tell(r, sc, dbd, dkey, seq);
+    cs_move_told(r, dbd, dkey, seq, pokes);
     *files = dst->nelts;
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(093)
                   "moved %s to %s (%d files, move %" APR_UINT64_T_FMT "): "
                   "transaction %d ms, memcached %d ms, own copies %d ms, "
-                  "other nodes %d ms", skey, dkey, dst->nelts, seq,
+                  "then waiting for the other nodes %d ms", skey, dkey, dst->nelts, seq,
                   (int)((t1 - t0) / 1000), (int)((t2 - t1) / 1000),
                   (int)((t3 - t2) / 1000),
                   (int)((apr_time_now() - t3) / 1000));
@@ -483,6 +562,20 @@ static int cs_move_one(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
     return result;
 }
 
+/* Note the directory of path in dirs (kept in p, looked up in tmp). */
+static void cs_note_dir(apr_pool_t *p, apr_pool_t *tmp, apr_hash_t *dirs,
+                        const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *d = apr_pstrmemdup(tmp, path,
+                                   slash ? (apr_size_t)(slash - path) : 0);
+
+    if (!apr_hash_get(dirs, d, APR_HASH_KEY_STRING)) {
+        d = apr_pstrdup(p, d);
+        apr_hash_set(dirs, d, APR_HASH_KEY_STRING, d);
+    }
+}
+
 /* Apply one queued MOVE (row: seq, src, dst, src_rel, dst_rel, tree). */
 static apr_status_t cs_move_apply_one(server_rec *s, apr_pool_t *p,
                                       ap_dbd_t *dbd, const char **row,
@@ -494,6 +587,8 @@ static apr_status_t cs_move_apply_one(server_rec *s, apr_pool_t *p,
     apr_array_header_t *held;
     const char *args[4];
     apr_size_t dlen, drlen;
+    apr_hash_t *dirs = apr_hash_make(p);
+    apr_hash_index_t *hi;
     apr_status_t rv;
     int i, renamed = 0;
 
@@ -511,6 +606,7 @@ static apr_status_t cs_move_apply_one(server_rec *s, apr_pool_t *p,
     for (i = 0; rv == APR_SUCCESS && i < held->nelts; i++) {
         const char **c = APR_ARRAY_IDX(held, i, const char **);
         apr_pool_t *sub;
+        const char *spath, *dpath;
         cs_entry_t e;
         int r1;
         if (strncmp(c[0], m.dkey, dlen) != 0
@@ -519,23 +615,30 @@ static apr_status_t cs_move_apply_one(server_rec *s, apr_pool_t *p,
         }
         cs_row_entry(c, &e);
         apr_pool_create(&sub, p);
+        spath = apr_pstrcat(sub, root, m.srel, c[5] + drlen, NULL);
+        dpath = apr_pstrcat(sub, root, c[5], NULL);
         r1 = cs_move_one(s, sub, dbd, sc,
-                         apr_pstrcat(sub, m.skey, c[0] + dlen, NULL),
-                         apr_pstrcat(sub, root, m.srel, c[5] + drlen, NULL),
-                         c[0], apr_pstrcat(sub, root, c[5], NULL), &e, 0);
+                         apr_pstrcat(sub, m.skey, c[0] + dlen, NULL), spath,
+                         c[0], dpath, &e, 0);
+        if (r1 > 0) {
+            /* Both directories are synced once at the end. */
+            cs_note_dir(p, sub, dirs, spath);
+            cs_note_dir(p, sub, dirs, dpath);
+        }
         apr_pool_destroy(sub);
         renamed += r1 > 0;
         if (r1 == -2) {
             rv = APR_EAGAIN;
         }
     }
-    if (renamed) {
-        apr_status_t srv = cs_store_sync(&sc->store);
+    for (hi = apr_hash_first(p, dirs); hi; hi = apr_hash_next(hi)) {
+        const char *d = apr_hash_this_val(hi);
+        apr_status_t srv = cs_store_sync_dir(d);
         if (srv != APR_SUCCESS) {
             rv = srv;
             ap_log_error(APLOG_MARK, APLOG_ERR, srv, s, CSLOG(096)
-                         "MOVE of %s: cannot sync the renamed copies",
-                         m.skey);
+                         "MOVE of %s: cannot sync the renamed copies in %s",
+                         m.skey, d);
         }
     }
     if (rv == APR_SUCCESS && m.tree) {

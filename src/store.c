@@ -565,15 +565,15 @@ apr_status_t cs_store_rename(const char *from, const char *to)
     return rename(from, to) == 0 ? APR_SUCCESS : APR_FROM_OS_ERROR(errno);
 }
 
-apr_status_t cs_store_sync(const cs_store_t *st)
+apr_status_t cs_store_sync_dir(const char *dir)
 {
-    int fd = open(st->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     apr_status_t rv = APR_SUCCESS;
 
     if (fd < 0) {
-        return APR_FROM_OS_ERROR(errno);
+        return errno == ENOENT ? APR_SUCCESS : APR_FROM_OS_ERROR(errno);
     }
-    if (syncfs(fd) != 0) {
+    if (fsync(fd) != 0) {
         rv = APR_FROM_OS_ERROR(errno);
     }
     close(fd);

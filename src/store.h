@@ -134,12 +134,14 @@ apr_status_t cs_store_put_small(apr_pool_t *p, const cs_store_t *st,
 /* A MOVE of this node's copy (SPEC section 8): relabel the open copy f
  * as version e of key (its bytes and mtime stay), then rename it from
  * its old path to its new one (whose parents cs_store_make_parents()
- * made).  Neither is fsynced: cs_store_sync() once after a batch. */
+ * made).  Neither is fsynced: cs_store_sync_dir() of each directory
+ * concerned once after a batch (on ext4 that commits the journal with
+ * every rename and attribute before it). */
 apr_status_t cs_store_relabel(apr_pool_t *p, apr_file_t *f, const char *key,
                               const cs_entry_t *e);
 apr_status_t cs_store_rename(const char *from, const char *to);
-/* Make everything written below st's root durable (syncfs). */
-apr_status_t cs_store_sync(const cs_store_t *st);
+/* fsync the directory dir (one that is gone meanwhile is no error). */
+apr_status_t cs_store_sync_dir(const char *dir);
 /* Remove dir (below st's root) if it holds only empty directories. */
 void cs_store_prune(const cs_store_t *st, const char *dir);
 

@@ -93,6 +93,15 @@ sub listing {
                 Destination => $B->url . "$base/moved/");
     is $r->code, 201, 'MOVE tree/ -> moved/ through b, c stopped'
         or diag $r->as_string;
+    # memcached got both paths' new entries before the answer (pipelined):
+    # a tombstone ("CS1 V 0 - T 1 MAC") for each old path, a live entry
+    # for each new one.
+    my $mc = sub { CSTest::mc_get(CSTest::mc_key("$base/$_[0]")) // '' };
+    is scalar(grep { $mc->("tree/$_") =~ /^CS1 \d+ 0 - \d+ 1 / } @rel),
+        scalar @rel, 'memcached holds a tombstone for every old path';
+    is scalar(grep { $mc->("moved/$_") =~ /^CS1 \d+ \d+ [0-9a-f]{64} \d+ 0 / }
+                   @rel),
+        scalar @rel, 'and a live entry for every new path';
     $C->start;
     for my $n (@nodes) {
         for my $f (@rel) {

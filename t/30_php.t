@@ -22,12 +22,13 @@ my $ver = qx{"$php" -r 'echo PHP_VERSION;' 2>&1};
 ok $? == 0 && $ver =~ /^(\d+)\.(\d+)/ && ($1 > 7 || ($1 == 7 && $2 >= 4)),
     "php runs and is 7.4 or later ($ver)";
 
-my $p30 = CSNode->new('p30')->start;
-my $n1 = node_url() . '/files';
-my $p = $p30->url . '/files';
+my $p30 = CSNode->new('p30', dav => 1)->start;
+my $n1 = node_url() . '/dav';
+my $p = $p30->url . '/dav';
 
 run_php('t/php/wrapper_test.php', $n1, $p, unique_key('php-wrapper'));
-run_php('t/php/plain_http_test.php', $n1, $p, unique_key('php-plain'));
+run_php('t/php/plain_http_test.php', node_url() . '/files', $p30->url . '/files',
+        unique_key('php-plain'));
 
 $p30->stop;
 done_testing;

@@ -898,7 +898,8 @@ static int cs_write_txn_once(request_rec *r, const char *key,
         goto done;
     }
     next->version = cur->version + 1;
-    next->mtime = now > cur->mtime ? now : cur->mtime + 1;
+    next->mtime = ops->mtime && !tombstone ? ops->mtime
+                  : now > cur->mtime ? now : cur->mtime + 1;
     next->deleted = tombstone;
     if (attempt == 0 && cur->version == 0) {
         rv = cs_db_exec(r->server, r->pool, dbd, CS_ST_CREATE, NULL, key,

@@ -38,6 +38,9 @@ typedef struct {
     /* Undo prepare() when the transaction did not commit. May be NULL. */
     void (*abort)(request_rec *r, const cs_entry_t *next, void *baton);
     void *baton;
+    /* The new version's time as the client set it (X-OC-Mtime), or 0 for
+     * now (kept later than the current version's). */
+    apr_time_t mtime;
 } cs_write_ops_t;
 
 /* 1 if mod_dbd's optional functions are there (call in post_config). */

@@ -213,6 +213,35 @@ static void cs_write_begin(cs_write_ctx *w, cs_write_ops_t *ops,
     ops->prepare = prepare;
     ops->abort = cs_write_abort;
     ops->baton = w;
+    ops->mtime = 0;
+}
+
+/* X-OC-Mtime (the ownCloud convention rclone and the PHP client's touch()
+ * use): the new version's modification time, whole seconds since 1970.
+ * OK (*t 0 without the header), or 400, logged. */
+static int cs_client_mtime(request_rec *r, const char *key, apr_time_t *t)
+{
+    const char *h = apr_table_get(r->headers_in, "X-OC-Mtime");
+    apr_int64_t s = 0;
+    const char *p;
+
+    *t = 0;
+    if (!h) {
+        return OK;
+    }
+    for (p = h; *p >= '0' && *p <= '9' && s < APR_INT64_C(1) << 40; p++) {
+        s = s * 10 + (*p - '0');
+    }
+    if (p == h || *p || s <= 0 || s >= APR_INT64_C(1) << 40) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, CSLOG(083)
+                      "%s %s refused: X-OC-Mtime \"%s\" is not a time in "
+                      "whole seconds since 1970 (400); nothing stored",
+                      r->method, key, h);
+        return HTTP_BAD_REQUEST;
+    }
+    *t = apr_time_from_sec(s);
+    apr_table_setn(r->headers_out, "X-OC-MTime", "accepted");
+    return OK;
 }
 
 /* The transaction ended with status (and, under the key lock, the file
@@ -258,7 +287,8 @@ int cs_upload_begin(request_rec *r, const cs_server_conf *sc,
     if (!conditional) {
         up->ops.precondition = NULL;
     }
-    if ((status = cs_clock_allows_write(r, sc)) != OK) {
+    if ((status = cs_client_mtime(r, key, &up->ops.mtime)) != OK
+        || (status = cs_clock_allows_write(r, sc)) != OK) {
         return status;
     }
     /* No registry, no write: answer before the body is transferred. */

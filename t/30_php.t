@@ -30,6 +30,20 @@ run_php('t/php/wrapper_test.php', $n1, $p, unique_key('php-wrapper'));
 run_php('t/php/plain_http_test.php', node_url() . '/files', $p30->url . '/files',
         unique_key('php-plain'));
 
+# X-OC-Mtime (what touch() with a time sends): the version's time on every
+# node; a malformed one is refused before the body and stores nothing.
+{
+    my $k = '/dav/' . unique_key('t30-mtime');
+    my $r = CSTest::req(PUT => node_url() . $k, 'x', 'X-OC-Mtime' => 'yesterday');
+    is $r->code, 400, 'PUT with a malformed X-OC-Mtime: 400';
+    is CSTest::req(GET => $p30->url . $k)->code, 404, 'and nothing stored';
+    $r = CSTest::req(PUT => node_url() . $k, 'x', 'X-OC-Mtime' => '1000000000');
+    is $r->code, 201, 'PUT with X-OC-Mtime';
+    is $r->header('X-OC-MTime'), 'accepted', 'answered X-OC-MTime: accepted';
+    is CSTest::req(GET => $p30->url . $k)->header('Last-Modified'),
+        'Sun, 09 Sep 2001 01:46:40 GMT', 'its Last-Modified on another node';
+}
+
 $p30->stop;
 done_testing;
 

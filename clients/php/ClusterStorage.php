@@ -1038,10 +1038,22 @@ final class StreamWrapper
             return false;
         }
         if ($option === STREAM_META_TOUCH) {
+            // the time becomes the file's (X-OC-Mtime): on a file that is
+            // there, a new version with the same bytes (an empty append)
+            $t = is_array($value) && isset($value[0]) ? (int)$value[0] : time();
             if ($st !== false) {
-                return true;
+                if ($st['dir'] || $st['mtime'] === $t) {
+                    return true;
+                }
+                list($r, $err) = $this->req('PATCH', ['Content-Type: application/x-sabredav-partialupdate',
+                                                      'X-Update-Range: append', "X-OC-Mtime: $t"], '');
+                if ($r && in_array($r->status, [200, 201, 204], true)) {
+                    $r->body();
+                    return true;
+                }
+                return $this->warn("touch(): Unable to set the time of {$this->url}: " . $this->errorText($r, $err));
             }
-            list($r, $err) = $this->req('PUT', ['If-None-Match: *'], '');
+            list($r, $err) = $this->req('PUT', ['If-None-Match: *', "X-OC-Mtime: $t"], '');
             if ($r && in_array($r->status, [200, 201, 204, 412], true)) {
                 $r->body();
                 return true;

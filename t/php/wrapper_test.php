@@ -219,10 +219,15 @@ ok(mkdir("cluster://$prefix/a/b", 0777, true), 'mkdir -p');
 ok(is_dir("p30://$prefix/a/b"), 'the directory is seen on p30');
 ok(touch("cluster://$prefix/touched"), 'touch creates a file');
 is_same(filesize("p30://$prefix/touched"), 0, 'empty, seen on p30');
+ok(touch("cluster://$prefix/touched", 1000000000), 'touch with a time');
+is_same(filemtime("p30://$prefix/touched"), 1000000000, 'the time is the file\'s on p30');
+is_same(filesize("p30://$prefix/touched"), 0, 'still empty');
+ok(touch("cluster://$prefix/touched2", 1234567890), 'touch with a time creates a file');
+is_same(filemtime("p30://$prefix/touched2"), 1234567890, 'with that time, seen on p30');
 no_warnings('mkdir/touch');
 
 // Clean up.
-foreach ([$k3, $kx, "$prefix/created2.txt", $kr, $kf, $big, "$prefix/touched"] as $key) {
+foreach ([$k3, $kx, "$prefix/created2.txt", $kr, $kf, $big, "$prefix/touched", "$prefix/touched2"] as $key) {
     ok(unlink("cluster://$key"), "unlink $key");
 }
 no_warnings('cleanup');

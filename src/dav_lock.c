@@ -38,7 +38,14 @@ struct dav_lockdb_private {
      * when this request changes a lock. */
     const char *memo_root;
     apr_array_header_t *memo;   /* cs_lock_t */
+    int turn;                   /* this LOCK holds the cluster's lock turn */
 };
+
+/* The name of the turn LOCK requests take: a lock's check for conflicts
+ * and its insert are one step cluster-wide (two exclusive locks taken at
+ * once through any nodes: one 200, the other 423). */
+#define CS_LOCK_TURN "\001dav-locks"
+
 
 static const cs_dav_api_t *cs_api;
 
@@ -117,12 +124,27 @@ static dav_error *cs_lock_open(request_rec *r, int ro, int force,
     db->ro = ro;
     db->info = apr_pcalloc(r->pool, sizeof(*db->info));
     db->info->r = r;
+    if (!ro && r->method_number == M_LOCK) {
+        apr_status_t rv = cs_registry_turn(r, CS_LOCK_TURN, 10);
+        if (rv == APR_TIMEUP) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(085)
+                          "LOCK %s: other LOCKs kept the cluster's lock turn "
+                          "for 10 s (503); no lock taken", r->uri);
+            return cs_lock_err(r->pool, HTTP_SERVICE_UNAVAILABLE, 0,
+                               "no turn to take a lock within 10 s");
+        }
+        db->info->turn = rv == APR_SUCCESS;
+    }
     *out = db;
     return NULL;
 }
 
 static void cs_lock_close(dav_lockdb *db)
 {
+    if (db->info->turn) {
+        db->info->turn = 0;
+        cs_registry_turn_end(db->info->r, CS_LOCK_TURN);
+    }
 }
 
 static dav_error *cs_lock_remove_locknull(dav_lockdb *db,

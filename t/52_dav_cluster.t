@@ -263,6 +263,53 @@ my $lockbody = '<?xml version="1.0" encoding="utf-8"?>'
         'the lock ends at its timeout (a PUT through c goes through)';
 }
 
+# Exclusive LOCKs of one file sent at once through the three nodes (each
+# round's children are released together): exactly one is granted.
+{
+    my $k = "$base/contended.txt";
+    is put($A, $k, 'x')->code, 201, 'PUT contended.txt';
+    my @wins;
+    for my $round (1 .. 8) {
+        pipe my $go_r, my $go_w or die "pipe: $!";
+        my @kids;
+        for my $i (0 .. 5) {
+            pipe my $res_r, my $res_w or die "pipe: $!";
+            my $pid = fork // die "fork: $!";
+            if (!$pid) {
+                close $go_w;
+                close $res_r;
+                sysread $go_r, my $b, 1;        # wait for the start
+                my $r = req(LOCK => $nodes[$i % 3]->url . $k, $lockbody,
+                            Timeout => 'Second-60', Depth => 0,
+                            'Content-Type' => 'application/xml');
+                my ($t) = ($r->header('Lock-Token') // '') =~ /<([^>]+)>/;
+                print $res_w $r->code . ' ' . ($t // '') . "\n";
+                close $res_w;
+                require POSIX;
+                POSIX::_exit(0);
+            }
+            close $res_w;
+            push @kids, [$pid, $res_r];
+        }
+        close $go_r;
+        close $go_w;                            # all start now
+        my @got = map {
+            my ($pid, $fh) = @$_;
+            my $line = <$fh> // '0';
+            waitpid $pid, 0;
+            [split ' ', $line];
+        } @kids;
+        my @ok = grep { $_->[0] == 200 } @got;
+        push @wins, scalar @ok;
+        diag 'round ' . $round . ': ' . join ', ', map { $_->[0] } @got
+            unless @ok == 1 && !grep { $_->[0] != 200 && $_->[0] != 423 } @got;
+        req(UNLOCK => $A->url . $k, undef, 'Lock-Token' => "<$_->[1]>")
+            for @ok;
+    }
+    is_deeply \@wins, [(1) x 8],
+        '8 rounds of 6 concurrent exclusive LOCKs through 3 nodes: one granted each time';
+}
+
 # ---- concurrent appends through three nodes ------------------------------
 {
     my $k = "$base/log.txt";

@@ -302,9 +302,14 @@ final class Http
     /** @var array<string, float> base => time until which it is skipped */
     private static $down = [];
     public static $waiting100 = false;
+    private static $pid = 0;
 
     public static function idle($key, $sock)
     {
+        if (self::$pid !== getmypid()) {
+            self::$pool = [];
+            self::$pid = getmypid();
+        }
         if (!isset(self::$pool[$key]) || count(self::$pool[$key]) < 4) {
             self::$pool[$key][] = $sock;
         } else {
@@ -350,6 +355,11 @@ final class Http
     private static function connect(array $cfg, array $b, $fresh)
     {
         $key = $b['key'];
+        if (self::$pid !== getmypid()) {
+            // a forked child: the parent's connections are not its own
+            self::$pool = [];
+            self::$pid = getmypid();
+        }
         while (!$fresh && !empty(self::$pool[$key])) {
             $s = array_pop(self::$pool[$key]);
             $r = [$s];
@@ -993,10 +1003,8 @@ final class StreamWrapper
                 $this->lockToken = $m[1];
                 $this->lockScope = $scope;
                 self::$held[$this->path][$m[1]] = microtime(true);
-                if ($waited && $this->resp !== null && $this->pos === 0) {
-                    $this->resp->close();      // read what the holder left, not what was there before
-                    $this->resp = null;
-                    $this->probe();
+                if ($this->how === null && $this->resp !== null && $this->pos === 0) {
+                    $this->revalidate();   // read what the last holder left
                 }
                 return true;
             }
@@ -1324,10 +1332,34 @@ final class StreamWrapper
         return true;
     }
 
-    /** A read stream after a lock: the content as it is now. */
-    private function probe()
+    /**
+     * A read stream that just got its lock: its GET was sent before, so
+     * ask again unless the file is still that version (304).
+     */
+    private function revalidate()
     {
-        $this->fetchFrom(0);
+        if ($this->etag === null) {
+            return;
+        }
+        list($r) = $this->req('GET', ['If-None-Match: ' . $this->etag]);
+        if ($r && $r->status === 304) {
+            $r->release();
+            return;
+        }
+        if ($r && $r->status === 200) {
+            $this->resp->close();
+            $this->resp = $r;
+            $this->rpos = 0;
+            $this->etag = $r->header('ETag');
+            $mt = $r->header('Last-Modified');
+            $this->mtime = $mt ? (int)strtotime($mt) : 0;
+            $len = $r->header('Content-Length');
+            $this->size = $len === null ? null : (int)$len;
+            return;
+        }
+        if ($r) {
+            $r->close();
+        }
     }
 
     private function openWrite()

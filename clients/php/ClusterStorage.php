@@ -6,7 +6,7 @@
  *     require 'ClusterStorage.php';
  *     ClusterStorage\StreamWrapper::register('cluster', 'http://127.0.0.1:8080/dav/app');
  *     mkdir('cluster://uploads/2024', 0755, true);                    // MKCOL
- *     file_put_contents('cluster://uploads/2024/a.txt', $s, LOCK_EX); // LOCK, PUT, UNLOCK
+ *     file_put_contents('cluster://uploads/2024/a.txt', $s);          // one streamed PUT
  *     foreach (scandir('cluster://uploads/2024') as $name) { ... }    // PROPFIND
  *     rename('cluster://uploads/2024', 'cluster://archive/2024');     // one MOVE
  *
@@ -591,6 +591,9 @@ final class StreamWrapper
     /** @var resource|null what an a+ stream appended, sent as one append */
     private $appended = null;
     private $writeError = null;
+    /** the request the next write starts when none is under way */
+    private $nextMethod = 'PATCH';
+    private $nextPre = [];
     /** @var int bytes that earlier uploads of this stream stored (before an fflush) */
     private $done = 0;
     /** @var Response|null answer of the last store */
@@ -602,6 +605,8 @@ final class StreamWrapper
 
     // directory listing
     private $names = null;
+    /** @var bool the path ended with a slash */
+    private $slash = false;
     private $namePos = 0;
 
     // ------------------------------------------------------------ public API
@@ -781,8 +786,21 @@ final class StreamWrapper
     public function stream_read($count)
     {
         if ($this->mode !== 'r' && !$this->plus) {
+            trigger_error($this->caller() . "(): Read of $count bytes failed with errno=9 Bad file descriptor",
+                          E_USER_NOTICE);
             return false;
         }
+        $d = $this->readData($count);
+        // like a file: the end shows once a read comes back short
+        $this->atEnd = $d !== false && strlen($d) < $count;
+        return $d;
+    }
+
+    /** @var bool the last read found the end */
+    private $atEnd = false;
+
+    private function readData($count)
+    {
         if ($this->how === 'spool') {
             $this->load();
             fseek($this->spool, $this->pos);
@@ -792,7 +810,7 @@ final class StreamWrapper
         }
         if ($this->how === 'stream') {
             $this->toSpool();
-            return $this->stream_read($count);
+            return $this->readData($count);
         }
         if ($this->size !== null && $this->pos >= $this->size) {
             return '';
@@ -802,7 +820,10 @@ final class StreamWrapper
                 return false;
             }
         }
-        $d = $this->resp->read($count);
+        $d = '';
+        while (strlen($d) < $count && ($c = $this->resp->read($count - strlen($d))) !== '') {
+            $d .= $c;         // a whole chunk unless at the end, as a file gives
+        }
         if ($d === '' && $this->resp->broken) {
             $this->warn($this->resp->timedOut ? "read of {$this->url} timed out after {$this->pos} bytes"
                                                : "transfer of {$this->url} cut short after {$this->pos} bytes");
@@ -816,7 +837,9 @@ final class StreamWrapper
     public function stream_write($data)
     {
         if ($this->mode === 'r' && !$this->plus) {
-            return 0;
+            trigger_error($this->caller() . '(): Write of ' . strlen($data)
+                          . ' bytes failed with errno=9 Bad file descriptor', E_USER_NOTICE);
+            return false;
         }
         if ($this->writeError !== null) {
             return 0;
@@ -826,7 +849,7 @@ final class StreamWrapper
                 $this->toSpool();
                 return $this->stream_write($data);
             }
-            if ($this->up === null && !$this->startUpload('PATCH')) {
+            if ($this->up === null && !$this->startUpload($this->nextMethod, $this->nextPre)) {
                 $this->writeError = self::$lastError;
                 return 0;           // after an fflush(): the rest is an append
             }
@@ -853,6 +876,10 @@ final class StreamWrapper
             fseek($this->spool, 0, SEEK_END);
             fwrite($this->appended, $data);
         } else {
+            fseek($this->spool, 0, SEEK_END);
+            for ($gap = $this->pos - ftell($this->spool); $gap > 0; $gap -= 65536) {
+                fwrite($this->spool, str_repeat("\0", (int)min($gap, 65536)));  // a hole reads as zeros
+            }
             fseek($this->spool, $this->pos);
         }
         $n = fwrite($this->spool, $data);
@@ -865,16 +892,7 @@ final class StreamWrapper
 
     public function stream_eof()
     {
-        if ($this->how === 'spool') {
-            return $this->loaded ? $this->pos >= fstat($this->spool)['size'] : false;
-        }
-        if ($this->how === 'stream') {
-            return true;
-        }
-        if ($this->size !== null) {
-            return $this->pos >= $this->size;
-        }
-        return $this->resp === null || $this->resp->eof();
+        return $this->atEnd;
     }
 
     public function stream_tell()
@@ -897,6 +915,7 @@ final class StreamWrapper
             return false;
         }
         $this->pos = (int)$offset;
+        $this->atEnd = false;
         return true;
     }
 
@@ -943,7 +962,10 @@ final class StreamWrapper
 
     public function stream_close()
     {
-        if ($this->how === 'stream' && $this->up !== null) {
+        if ($this->how === 'stream' && $this->up === null && $this->nextMethod === 'PUT'
+            && $this->writeError === null && $this->startUpload('PUT', $this->nextPre)) {
+            $this->finishUpload();      // a 'w' that waited for its lock and wrote nothing
+        } elseif ($this->how === 'stream' && $this->up !== null) {
             $this->finishUpload();
         } elseif ($this->how === 'spool' && $this->dirty) {
             $this->storeSpool();
@@ -1088,6 +1110,9 @@ final class StreamWrapper
             return false;
         }
         $st = $this->propfind0(!($flags & STREAM_URL_STAT_QUIET));
+        if ($st && $this->slash && !$st['dir']) {
+            $st = false;      // "a.txt/": not a directory, so nothing there
+        }
         if (!$st) {
             return false;     // PHP says "stat failed for ..." where file:// would
         }
@@ -1206,7 +1231,11 @@ final class StreamWrapper
             }
         }
         if ($r && $r->status === 409) {
-            return $this->warn('mkdir(): No such file or directory');
+            $parent = new self();
+            $parent->context = $this->context;
+            $pst = $parent->resolve(substr($this->url, 0, strrpos(rtrim($this->url, '/'), '/')))
+                ? $parent->propfind0(false) : false;
+            return $this->warn('mkdir(): ' . ($pst && !$pst['dir'] ? 'Not a directory' : 'No such file or directory'));
         }
         if ($r && $r->status === 405) {
             return $this->warn('mkdir(): File exists');
@@ -1384,7 +1413,7 @@ final class StreamWrapper
         if (($this->mode === 'w' || $this->mode === 'x') && !$this->plus) {
             // one streamed PUT from now on
             $pre = $this->mode === 'x' ? ['If-None-Match: *'] : $this->contextPreconditions();
-            return $this->startUpload('PUT', $pre);
+            return $this->startUpload('PUT', $pre, true);
         }
         if ($this->mode === 'a' && !$this->plus) {
             if ($st === false) {
@@ -1392,7 +1421,18 @@ final class StreamWrapper
                     return false;
                 }
             }
-            return $this->startUpload('PATCH');
+            // created by another process whose PUT is not answered yet (its
+            // 412 came first): a moment until every node knows the file
+            for ($try = 0; $try < 20; $try++) {
+                if (@$this->startUpload('PATCH', [], true)) {
+                    return true;
+                }
+                if (strpos((string)self::$lastError, 'No such file') === false) {
+                    break;
+                }
+                usleep(50000);
+            }
+            return $this->startUpload('PATCH', [], true);
         }
         // a spool: r+, w+, x+, a+, c, c+
         $this->how = 'spool';
@@ -1417,7 +1457,10 @@ final class StreamWrapper
     /** PUT an empty file; the refusal fails the open. */
     private function createEmpty(array $pre = ['If-None-Match: *'])
     {
-        list($r, $err) = $this->req('PUT', $pre, '');
+        $wait = null;
+        do {
+            list($r, $err) = $this->req('PUT', $pre, '');
+        } while ($this->lockedWait($r, $wait));
         if ($r && in_array($r->status, [200, 201, 204], true)) {
             $r->body();
             $this->etag = $r->header('ETag');
@@ -1444,21 +1487,33 @@ final class StreamWrapper
         return $out;
     }
 
-    private function startUpload($method, array $pre = [])
+    private function startUpload($method, array $pre = [], $opening = false)
     {
+        $this->nextMethod = $method;
+        $this->nextPre = $pre;
         $h = $pre;
         if ($method === 'PATCH') {
             $h = ['Content-Type: application/x-sabredav-partialupdate', 'X-Update-Range: append'];
         } else {
             $h[] = 'Content-Type: application/octet-stream';
         }
-        list($up, $r, $err) = Http::upload($this->cfg, $method, $this->path, array_merge($h, $this->ifHeader()));
+        $wait = null;
+        do {
+            list($up, $r, $err) = Http::upload($this->cfg, $method, $this->path, array_merge($h, $this->ifHeader()));
+        } while (!$up && !$opening && $this->lockedWait($r, $wait));
         if (!$up) {
             if ($r) {
                 $r->body();
             }
             if ($r && $r->status === 412 && in_array('If-None-Match: *', $pre, true)) {
                 return $this->failText('File exists');
+            }
+            if ($r && $r->status === 423 && $opening) {
+                // locked by another process: open as file:// would; the
+                // store starts at the first write, after this one's flock()
+                $this->how = 'stream';
+                $this->up = null;
+                return true;
             }
             return $this->failOpen($r, $err);
         }
@@ -1471,6 +1526,28 @@ final class StreamWrapper
         return true;
     }
 
+    /**
+     * A store refused with 423 (another process holds a flock() on the
+     * file): true after a pause, to try again, until lock_wait is over.
+     * A write waits for the lock to go, as a local write never fails.
+     */
+    private function lockedWait($r, &$wait)
+    {
+        if (!$r || $r->status !== 423) {
+            return false;
+        }
+        $r->body();
+        if ($wait === null) {
+            $wait = [microtime(true) + $this->cfg['lock_wait'], 0.005];
+        }
+        if (microtime(true) > $wait[0]) {
+            return false;
+        }
+        usleep((int)($wait[1] * 1e6));
+        $wait[1] = min(0.2, $wait[1] * 1.5);
+        return true;
+    }
+
     /** End the streamed store; false (and a warning) if it was not stored. */
     private function finishUpload()
     {
@@ -1480,8 +1557,9 @@ final class StreamWrapper
             return false;
         }
         $this->done += $up->sent;
+        $this->nextMethod = 'PATCH';     // what follows an fflush() is appended
+        $this->nextPre = [];
         $r = $up->finish();
-        clearstatcache();
         if ($r && in_array($r->status, [200, 201, 204], true)) {
             $r->body();
             $this->stored = $r;
@@ -1545,18 +1623,24 @@ final class StreamWrapper
         if ($this->writeError !== null) {
             return false;
         }
-        if ($this->mode === 'a' && $this->appended && $this->appendOnly) {
-            $len = ftell($this->appended);
-            rewind($this->appended);
-            list($r, $err) = $this->req('PATCH', ['Content-Type: application/x-sabredav-partialupdate',
-                                                  'X-Update-Range: append'], [$this->appended, $len]);
+        $wait = null;
+        do {
+            if ($this->mode === 'a' && $this->appended && $this->appendOnly) {
+                $len = ftell($this->appended);
+                rewind($this->appended);
+                list($r, $err) = $this->req('PATCH', ['Content-Type: application/x-sabredav-partialupdate',
+                                                      'X-Update-Range: append'], [$this->appended, $len]);
+                fseek($this->appended, $len);
+            } else {
+                $this->load();
+                $len = fstat($this->spool)['size'];
+                rewind($this->spool);
+                list($r, $err) = $this->req('PUT', ['Content-Type: application/octet-stream'], [$this->spool, $len]);
+            }
+        } while ($this->lockedWait($r, $wait));
+        if ($this->appended && $r && $r->status < 300) {
             ftruncate($this->appended, 0);
             rewind($this->appended);
-        } else {
-            $this->load();
-            $len = fstat($this->spool)['size'];
-            rewind($this->spool);
-            list($r, $err) = $this->req('PUT', ['Content-Type: application/octet-stream'], [$this->spool, $len]);
         }
         if ($r && in_array($r->status, [200, 201, 204], true)) {
             $r->body();
@@ -1643,8 +1727,11 @@ final class StreamWrapper
         $this->renewLocks();
         if (in_array($method, ['PUT', 'PATCH', 'DELETE', 'MOVE', 'MKCOL', 'PROPPATCH'], true)) {
             $headers = array_merge($headers, $this->ifHeader());
-            // PHP keeps the last stat of any wrapper's path; file:// writes clear it
-            clearstatcache();
+        }
+        if ($method === 'DELETE' || $method === 'MOVE') {
+            // PHP keeps the last stat of any path; file:// clears it where
+            // a name goes away (unlink, rename, rmdir), and so does this
+            clearstatcache(true);
         }
         return Http::request($this->cfg, $method, $this->path . $suffix, $headers, $body);
     }
@@ -1700,6 +1787,7 @@ final class StreamWrapper
             }
             if ($self !== null && !$self['dir'] || ($self === null && count($all) === 1)) {
                 $this->failText('Not a directory', 'Failed to open directory');
+                self::setErrno(20);
                 return null;
             }
             return $names;
@@ -1709,6 +1797,7 @@ final class StreamWrapper
         }
         if ($r && $r->status === 404) {
             $this->failText('No such file or directory', $opening ? 'Failed to open directory' : null);
+            self::setErrno(2);
             return null;
         }
         $this->failText($this->errorText($r, $err), $opening ? 'Failed to open directory' : null);
@@ -1752,14 +1841,18 @@ final class StreamWrapper
             $segs[] = rawurlencode($s);
         }
         $this->path = $segs ? '/' . implode('/', $segs) : '';
+        $this->slash = $segs && substr($path, -1) === '/';
         return true;
     }
 
     private function caller()
     {
         foreach (debug_backtrace(DEBUG_BACKTRACE_IGNORE_ARGS) as $f) {
-            if (!isset($f['class']) || ($f['class'] !== self::class && strpos($f['class'], __NAMESPACE__ . '\\') !== 0)) {
+            if (!isset($f['class'])) {
                 return $f['function'];
+            }
+            if (strpos($f['class'], __NAMESPACE__ . '\\') !== 0) {
+                return $f['class'] . '::' . $f['function'];
             }
         }
         return 'stat';
@@ -1835,6 +1928,17 @@ final class StreamWrapper
             return false;
         });
         return false;
+    }
+
+    /**
+     * Leave errno at ENOENT (2) or ENOTDIR (20), which scandir() prints
+     * after a failed opendir, by a system call that fails that way.
+     */
+    private static function setErrno($errno)
+    {
+        clearstatcache(true, __FILE__);
+        @lstat($errno === 20 ? __FILE__ . '/x' : __DIR__ . '/.cluster-storage-no-such-file');
+        clearstatcache(true, __FILE__);
     }
 
     /** Set errno to EWOULDBLOCK, which flock() reads for $wouldblock. */

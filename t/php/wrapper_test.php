@@ -220,6 +220,7 @@ ok(is_dir("p30://$prefix/a/b"), 'the directory is seen on p30');
 ok(touch("cluster://$prefix/touched"), 'touch creates a file');
 is_same(filesize("p30://$prefix/touched"), 0, 'empty, seen on p30');
 ok(touch("cluster://$prefix/touched", 1000000000), 'touch with a time');
+clearstatcache();   // PHP's stat of the p30:// name above is kept, as for local files
 is_same(filemtime("p30://$prefix/touched"), 1000000000, 'the time is the file\'s on p30');
 is_same(filesize("p30://$prefix/touched"), 0, 'still empty');
 ok(touch("cluster://$prefix/touched2", 1234567890), 'touch with a time creates a file');

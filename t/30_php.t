@@ -9,7 +9,7 @@ use strict;
 use warnings;
 use Apache::Test qw(-withtestmore);
 use lib 't/lib';
-use CSTest qw(node_url unique_key);
+use CSTest qw(node_url unique_key php_tap);
 use CSNode;
 
 my ($php) = grep { defined && -x } $ENV{PHP}, '/usr/bin/php',
@@ -47,41 +47,10 @@ run_php('t/php/plain_http_test.php', node_url() . '/files', $p30->url . '/files'
 $p30->stop;
 done_testing;
 
-# Run a PHP script, turn its TAP lines into tests here.
+# Run a PHP script, its TAP lines as tests here (CSTest::php_tap).
 sub run_php {
     my ($script, @args) = @_;
-    my $pid = open my $fh, '-|';
-    die "fork: $!" unless defined $pid;
-    if (!$pid) {
-        open STDERR, '>&', \*STDOUT or die "dup: $!";
-        exec $php, '-d', 'error_reporting=-1', '-d', 'allow_url_fopen=1',
-             '-d', 'display_errors=stderr', $script, @args
-            or die "exec $php: $!";
-    }
-    # Comment lines are shown (diag) around a failed test, else only
-    # in verbose mode (note).
-    my ($n, $plan, $failed, @comments) = (0, undef, 0);
-    while (my $line = <$fh>) {
-        chomp $line;
-        if ($line =~ /^(not )?ok (\d+)(?: - (.*))?$/) {
-            $n++;
-            $failed = !!$1;
-            $failed ? diag(join "\n", @comments)
-                    : note(join "\n", @comments) if @comments;
-            @comments = ();
-            ok !$1, "php $script: " . ($3 // "test $2");
-        } elsif ($line =~ /^1\.\.(\d+)$/) {
-            $plan = $1;
-        } elsif ($line =~ /^#/) {
-            $line =~ s/^# ?//;
-            if ($failed) { diag $line } else { push @comments, $line }
-        } elsif ($line ne '') {
-            diag "php $script: $line";          # PHP errors, stray output
-        }
-    }
-    close $fh;
-    my $rc = $?;
-    is $rc, 0, "php $script exited with status 0";
-    ok defined $plan && $plan == $n && $n > 0,
-        "php $script ran all its tests (" . ($plan // 'no plan') . " planned, $n seen)";
+    php_tap("php $script", 300, $php, '-d', 'error_reporting=-1',
+            '-d', 'allow_url_fopen=1', '-d', 'display_errors=stderr',
+            $script, @args);
 }

@@ -36,7 +36,7 @@ use strict;
 use warnings;
 use Apache::Test qw(-withtestmore);
 use lib 't/lib';
-use CSTest qw(req unique_key wait_for node_url storage_root);
+use CSTest qw(req unique_key wait_for node_url storage_root php_tap);
 use CSNode;
 use File::Path qw(make_path remove_tree);
 use Time::HiRes qw(time);
@@ -140,49 +140,9 @@ remove_tree($scratch);
 note sprintf 't/55 took %.0f s', time - $t0;
 done_testing;
 
-# Run t/php/realworld_test.php with ARGS (at most LIMIT seconds: timeout(1)
-# kills it and its workers), turn its TAP into tests here.  Returns
-# { comments => [ its comment lines ], seconds => its run time }.
+# Run t/php/realworld_test.php with ARGS (at most LIMIT seconds), its TAP
+# as tests here (CSTest::php_tap).
 sub run_php {
     my ($label, $limit, @args) = @_;
-    my $start = time;
-    my $pid = open my $fh, '-|';
-    die "fork: $!" unless defined $pid;
-    if (!$pid) {
-        open STDERR, '>&', \*STDOUT or die "dup: $!";
-        open STDIN, '<', '/dev/null' or die "stdin: $!";
-        exec 'timeout', '-k', '5', $limit, $php, @INI, $SCRIPT, @args
-            or die "exec timeout $php: $!";
-    }
-    # Comment lines are shown (diag) around a failed test, else only
-    # in verbose mode (note).
-    my ($n, $plan, $failed, @comments, @all) = (0, undef, 0);
-    while (my $line = <$fh>) {
-        chomp $line;
-        if ($line =~ /^(not )?ok (\d+)(?: - (.*))?$/) {
-            $n++;
-            $failed = !!$1;
-            $failed ? diag(join "\n", @comments)
-                    : note(join "\n", @comments) if @comments;
-            @comments = ();
-            ok !$1, "$label: " . ($3 // "test $2");
-        } elsif ($line =~ /^1\.\.(\d+)$/) {
-            $plan = $1;
-        } elsif ($line =~ /^#/) {
-            $line =~ s/^# ?//;
-            push @all, $line;
-            if ($failed) { diag $line } else { push @comments, $line }
-        } elsif ($line ne '') {
-            diag "$label: $line";          # PHP errors, stray output
-        }
-    }
-    note join "\n", @comments if @comments;
-    close $fh;
-    my $rc = $? >> 8;
-    my $secs = time - $start;
-    is $rc, 0, sprintf '%s: php exited with status 0 (%.1f s)', $label, $secs
-        or diag $rc == 124 ? "killed at its $limit s limit" : '';
-    ok defined $plan && $plan == $n && $n > 0,
-        "$label: php ran all its tests (" . ($plan // 'no plan') . " planned, $n seen)";
-    return { comments => \@all, seconds => $secs };
+    return php_tap($label, $limit, $php, @INI, $SCRIPT, @args);
 }

@@ -16,7 +16,7 @@ use Time::HiRes qw(time sleep);
 our @EXPORT_OK = qw(req node_url svc sql mc_key mc_raw mc_set_raw wait_for
                     storage_root tmp_files raw_http file_sha256 unique_key
                     mc_get sql_str registry_rows restart_server
-                    peer_auth node_status node_counter local_files);
+                    peer_auth node_status node_counter local_files php_tap);
 
 my $REPO = $ENV{CS_REPO} || do {
     require Cwd;
@@ -251,6 +251,55 @@ sub local_files {
         push @f, substr($_, length($root)) if -f $_;
     } }, $root);
     return sort @f;
+}
+
+# Run COMMAND (a PHP script printing TAP) for at most LIMIT seconds
+# (timeout(1) kills it and its children), turn each of its "ok"/"not ok"
+# lines into a test named "LABEL: ...", then check that it exited 0 and
+# ran all it planned.  Comment lines are shown (diag) around a failed
+# test, else only in verbose mode (note).  Returns { comments => [ all
+# its comment lines ], seconds => its run time }.
+sub php_tap {
+    my ($label, $limit, @command) = @_;
+    require Test::More;
+    my $start = time;
+    my $pid = open my $fh, '-|';
+    die "fork: $!" unless defined $pid;
+    if (!$pid) {
+        open STDERR, '>&', \*STDOUT or die "dup: $!";
+        open STDIN, '<', '/dev/null' or die "stdin: $!";
+        exec 'timeout', '-k', '5', $limit, @command
+            or die "exec timeout $command[0]: $!";
+    }
+    my ($n, $plan, $failed, @comments, @all) = (0, undef, 0);
+    while (my $line = <$fh>) {
+        chomp $line;
+        if ($line =~ /^(not )?ok (\d+)(?: - (.*))?$/) {
+            $n++;
+            $failed = !!$1;
+            $failed ? Test::More::diag(join "\n", @comments)
+                    : Test::More::note(join "\n", @comments) if @comments;
+            @comments = ();
+            Test::More::ok(!$1, "$label: " . ($3 // "test $2"));
+        } elsif ($line =~ /^1\.\.(\d+)$/) {
+            $plan = $1;
+        } elsif ($line =~ /^#/) {
+            $line =~ s/^# ?//;
+            push @all, $line;
+            if ($failed) { Test::More::diag($line) } else { push @comments, $line }
+        } elsif ($line ne '') {
+            Test::More::diag("$label: $line");     # PHP errors, stray output
+        }
+    }
+    Test::More::note(join "\n", @comments) if @comments;
+    close $fh;
+    my $rc = $? >> 8;
+    my $secs = time - $start;
+    Test::More::is($rc, 0, sprintf '%s: php exited with status 0 (%.1f s)', $label, $secs)
+        or Test::More::diag($rc == 124 ? "killed at its $limit s limit" : '');
+    Test::More::ok(defined $plan && $plan == $n && $n > 0,
+        "$label: php ran all its tests (" . ($plan // 'no plan') . " planned, $n seen)");
+    return { comments => \@all, seconds => $secs };
 }
 
 1;

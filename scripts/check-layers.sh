@@ -18,9 +18,9 @@ exec perl -e '
         [qw(cache store auth)],                 # engine parts
         [qw(queue peer)],                       # job files; HTTP client
         [qw(config)],                           # the configuration
-        [qw(mcache)],                           # memcached front
+        [qw(dbconn mcache)],                    # database connections; memcached
         [qw(registry)],                         # MariaDB, cluster queries
-        [qw(names replicate request)],          # namespace; engine; helpers
+        [qw(names replicate request scrub)],    # namespace; engine; helpers; scrub
         [qw(read move)],                        # GET, the fetch; MOVE
         [qw(write peer_serve status)],          # PUT/DELETE, peers, status
         [qw(drive dav_lock)],                   # watchdog threads; DAV locks

@@ -119,7 +119,12 @@ write_env() {
         printf 'export CS_MC_HOST=127.0.0.1\n'
         printf 'export CS_MC_PORT=%s\n' "$MC_PORT"
         printf 'export CS_STATE_DIR=%q\n' "$STATE"
+        # The client options of conf/mariadb-client.cnf (DBDParams
+        # group=clusterstorage), read from MARIADB_HOME/my.cnf.
+        printf 'export MARIADB_HOME=%q\n' "$STATE/mariadb-client"
     } >"$ENVFILE.tmp"
+    mkdir -p "$STATE/mariadb-client"
+    cp "$REPO_DIR/conf/mariadb-client.cnf" "$STATE/mariadb-client/my.cnf"
     mv -f "$ENVFILE.tmp" "$ENVFILE"
 }
 

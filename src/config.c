@@ -22,6 +22,9 @@ void *cs_create_server_conf(apr_pool_t *p, server_rec *s)
     (void)s;
     c->replicas = CS_UNSET;
     c->peer_timeout = CS_UNSET;
+    c->db_timeout = CS_UNSET;
+    c->scrub_rate = CS_UNSET;
+    c->scrub_interval = CS_UNSET;
     c->cache_ttl = CS_UNSET;
     c->heartbeat = CS_UNSET;
     c->local_cache = CS_UNSET;
@@ -43,6 +46,9 @@ void *cs_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     CS_MERGE_PTR(memcache);
     CS_MERGE_VAL(replicas);
     CS_MERGE_VAL(peer_timeout);
+    CS_MERGE_VAL(db_timeout);
+    CS_MERGE_VAL(scrub_rate);
+    CS_MERGE_VAL(scrub_interval);
     CS_MERGE_VAL(cache_ttl);
     CS_MERGE_VAL(heartbeat);
     CS_MERGE_VAL(local_cache);
@@ -195,6 +201,66 @@ static const char *cs_set_timeout(cmd_parms *cmd, void *dummy,
                        &cs_sconf(cmd->server)->peer_timeout);
 }
 
+/* Whole seconds: MariaDB Connector/C takes its timeouts in seconds. */
+static const char *cs_set_db_timeout(cmd_parms *cmd, void *dummy,
+                                     const char *arg)
+{
+    cs_server_conf *sc = cs_sconf(cmd->server);
+    const char *err = cs_duration(cmd, arg, apr_time_from_sec(2),
+                                  apr_time_from_sec(600), &sc->db_timeout);
+
+    (void)dummy;
+    if (!err && sc->db_timeout % APR_USEC_PER_SEC) {
+        return apr_psprintf(cmd->pool, "%s: '%s' must be whole seconds",
+                            cmd->cmd->name, arg);
+    }
+    return err;
+}
+
+/* Bytes per second: a number with an optional K, M or G (powers of
+ * 1024), or Off (0). */
+static const char *cs_set_scrub_rate(cmd_parms *cmd, void *dummy,
+                                     const char *arg)
+{
+    cs_server_conf *sc = cs_sconf(cmd->server);
+    apr_off_t n = 0, unit = 1;
+    const char *p = arg;
+
+    (void)dummy;
+    if (strcasecmp(arg, "off") == 0) {
+        sc->scrub_rate = 0;
+        return NULL;
+    }
+    for (; *p >= '0' && *p <= '9' && n < APR_INT64_C(1) << 40; p++) {
+        n = n * 10 + (*p - '0');
+    }
+    if (*p == 'K' || *p == 'k') {
+        unit = 1024, p++;
+    }
+    else if (*p == 'M' || *p == 'm') {
+        unit = 1024 * 1024, p++;
+    }
+    else if (*p == 'G' || *p == 'g') {
+        unit = 1024 * 1024 * 1024, p++;
+    }
+    if (p == arg || *p || n >= APR_INT64_C(1) << 40) {
+        return apr_psprintf(cmd->pool, "%s: '%s' must be bytes per second "
+                            "(a number, K, M or G after it) or Off",
+                            cmd->cmd->name, arg);
+    }
+    sc->scrub_rate = n * unit;
+    return NULL;
+}
+
+static const char *cs_set_scrub_interval(cmd_parms *cmd, void *dummy,
+                                         const char *arg)
+{
+    (void)dummy;
+    return cs_duration(cmd, arg, apr_time_from_sec(1),
+                       apr_time_from_sec(366 * 86400),
+                       &cs_sconf(cmd->server)->scrub_interval);
+}
+
 static const char *cs_set_heartbeat(cmd_parms *cmd, void *dummy,
                                     const char *arg)
 {
@@ -259,6 +325,14 @@ const command_rec cs_cmds[] = {
                   "how many nodes hold each current version (default 2)"),
     AP_INIT_TAKE1("ClusterStoragePeerTimeout", cs_set_timeout, NULL,
                   RSRC_CONF, "connect/read timeout towards a peer"),
+    AP_INIT_TAKE1("ClusterStorageDatabaseTimeout", cs_set_db_timeout, NULL,
+                  RSRC_CONF, "longest wait on the database (default 5 s)"),
+    AP_INIT_TAKE1("ClusterStorageScrubRate", cs_set_scrub_rate, NULL,
+                  RSRC_CONF, "bytes per second the background scrub reads "
+                  "(K, M, G; Off; default 8M)"),
+    AP_INIT_TAKE1("ClusterStorageScrubInterval", cs_set_scrub_interval, NULL,
+                  RSRC_CONF, "least time between the starts of two scrub "
+                  "passes (default 86400 s)"),
     AP_INIT_TAKE1("ClusterStorageCacheTTL", cs_set_ttl, NULL, RSRC_CONF,
                   "lifetime of a registry entry in memcached"),
     AP_INIT_TAKE1("ClusterStorageHeartbeat", cs_set_heartbeat, NULL,
@@ -304,6 +378,15 @@ int cs_config_check_server(apr_pool_t *p, apr_pool_t *ptemp, server_rec *s)
     }
     if (sc->peer_timeout == CS_UNSET) {
         sc->peer_timeout = CS_DEFAULT_TIMEOUT;
+    }
+    if (sc->scrub_rate == CS_UNSET) {
+        sc->scrub_rate = CS_DEFAULT_SCRUB_RATE;
+    }
+    if (sc->scrub_interval == CS_UNSET) {
+        sc->scrub_interval = CS_DEFAULT_SCRUB_INTERVAL;
+    }
+    if (sc->db_timeout == CS_UNSET) {
+        sc->db_timeout = CS_DEFAULT_DB_TIMEOUT;
     }
     if (sc->cache_ttl == CS_UNSET) {
         sc->cache_ttl = CS_DEFAULT_TTL;

@@ -19,8 +19,11 @@
 #define CS_UNSET            (-1)
 #define CS_DEFAULT_REPLICAS 2
 #define CS_DEFAULT_TIMEOUT  apr_time_from_sec(10)
+#define CS_DEFAULT_DB_TIMEOUT apr_time_from_sec(5)
 #define CS_DEFAULT_TTL      300
 #define CS_DEFAULT_HEARTBEAT apr_time_from_sec(5)
+#define CS_DEFAULT_SCRUB_RATE (8 * 1024 * 1024)
+#define CS_DEFAULT_SCRUB_INTERVAL apr_time_from_sec(86400)
 #define CS_SECRET_MIN       16
 #define CS_RETRY_AFTER      "5"
 
@@ -51,9 +54,12 @@ typedef struct {
     apr_array_header_t *memcache; /* ClusterStorageMemcache, "host:port" */
     int replicas;               /* ClusterStorageReplicas */
     apr_interval_time_t peer_timeout;   /* ClusterStoragePeerTimeout */
+    apr_interval_time_t db_timeout;     /* ClusterStorageDatabaseTimeout */
     int cache_ttl;              /* ClusterStorageCacheTTL, seconds */
     apr_interval_time_t heartbeat;      /* ClusterStorageHeartbeat */
     int local_cache;            /* ClusterStorageLocalCache On|Off */
+    apr_off_t scrub_rate;       /* ClusterStorageScrubRate, bytes/s; 0 off */
+    apr_interval_time_t scrub_interval; /* ClusterStorageScrubInterval */
     int used;                   /* ClusterStorage appears in this server */
     /* store.root is ClusterStorageRoot (made absolute and resolved in
      * post_config, which also sets root_len and state_dir). */

@@ -33,6 +33,11 @@ typedef struct {
     uint64_t replications_failed;
     uint64_t repairs;           /* pushes made by the repair sweep */
     uint64_t registry_errors;
+    uint64_t db_outages;        /* times the database stopped answering */
+    uint64_t scrub_files;       /* copies the scrub re-hashed */
+    uint64_t scrub_bytes;       /* ... and their bytes */
+    uint64_t scrub_damaged;     /* ... found not to match their SHA-256 */
+    uint64_t scrub_passes;      /* whole passes over the store finished */
     uint64_t puts;
     uint64_t deletes;
     uint64_t unavailable;       /* 503 answers */
@@ -43,6 +48,15 @@ typedef struct {
      * that was (apr_time_t; 0: never). */
     int64_t clock_skew;
     int64_t clock_measured;
+    /* Not counters: whether the database answers, shared by the node's
+     * processes (dbconn.c). */
+    struct {
+        uint64_t retry_at;      /* 0: it answers; else when to ask again */
+        uint32_t down;          /* 1 from the failure to the recovery */
+        uint32_t addr_state;    /* 0 unknown, 1 being written, 2 set */
+        uint32_t addrlen;
+        unsigned char addr[128];    /* the server's sockaddr */
+    } db;
 } cs_counters_t;
 
 /* Add n to one counter of the block c (which may be NULL: no counters). */

@@ -13,7 +13,8 @@
  *   cache, store, auth   node-local registry cache; local copies; peer MACs
  *   queue, peer          replication job files; node-to-node HTTP client
  *   config               the per-server/per-directory configuration
- *   mcache               memcached in front of the registry
+ *   dbconn, mcache       bounded database connections; memcached in
+ *                        front of the registry
  *   registry             MariaDB through mod_dbd, cluster queries
  *   names                the namespace: collections, properties, locks
  *   replicate            queue drain, pushes, delete propagation, repair

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "registry.h"
 #include "replicate.h"
+#include "scrub.h"
 #include "store.h"
 
 #include "mod_watchdog.h"
@@ -21,6 +22,7 @@ static APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *cs_wd_register;
 
 #define CS_WD_HEARTBEAT "_clusterstorage_heartbeat_"
 #define CS_WD_QUEUE     "_clusterstorage_queue_"
+#define CS_WD_SCRUB     "_clusterstorage_scrub_"
 
 /* The child's exit and the background threads.  mod_watchdog (built into
  * httpd) sets itself up in each child before mod_dbd does, so it is torn
@@ -315,6 +317,23 @@ static apr_status_t cs_wd_repair(int state, void *data, apr_pool_t *pool)
     return APR_SUCCESS;
 }
 
+/* The scrub stops what it reads as soon as the child begins to exit. */
+static int cs_bg_stopping(void)
+{
+    return cs_bg_exiting;
+}
+
+/* Scrub thread, every second: a few seconds of the node's scrub.  A
+ * thread of its own: it reads whole files at its paced rate. */
+static apr_status_t cs_wd_scrub(int state, void *data, apr_pool_t *pool)
+{
+    if (state == AP_WATCHDOG_STATE_RUNNING && cs_bg_enter()) {
+        cs_scrub_step(data, pool, cs_bg_stopping);
+        cs_bg_leave();
+    }
+    return APR_SUCCESS;
+}
+
 int cs_drive_available(void)
 {
     cs_wd_get_instance = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
@@ -325,7 +344,7 @@ int cs_drive_available(void)
 int cs_drive_start(apr_pool_t *p, server_rec *s,
                    const apr_array_header_t *nodes)
 {
-    ap_watchdog_t *wd_hb = NULL, *wd_q = NULL;
+    ap_watchdog_t *wd_hb = NULL, *wd_q = NULL, *wd_s = NULL;
     int i;
 
     cs_bg_exiting = cs_bg_active = cs_hb_here = 0;
@@ -337,9 +356,10 @@ int cs_drive_start(apr_pool_t *p, server_rec *s,
                      "cannot create the background threads' mutex");
         return !OK;
     }
-    /* Two singleton threads per httpd, in one child. */
+    /* Three singleton threads per httpd, in one child. */
     if (cs_wd_get_instance(&wd_hb, CS_WD_HEARTBEAT, 0, 1, p) != APR_SUCCESS
-        || cs_wd_get_instance(&wd_q, CS_WD_QUEUE, 0, 1, p) != APR_SUCCESS) {
+        || cs_wd_get_instance(&wd_q, CS_WD_QUEUE, 0, 1, p) != APR_SUCCESS
+        || cs_wd_get_instance(&wd_s, CS_WD_SCRUB, 0, 1, p) != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, CSLOG(006)
                      "cannot create the watchdog threads");
         return !OK;
@@ -354,7 +374,10 @@ int cs_drive_start(apr_pool_t *p, server_rec *s,
         }
         if (cs_wd_register(wd_hb, sc->heartbeat, ns, cs_wd_heartbeat)
             || cs_wd_register(wd_q, AP_WD_TM_SLICE, ns, cs_wd_queue)
-            || cs_wd_register(wd_q, sc->heartbeat, ns, cs_wd_repair)) {
+            || cs_wd_register(wd_q, sc->heartbeat, ns, cs_wd_repair)
+            || (sc->scrub_rate > 0
+                && cs_wd_register(wd_s, apr_time_from_sec(1), ns,
+                                  cs_wd_scrub))) {
             ap_log_error(APLOG_MARK, APLOG_CRIT, 0, ns, CSLOG(015)
                          "cannot register the background callbacks");
             return !OK;

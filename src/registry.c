@@ -6,6 +6,7 @@
 #include "registry.h"
 #include "cache.h"
 #include "crypto.h"
+#include "dbconn.h"
 #include "mcache.h"
 
 #include "http_protocol.h"
@@ -293,19 +294,12 @@ static const cs_sql_t cs_stmts[CS_ST_COUNT] = {
       "SELECT UNIX_TIMESTAMP(NOW(6))" },
 };
 
-static APR_OPTIONAL_FN_TYPE(ap_dbd_acquire) *cs_dbd_acquire;
-static APR_OPTIONAL_FN_TYPE(ap_dbd_open) *cs_dbd_open;
-static APR_OPTIONAL_FN_TYPE(ap_dbd_close) *cs_dbd_close;
-
 /* Set once per process after the DDL ran successfully. */
 static volatile apr_uint32_t cs_schema_ready;
 
 int cs_registry_have_dbd(void)
 {
-    cs_dbd_acquire = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_acquire);
-    cs_dbd_open = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_open);
-    cs_dbd_close = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_close);
-    return cs_dbd_acquire && cs_dbd_open && cs_dbd_close;
+    return cs_dbconn_have_dbd();
 }
 
 /* ------------------------------------------------------------------ */
@@ -352,8 +346,10 @@ typedef struct {
 
 #define CS_SESSION_LABEL "cs_session"
 
-/* The database's error number of the last failed call on this thread. */
+/* The database's error number of the last failed call on this thread,
+ * and when that call began. */
 static __thread int cs_db_errno;
+static __thread apr_time_t cs_db_t0;
 
 /* Deadlock, lock wait timeout or a lost race for a new row: the
  * transaction may simply be retried (the statements are fine). */
@@ -373,6 +369,7 @@ static apr_dbd_prepared_t *cs_db_stmt(server_rec *s, ap_dbd_t *dbd,
     apr_pool_t *sub;
     int rv, nrows;
 
+    cs_db_t0 = apr_time_now();  /* the statement is run right after */
     ps = apr_hash_get(dbd->prepared, q->label, APR_HASH_KEY_STRING);
     if (ps) {
         return ps->stmt;
@@ -380,12 +377,23 @@ static apr_dbd_prepared_t *cs_db_stmt(server_rec *s, ap_dbd_t *dbd,
     /* First use of this connection: our transactions lock rows, not gaps
      * (concurrent writers of different keys must not deadlock). */
     if (!apr_hash_get(dbd->prepared, CS_SESSION_LABEL, APR_HASH_KEY_STRING)) {
+        /* A row lock is waited for less long than the connection's read
+         * timeout (dbconn.h), so that a busy row is a retry, not a
+         * database that stopped answering. */
+        long wait = (long)apr_time_sec(cs_sconf(s)->db_timeout) - 1;
         rv = apr_dbd_query(dbd->driver, dbd->handle, &nrows,
                            "SET SESSION TRANSACTION ISOLATION LEVEL "
                            "READ COMMITTED");
+        if (rv == 0) {
+            rv = apr_dbd_query(dbd->driver, dbd->handle, &nrows,
+                               apr_psprintf(dbd->pool, "SET SESSION "
+                                            "innodb_lock_wait_timeout = %ld",
+                                            wait > 1 ? wait : 1));
+        }
         if (rv != 0) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(116)
-                         "cannot set the session isolation level: %s",
+                         "cannot set the session's isolation level and "
+                         "lock wait: %s",
                          cs_db_error(dbd, rv));
             cs_db_errno = rv;
             return NULL;
@@ -458,9 +466,10 @@ static void cs_forget_stmts(ap_dbd_t *dbd)
  * forget this connection's statements; they are prepared afresh on next
  * use (after a database restart the server no longer knows them, and the
  * driver's error numbers for that vary). */
-static void cs_db_failed(ap_dbd_t *dbd, int rv)
+static void cs_db_failed(server_rec *s, ap_dbd_t *dbd, int rv)
 {
     cs_db_errno = rv ? rv : 2013;
+    cs_dbconn_failed(s, cs_db_errno, apr_time_now() - cs_db_t0);
     if (!cs_db_retryable(rv)) {
         cs_forget_stmts(dbd);
     }
@@ -519,7 +528,7 @@ static apr_status_t cs_db_rows_once(server_rec *s, apr_pool_t *p,
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(103)
                      "registry lookup %s failed: %s",
                      q->label, cs_db_error(dbd, rv));
-        cs_db_failed(dbd, rv);
+        cs_db_failed(s, dbd, rv);
         return APR_EGENERAL;
     }
     while ((rv = apr_dbd_get_row(dbd->driver, p, res, &row, -1)) == 0) {
@@ -534,15 +543,15 @@ static apr_status_t cs_db_rows_once(server_rec *s, apr_pool_t *p,
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(105)
                      "reading rows of %s failed: %s", q->label,
                      cs_db_error(dbd, rv));
-        cs_db_failed(dbd, rv);
+        cs_db_failed(s, dbd, rv);
         return APR_EGENERAL;
     }
     return APR_SUCCESS;
 }
 
-/* A SELECT that fails is tried once more on re-prepared statements:
- * after the database restarted, the first use of a pooled connection finds
- * its server-side statements gone (mod_dbd reconnects underneath). */
+/* A SELECT that fails is tried once more on re-prepared statements (a
+ * connection the driver made again has lost its server-side statements),
+ * unless the database just stopped answering (dbconn.h). */
 apr_status_t cs_db_select(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
                           const cs_sql_t *q, int ncols,
                           apr_array_header_t **out, int nargs,
@@ -551,7 +560,7 @@ apr_status_t cs_db_select(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
     apr_status_t rv = cs_db_rows_once(s, p, dbd, q, ncols, out, nargs,
                                       args);
 
-    if (rv != APR_SUCCESS && !cs_in_txn) {
+    if (rv != APR_SUCCESS && !cs_in_txn && !cs_dbconn_down(s)) {
         rv = cs_db_rows_once(s, p, dbd, q, ncols, out, nargs, args);
     }
     return rv;
@@ -604,7 +613,8 @@ apr_status_t cs_db_run(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
 
     /* Every statement run outside a transaction is idempotent (upserts,
      * deletes by key), so one retry on re-prepared statements is safe. */
-    for (attempt = 0; attempt < (cs_in_txn ? 1 : 2); attempt++) {
+    for (attempt = 0; attempt < (cs_in_txn ? 1 : 2)
+                      && (attempt == 0 || !cs_dbconn_down(s)); attempt++) {
         if (!(stmt = cs_db_stmt(s, dbd, q))) {
             continue;
         }
@@ -621,7 +631,7 @@ apr_status_t cs_db_run(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
                                                         : APLOG_INFO,
                      0, s, CSLOG(106) "registry statement %s failed: %s",
                      q->label, cs_db_error(dbd, rv));
-        cs_db_failed(dbd, rv);
+        cs_db_failed(s, dbd, rv);
     }
     return APR_EGENERAL;
 }
@@ -656,12 +666,13 @@ apr_status_t cs_db_begin(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
 
     *txn = NULL;
     cs_db_errno = 0;
+    cs_db_t0 = apr_time_now();
     rc = apr_dbd_transaction_start(dbd->driver, p, dbd->handle, txn);
     if (rc != 0) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(108)
                      "cannot start a registry transaction: %s",
                      cs_db_error(dbd, rc));
-        cs_db_failed(dbd, rc);
+        cs_db_failed(s, dbd, rc);
         return APR_EGENERAL;
     }
     cs_in_txn = 1;
@@ -680,11 +691,12 @@ apr_status_t cs_db_end(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
         apr_dbd_transaction_mode_set(dbd->driver, txn,
                                      APR_DBD_TRANSACTION_ROLLBACK);
     }
+    cs_db_t0 = apr_time_now();
     rc = apr_dbd_transaction_end(dbd->driver, p, txn);
     if (rc != 0 && commit) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(086)
                      "registry commit failed: %s", cs_db_error(dbd, rc));
-        cs_db_failed(dbd, rc);
+        cs_db_failed(s, dbd, rc);
         *retryable = cs_db_retryable(rc);
         return APR_EGENERAL;
     }
@@ -712,18 +724,26 @@ apr_status_t cs_registry_turn(request_rec *r, const char *key, int seconds)
     apr_array_header_t *rows;
     const char *args[2];
     apr_status_t rv;
+    int waited;
 
     if (!dbd) {
         return APR_ECONNREFUSED;
     }
     args[0] = cs_turn_name(r->pool, key);
-    args[1] = apr_itoa(r->pool, seconds);
-    rv = cs_db_select(r->server, r->pool, dbd, &cs_q_turn, 1, &rows, 2, args);
-    if (rv != APR_SUCCESS || rows->nelts != 1) {
-        return APR_EGENERAL;
+    /* A second at a time: the server's wait stays within the
+     * connection's read timeout (dbconn.h, at least 2 s). */
+    args[1] = "1";
+    for (waited = 0; waited < (seconds > 0 ? seconds : 1); waited++) {
+        rv = cs_db_select(r->server, r->pool, dbd, &cs_q_turn, 1, &rows, 2,
+                          args);
+        if (rv != APR_SUCCESS || rows->nelts != 1) {
+            return APR_EGENERAL;
+        }
+        if (strcmp(APR_ARRAY_IDX(rows, 0, const char **)[0], "1") == 0) {
+            return APR_SUCCESS;
+        }
     }
-    return strcmp(APR_ARRAY_IDX(rows, 0, const char **)[0], "1") == 0
-           ? APR_SUCCESS : APR_TIMEUP;
+    return APR_TIMEUP;
 }
 
 void cs_registry_turn_end(request_rec *r, const char *key)
@@ -956,12 +976,13 @@ done:
         apr_dbd_transaction_mode_set(dbd->driver, txn,
                                      APR_DBD_TRANSACTION_ROLLBACK);
     }
+    cs_db_t0 = apr_time_now();
     rc = apr_dbd_transaction_end(dbd->driver, r->pool, txn);
     if (rc != 0 && status == OK) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(109)
                       "registry commit for %s failed: %s", key,
                       cs_db_error(dbd, rc));
-        cs_db_failed(dbd, rc);
+        cs_db_failed(r->server, dbd, rc);
         status = HTTP_SERVICE_UNAVAILABLE;
     }
     if (status != OK && prepared && ops->abort) {
@@ -1022,7 +1043,7 @@ int cs_registry_delete(request_rec *r, const char *key,
 
 apr_status_t cs_registry_ensure_schema(server_rec *s, apr_pool_t *p)
 {
-    ap_dbd_t *dbd = cs_dbd_open(p, s);
+    ap_dbd_t *dbd = cs_dbconn_open(p, s);
     apr_status_t rv;
 
     if (!dbd) {
@@ -1034,7 +1055,7 @@ apr_status_t cs_registry_ensure_schema(server_rec *s, apr_pool_t *p)
      * exist. */
     rv = cs_stmt(s, dbd, CS_ST_GET) && cs_stmt(s, dbd, CS_ST_CREATE)
          && cs_stmt(s, dbd, CS_ST_ANCESTORS) ? APR_SUCCESS : APR_EGENERAL;
-    cs_dbd_close(s, dbd);
+    cs_dbconn_close(s, dbd);
     return rv;
 }
 
@@ -1069,7 +1090,7 @@ static apr_time_t cs_db_time(const char *v)
 apr_status_t cs_registry_clock_skew(server_rec *s, apr_pool_t *p,
                                     apr_interval_time_t *skew)
 {
-    ap_dbd_t *dbd = cs_dbd_open(p, s);
+    ap_dbd_t *dbd = cs_dbconn_open(p, s);
     apr_array_header_t *rows;
     apr_time_t t0, t1, db;
     apr_status_t rv;
@@ -1080,7 +1101,7 @@ apr_status_t cs_registry_clock_skew(server_rec *s, apr_pool_t *p,
     t0 = apr_time_now();
     rv = cs_db_rows(s, p, dbd, CS_ST_NOW, 1, &rows, 0, NULL);
     t1 = apr_time_now();
-    cs_dbd_close(s, dbd);
+    cs_dbconn_close(s, dbd);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -1095,7 +1116,7 @@ apr_status_t cs_registry_clock_skew(server_rec *s, apr_pool_t *p,
 apr_status_t cs_registry_heartbeat(server_rec *s, apr_pool_t *p)
 {
     cs_server_conf *sc = cs_sconf(s);
-    ap_dbd_t *dbd = cs_dbd_open(p, s);
+    ap_dbd_t *dbd = cs_dbconn_open(p, s);
     apr_status_t rv;
     /* Whole seconds, rounded up: the database compares in seconds. */
     apr_int64_t period = (sc->heartbeat + APR_USEC_PER_SEC - 1)
@@ -1120,7 +1141,7 @@ apr_status_t cs_registry_heartbeat(server_rec *s, apr_pool_t *p)
         rv = cs_registry_inv_apply(s, p, dbd, cs_apply_invalidation,
                                    sc->cache);
     }
-    cs_dbd_close(s, dbd);
+    cs_dbconn_close(s, dbd);
     return rv;
 }
 
@@ -1130,7 +1151,7 @@ apr_status_t cs_registry_heartbeat(server_rec *s, apr_pool_t *p)
 
 ap_dbd_t *cs_registry_acquire(request_rec *r)
 {
-    ap_dbd_t *dbd = cs_dbd_acquire(r);
+    ap_dbd_t *dbd = cs_dbconn_acquire(r);
 
     if (!dbd) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(107)
@@ -1141,13 +1162,13 @@ ap_dbd_t *cs_registry_acquire(request_rec *r)
 
 ap_dbd_t *cs_registry_open(server_rec *s, apr_pool_t *p)
 {
-    return cs_dbd_open(p, s);
+    return cs_dbconn_open(p, s);
 }
 
 void cs_registry_close(server_rec *s, ap_dbd_t *dbd)
 {
     if (dbd) {
-        cs_dbd_close(s, dbd);
+        cs_dbconn_close(s, dbd);
     }
 }
 
@@ -1344,14 +1365,14 @@ apr_status_t cs_registry_held_relpath(server_rec *s, apr_pool_t *p,
 apr_status_t cs_registry_drop_lease(server_rec *s, apr_pool_t *p)
 {
     cs_server_conf *sc = cs_sconf(s);
-    ap_dbd_t *dbd = cs_dbd_open(p, s);
+    ap_dbd_t *dbd = cs_dbconn_open(p, s);
     apr_status_t rv;
 
     if (!dbd) {
         return APR_ECONNREFUSED;
     }
     rv = cs_db_exec(s, p, dbd, CS_ST_NO_LEASE, NULL, sc->node_name, NULL);
-    cs_dbd_close(s, dbd);
+    cs_dbconn_close(s, dbd);
     return rv;
 }
 

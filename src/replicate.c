@@ -30,6 +30,45 @@ static int cs_in_list(apr_array_header_t *nodes, const char *name)
 
 /* Make ClusterStorageReplicas live nodes hold version `version` of key,
  * pushing this node's copy.  Shared by queued jobs and repair. */
+/* A peer refused this node's copy at path of version e as not matching
+ * the registry: read it again whole.  If its bytes are wrong, it goes to
+ * the quarantine and the node stops being one of its holders (1). */
+static int cs_damaged_here(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                           const char *key, const char *path,
+                           const cs_entry_t *e)
+{
+    cs_server_conf *sc = cs_sconf(s);
+    apr_file_t *f, *lock = NULL;
+    apr_finfo_t fi;
+    apr_uint64_t v, n;
+    char sha[CS_SHA256_HEX_LEN + 1];
+    const char *dst = NULL;
+    apr_status_t rv;
+    int match = 1;
+
+    if (cs_store_lock_key(p, &sc->store, key, &lock) != APR_SUCCESS) {
+        return 0;
+    }
+    if (cs_store_open(p, path, key, 0, &f, &fi, &v, sha) != APR_SUCCESS
+        || v != e->version
+        || cs_store_check_sum(p, f, e->sha256, NULL, NULL, &n, &match)
+           != APR_SUCCESS
+        || match) {
+        cs_store_unlock_key(lock);
+        return 0;
+    }
+    rv = cs_store_quarantine(p, &sc->store, path, &dst);
+    cs_store_unlock_key(lock);
+    ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, CSLOG(409)
+                 "a peer refused this node's copy of %s v%" APR_UINT64_T_FMT
+                 ", and read again its bytes do not match its SHA-256: %s%s",
+                 key, e->version, rv == APR_SUCCESS ? "moved to "
+                 : "could not move it to the quarantine", dst ? dst : "");
+    cs_cache_invalidate(sc->cache, key);
+    cs_registry_drop_replica(s, p, dbd, key, e->version);
+    return 1;
+}
+
 static cs_job_result cs_replicate(server_rec *s, apr_pool_t *p,
                                   ap_dbd_t *dbd, const char *key,
                                   const char *relpath,
@@ -125,6 +164,13 @@ static cs_job_result cs_replicate(server_rec *s, apr_pool_t *p,
                          "%s %s v%" APR_UINT64_T_FMT " to %s",
                          repair ? "repaired" : "replicated", key, version,
                          n->name);
+        }
+        else if (rv == APR_SUCCESS && status == HTTP_BAD_REQUEST
+                 && cs_damaged_here(s, p, dbd, key, path, &e)) {
+            /* The peer found the bytes wrong (CS045 there): they were,
+             * so they are pushed nowhere again. */
+            CS_COUNT(sc, replications_failed, 1);
+            return CS_JOB_DONE;
         }
         else {
             CS_COUNT(sc, replications_failed, 1);

@@ -273,6 +273,52 @@ apr_status_t cs_store_read_meta(apr_file_t *f, const char *key,
     return APR_SUCCESS;
 }
 
+apr_status_t cs_store_read_key(apr_file_t *f, apr_uint64_t *version,
+                               char sha256[CS_SHA256_HEX_LEN + 1],
+                               char key[CS_KEY_MAX + 1])
+{
+    apr_os_file_t fd;
+
+    apr_os_file_get(&fd, f);
+    cs_meta_of(fd, version, sha256, key);
+    return *version && sha256[0] && key[0] ? APR_SUCCESS : APR_ENOENT;
+}
+
+apr_status_t cs_store_check_sum(apr_pool_t *p, apr_file_t *f,
+                                const char *sha256, cs_pace_fn pace,
+                                void *baton, apr_uint64_t *read, int *match)
+{
+    char buf[65536], got[CS_SHA256_HEX_LEN + 1];
+    cs_sha256_t *h;
+    apr_off_t off = 0;
+    apr_status_t rv;
+
+    *read = 0;
+    *match = 0;
+    if ((rv = cs_sha256_start(p, &h)) != APR_SUCCESS
+        || (rv = apr_file_seek(f, APR_SET, &off)) != APR_SUCCESS) {
+        return rv;
+    }
+    for (;;) {
+        apr_size_t n = sizeof(buf);
+        rv = apr_file_read(f, buf, &n);
+        if (rv == APR_EOF || (rv == APR_SUCCESS && n == 0)) {
+            break;
+        }
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        cs_sha256_update(h, buf, n);
+        *read += n;
+        if (pace && pace(baton, n) != 0) {
+            return APR_EINTR;
+        }
+    }
+    cs_sha256_final_hex(h, got);
+    *match = strcmp(got, sha256) == 0;
+    return APR_SUCCESS;
+}
+
 int cs_store_intact(const cs_store_t *st, const apr_finfo_t *fi,
                     const cs_entry_t *e)
 {

@@ -59,6 +59,19 @@ typedef struct cs_tmp_t cs_tmp_t;
 apr_status_t cs_store_init_root(apr_pool_t *p, const char *root,
                                 const char **why, int *exact_mtime);
 
+/* The version, SHA-256 and key an opened copy names (APR_ENOENT: it
+ * names none of them, not one of the module's copies). */
+apr_status_t cs_store_read_key(apr_file_t *f, apr_uint64_t *version,
+                               char sha256[CS_SHA256_HEX_LEN + 1],
+                               char key[CS_KEY_MAX + 1]);
+/* Called after every chunk a check reads (n bytes): nonzero stops it. */
+typedef int (*cs_pace_fn)(void *baton, apr_size_t n);
+/* Read the whole of f (from its start, in 64 KiB chunks, pace after
+ * each) and say whether its bytes have the hex SHA-256 sha256.  *read:
+ * the bytes read.  APR_EINTR when pace stopped it. */
+apr_status_t cs_store_check_sum(apr_pool_t *p, apr_file_t *f,
+                                const char *sha256, cs_pace_fn pace,
+                                void *baton, apr_uint64_t *read, int *match);
 /* 1 if the opened copy fi can still be version e: a copy's mtime is its
  * version's time (set when it was sealed) and its size is the version's,
  * so an edit or a truncation behind the module's back shows in the fstat

@@ -7,10 +7,8 @@ use strict;
 use warnings;
 use Apache::Test qw(-withtestmore);
 use lib 't/lib';
-use CSTest qw(unique_key mc_key mc_get wait_for);
+use CSTest qw(unique_key mc_key mc_get wait_for timed_req concurrent_gets);
 use CSNode;
-use LWP::UserAgent;
-use HTTP::Request;
 use Time::HiRes qw(time);
 
 my $pidfile = "$ENV{CS_STATE_DIR}/memcached.pid";
@@ -22,20 +20,10 @@ die "no memcached pid in $pidfile" unless $mcpid && kill 0, $mcpid;
 END { kill 'CONT', $mcpid if $mcpid }
 
 my $A = CSNode->new('h47a', replicas => 1)->start;
-my $ua = LWP::UserAgent->new(keep_alive => 0, timeout => 20);
 
 # (response, seconds) of one request through A.
-sub timed {
-    my ($method, $path, $body) = @_;
-    my $req = HTTP::Request->new($method, $A->url . $path);
-    if (defined $body) {
-        $req->content($body);
-        $req->header('Content-Length' => length $body);
-    }
-    my $t0 = time;
-    my $r = $ua->request($req);
-    return ($r, time - $t0);
-}
+sub timed { my ($method, $path, $body) = @_;
+    return timed_req($method, $A->url . $path, $body) }
 
 my $base = '/files/' . unique_key('t47');
 my ($r, $dt) = timed(PUT => "$base/before.txt", 'written before');
@@ -64,20 +52,8 @@ cmp_ok $dt, '<', 3, 'in under 3 s';
 # More requests at once than the node has workers for one of them to
 # wait on memcached each: all answered, none waits for the freeze.
 my $n = 60;
-my $t0 = time;
-my @pids;
-for my $i (1 .. $n) {
-    my $pid = fork // die "fork: $!";
-    if (!$pid) {
-        my $ua2 = LWP::UserAgent->new(keep_alive => 0, timeout => 20);
-        my $res = $ua2->get($A->url . "$base/many-$i.txt");
-        exit($res->code == 404 ? 0 : 1);
-    }
-    push @pids, $pid;
-}
-my $bad = 0;
-for (@pids) { waitpid $_, 0; $bad++ if $? }
-my $all = time - $t0;
+my ($bad, $all) = concurrent_gets(sub { $A->url . "$base/many-$_[0].txt" },
+                                  $n, 404);
 is $bad, 0, "$n concurrent GETs of absent keys all answered 404";
 cmp_ok $all, '<', 10, "all $n within 10 s (took ${\ sprintf '%.2f', $all} s)";
 my $log = do { open my $lf, '<', $A->error_log or die $!; local $/; <$lf> };

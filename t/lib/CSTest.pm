@@ -12,11 +12,13 @@ use HTTP::Request ();
 use IO::Socket::INET ();
 use LWP::UserAgent ();
 use Time::HiRes qw(time sleep);
+use POSIX ();
 
 our @EXPORT_OK = qw(req node_url svc sql mc_key mc_raw mc_set_raw wait_for
                     storage_root tmp_files raw_http file_sha256 unique_key
                     mc_get sql_str registry_rows restart_server
-                    peer_auth node_status node_counter local_files php_tap);
+                    peer_auth node_status node_counter local_files php_tap
+                    timed_req concurrent_gets);
 
 my $REPO = $ENV{CS_REPO} || do {
     require Cwd;
@@ -85,11 +87,20 @@ sub mc_raw {
                                   Timeout => 5) or return undef;
     print $s $cmd;
     my $reply = '';
-    while (defined(my $line = <$s>)) {
-        $reply .= $line;
-        last if $line =~ /^(STORED|NOT_STORED|END|DELETED|NOT_FOUND|ERROR|
-                             CLIENT_ERROR|SERVER_ERROR|EXISTS|VERSION)/x;
-    }
+    # Every reply ends in one of these lines; a memcached that says
+    # nothing (frozen) is given 10 s.
+    eval {
+        local $SIG{ALRM} = sub { die "memcached did not answer\n" };
+        alarm 10;
+        while (defined(my $line = <$s>)) {
+            $reply .= $line;
+            last if $line =~ /^(STORED|NOT_STORED|END|DELETED|NOT_FOUND|ERROR|
+                                 CLIENT_ERROR|SERVER_ERROR|EXISTS|VERSION|OK|
+                                 TOUCHED)/x;
+        }
+        alarm 0;
+    };
+    alarm 0;
     close $s;
     return $reply;
 }
@@ -302,5 +313,41 @@ sub php_tap {
     return { comments => \@all, seconds => $secs };
 }
 
-1;
+# timed_req(METHOD, URL, BODY) -> (response, seconds): one request on a
+# new connection, with a 30 s client timeout.
+sub timed_req {
+    my ($method, $url, $body) = @_;
+    my $req = HTTP::Request->new($method, $url);
+    if (defined $body) {
+        $req->content($body);
+        $req->header('Content-Length' => length $body);
+    }
+    my $ua = LWP::UserAgent->new(keep_alive => 0, timeout => 30);
+    my $t0 = time;
+    my $r = $ua->request($req);
+    return ($r, time - $t0);
+}
 
+# concurrent_gets(CODE, N, STATUS) -> (how many did not get STATUS,
+# seconds for all): N GETs at once, from forked children, of the URLs
+# CODE returns for 1 .. N.  The children leave with _exit, so a test's
+# END block (which may thaw a frozen service) runs in the test only.
+sub concurrent_gets {
+    my ($url_of, $n, $status) = @_;
+    my $t0 = time;
+    my @pids;
+    for my $i (1 .. $n) {
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            my $ua = LWP::UserAgent->new(keep_alive => 0, timeout => 30);
+            my $res = $ua->get($url_of->($i));
+            POSIX::_exit($res->code == $status ? 0 : 1);
+        }
+        push @pids, $pid;
+    }
+    my $bad = 0;
+    for (@pids) { waitpid $_, 0; $bad++ if $? }
+    return ($bad, time - $t0);
+}
+
+1;

@@ -465,3 +465,23 @@ uint64_t cs_siphash24(const unsigned char k[16], const void *data,
     CS_SIPROUND;
     return v0 ^ v1 ^ v2 ^ v3;
 }
+
+uint64_t cs_place_score(const char *key, const char *node)
+{
+    /* A fixed SipHash key: placement must be the same on every node, and
+     * a client choosing keys can at worst put its own keys together. */
+    static const unsigned char k[16] = "cs-placement-v1";
+    unsigned char buf[CS_KEY_MAX + 1 + 65];
+    size_t kl = strlen(key), nl = strlen(node);
+
+    if (kl > CS_KEY_MAX) {
+        kl = CS_KEY_MAX;
+    }
+    if (nl > 64) {
+        nl = 64;
+    }
+    memcpy(buf, key, kl);
+    buf[kl] = '\0';
+    memcpy(buf + kl + 1, node, nl);
+    return cs_siphash24(k, buf, kl + 1 + nl);
+}

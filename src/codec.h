@@ -107,4 +107,10 @@ int cs_meta_decode(const char *in, size_t len, uint64_t *version,
 uint64_t cs_siphash24(const unsigned char k[16], const void *data,
                       size_t len);
 
+/* Where copies of a key go (rendezvous hashing): the score of node for
+ * key; a key's copies go to the nodes with the highest scores, so the
+ * choice is the same on every node, spreads keys evenly, and moves only
+ * the keys of a node that joins or leaves. */
+uint64_t cs_place_score(const char *key, const char *node);
+
 #endif /* CS_CODEC_H */

@@ -48,6 +48,9 @@ typedef struct {
      * that was (apr_time_t; 0: never). */
     int64_t clock_skew;
     int64_t clock_measured;
+    /* Not a counter: the keys the repair found to restore in its last
+     * round (replicate.c), for the status page; -1 before the first. */
+    int64_t repair_backlog;
     /* Not counters: whether the database answers, shared by the node's
      * processes (dbconn.c). */
     struct {

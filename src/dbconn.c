@@ -382,7 +382,12 @@ static ap_dbd_t *cs_open_bounded(apr_pool_t *p, server_rec *s)
             return NULL;
         }
     }
-    cs_mark_down(s, "refused or dropped every connection");
+    /* Every try failed at once: the server refuses connections, or
+     * mod_dbd cannot give one yet (a child that is starting).  Only the
+     * first counts as unreachable. */
+    if (!cs_greets(s)) {
+        cs_mark_down(s, "refused or dropped every connection");
+    }
     return NULL;
 }
 

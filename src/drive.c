@@ -23,6 +23,7 @@ static APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *cs_wd_register;
 #define CS_WD_HEARTBEAT "_clusterstorage_heartbeat_"
 #define CS_WD_QUEUE     "_clusterstorage_queue_"
 #define CS_WD_SCRUB     "_clusterstorage_scrub_"
+#define CS_WD_REPAIR    "_clusterstorage_repair_"
 
 /* The child's exit and the background threads.  mod_watchdog (built into
  * httpd) sets itself up in each child before mod_dbd does, so it is torn
@@ -307,7 +308,9 @@ static apr_status_t cs_wd_queue(int state, void *data, apr_pool_t *pool)
     return APR_SUCCESS;
 }
 
-/* Queue thread, every heartbeat period: one step of the repair sweep. */
+/* Repair thread, every heartbeat period: a round of the repair (pushes
+ * for as long as a period).  A thread of its own, beside the queue's:
+ * restoring many keys never delays the replication of new writes. */
 static apr_status_t cs_wd_repair(int state, void *data, apr_pool_t *pool)
 {
     if (state == AP_WATCHDOG_STATE_RUNNING && cs_bg_enter()) {
@@ -344,7 +347,7 @@ int cs_drive_available(void)
 int cs_drive_start(apr_pool_t *p, server_rec *s,
                    const apr_array_header_t *nodes)
 {
-    ap_watchdog_t *wd_hb = NULL, *wd_q = NULL, *wd_s = NULL;
+    ap_watchdog_t *wd_hb = NULL, *wd_q = NULL, *wd_s = NULL, *wd_r = NULL;
     int i;
 
     cs_bg_exiting = cs_bg_active = cs_hb_here = 0;
@@ -356,9 +359,10 @@ int cs_drive_start(apr_pool_t *p, server_rec *s,
                      "cannot create the background threads' mutex");
         return !OK;
     }
-    /* Three singleton threads per httpd, in one child. */
+    /* Four singleton threads per httpd, in one child. */
     if (cs_wd_get_instance(&wd_hb, CS_WD_HEARTBEAT, 0, 1, p) != APR_SUCCESS
         || cs_wd_get_instance(&wd_q, CS_WD_QUEUE, 0, 1, p) != APR_SUCCESS
+        || cs_wd_get_instance(&wd_r, CS_WD_REPAIR, 0, 1, p) != APR_SUCCESS
         || cs_wd_get_instance(&wd_s, CS_WD_SCRUB, 0, 1, p) != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, CSLOG(006)
                      "cannot create the watchdog threads");
@@ -374,7 +378,7 @@ int cs_drive_start(apr_pool_t *p, server_rec *s,
         }
         if (cs_wd_register(wd_hb, sc->heartbeat, ns, cs_wd_heartbeat)
             || cs_wd_register(wd_q, AP_WD_TM_SLICE, ns, cs_wd_queue)
-            || cs_wd_register(wd_q, sc->heartbeat, ns, cs_wd_repair)
+            || cs_wd_register(wd_r, sc->heartbeat, ns, cs_wd_repair)
             || (sc->scrub_rate > 0
                 && cs_wd_register(wd_s, apr_time_from_sec(1), ns,
                                   cs_wd_scrub))) {

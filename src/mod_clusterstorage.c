@@ -107,6 +107,9 @@ static int cs_post_config(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
     if (rv == APR_SUCCESS) {
         blocks = apr_shm_baseaddr_get(shm);
         memset(blocks, 0, node_servers->nelts * sizeof(cs_counters_t));
+        for (i = 0; i < node_servers->nelts; i++) {
+            blocks[i].repair_backlog = -1;  /* no repair round yet */
+        }
     }
     else {
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, CSLOG(007)

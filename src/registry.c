@@ -145,13 +145,13 @@ typedef enum {
     CS_ST_ADD_REPLICA_IF_CURRENT,
     CS_ST_NODES,
     CS_ST_UNDER,
+    CS_ST_PAGE_END,
     CS_ST_INV_ADD,
     CS_ST_INV_LIST,
     CS_ST_INV_DEL,
     CS_ST_INV_PENDING,
     CS_ST_RECOVER,
     CS_ST_NO_LEASE,
-    CS_ST_BACKLOG,
     CS_ST_DROP_MY_REPLICA,
     CS_ST_NOW,
     CS_ST_COUNT
@@ -238,14 +238,21 @@ static const cs_sql_t cs_stmts[CS_ST_COUNT] = {
       "SELECT name, url, " CS_SQL_ALIVE("") ","
       " UNIX_TIMESTAMP() - heartbeat, period, lease FROM cs_nodes"
       " ORDER BY name" },
-    /* Keys whose current version this node holds, that have fewer live
-     * holders than wanted, and for which this node is the first live
-     * holder by name (so one holder repairs, not all of them). */
+    /* Repair (replicate.h): among one page of a node's holder rows (a
+     * node that died, or this one), the keys whose current version this
+     * node holds too, that have fewer live holders than wanted, and for
+     * which this node is the first live holder by name (so one holder
+     * repairs, not all of them).  A page is CS_REPAIR_PAGE rows of the
+     * (node, path) index: each statement reads that much at most, however
+     * large the registry. */
     { "cs_under",
-      "SELECT f.path, f.relpath FROM cs_files f"
+      "SELECT f.path, f.relpath FROM"
+      " (SELECT path, version FROM cs_replicas WHERE node = %s AND path > %s"
+      "  ORDER BY path LIMIT " CS_STR(CS_REPAIR_PAGE) ") pg"
+      " JOIN cs_files f ON f.path = pg.path AND f.version = pg.version"
       " JOIN cs_replicas me ON me.path = f.path AND me.version = f.version"
       "  AND me.node = %s"
-      " WHERE f.deleted = 0 AND f.version > 0 AND f.path > %s"
+      " WHERE f.deleted = 0"
       " AND (SELECT COUNT(*) FROM cs_replicas r JOIN cs_nodes n"
       "      ON n.name = r.node WHERE r.path = f.path"
       "      AND r.version = f.version"
@@ -253,8 +260,12 @@ static const cs_sql_t cs_stmts[CS_ST_COUNT] = {
       " AND NOT EXISTS (SELECT 1 FROM cs_replicas r2 JOIN cs_nodes n2"
       "      ON n2.name = r2.node WHERE r2.path = f.path"
       "      AND r2.version = f.version AND r2.node < me.node"
-      "      AND " CS_SQL_ALIVE("n2.") ")"
-      " ORDER BY f.path LIMIT 20" },
+      "      AND " CS_SQL_ALIVE("n2.") ")" },
+    /* The last path of that page ("" past the end). */
+    { "cs_page_end",
+      "SELECT COALESCE(MAX(path), '') FROM"
+      " (SELECT path FROM cs_replicas WHERE node = %s AND path > %s"
+      "  ORDER BY path LIMIT " CS_STR(CS_REPAIR_PAGE) ") pg" },
     /* Invalidations a writer could not deliver (cache.h, point 2). */
     { "cs_inv_add",
       "INSERT INTO cs_invalidations (node, path, version) VALUES (%s, %s, %s)"
@@ -273,18 +284,6 @@ static const cs_sql_t cs_stmts[CS_ST_COUNT] = {
       " WHERE f.path = %s AND f.version = %s AND f.deleted = 0" },
     { "cs_no_lease",
       "UPDATE cs_nodes SET lease = 0 WHERE name = %s" },
-    /* Repair backlog for the status page: keys this node holds that have
-     * fewer live holders than wanted (counted up to 1000). */
-    { "cs_backlog",
-      "SELECT COUNT(*) FROM (SELECT 1 FROM cs_files f"
-      " JOIN cs_replicas me ON me.path = f.path AND me.version = f.version"
-      "  AND me.node = %s"
-      " WHERE f.deleted = 0 AND f.version > 0"
-      " AND (SELECT COUNT(*) FROM cs_replicas r JOIN cs_nodes n"
-      "      ON n.name = r.node WHERE r.path = f.path"
-      "      AND r.version = f.version"
-      "      AND " CS_SQL_ALIVE("n.") ") < %s"
-      " LIMIT 1000) AS t" },
     /* This node's copy of a version turned out damaged (quarantined). */
     { "cs_drop_my_replica",
       "DELETE FROM cs_replicas WHERE path = %s AND node = %s"
@@ -1280,16 +1279,27 @@ apr_status_t cs_registry_add_replica(server_rec *s, apr_pool_t *p,
 }
 
 apr_status_t cs_registry_under_replicated(server_rec *s, apr_pool_t *p,
-                                          ap_dbd_t *dbd, const char *after,
-                                          apr_array_header_t **keys)
+                                          ap_dbd_t *dbd, const char *node,
+                                          const char *after,
+                                          apr_array_header_t **keys,
+                                          const char **next)
 {
     cs_server_conf *sc = cs_sconf(s);
-    const char *args[3];
+    apr_array_header_t *rows;
+    const char *args[4];
+    apr_status_t rv;
 
-    args[0] = sc->node_name;
+    args[0] = node;
     args[1] = after;
-    args[2] = apr_itoa(p, sc->replicas);
-    return cs_db_rows(s, p, dbd, CS_ST_UNDER, 2, keys, 3, args);
+    args[2] = sc->node_name;
+    args[3] = apr_itoa(p, sc->replicas);
+    rv = cs_db_rows(s, p, dbd, CS_ST_UNDER, 2, keys, 4, args);
+    if (rv == APR_SUCCESS) {
+        rv = cs_db_rows(s, p, dbd, CS_ST_PAGE_END, 1, &rows, 2, args);
+    }
+    *next = rv == APR_SUCCESS && rows->nelts
+            ? APR_ARRAY_IDX(rows, 0, const char **)[0] : "";
+    return rv;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1384,18 +1394,3 @@ apr_status_t cs_registry_drop_replica(server_rec *s, apr_pool_t *p,
                       cs_sconf(s)->node_name, cs_u64(p, version), NULL);
 }
 
-apr_status_t cs_registry_repair_backlog(server_rec *s, apr_pool_t *p,
-                                        ap_dbd_t *dbd, int *count)
-{
-    cs_server_conf *sc = cs_sconf(s);
-    const char *args[2];
-    apr_array_header_t *rows;
-    apr_status_t rv;
-
-    args[0] = sc->node_name;
-    args[1] = apr_itoa(p, sc->replicas);
-    rv = cs_db_rows(s, p, dbd, CS_ST_BACKLOG, 1, &rows, 2, args);
-    *count = (rv == APR_SUCCESS && rows->nelts)
-             ? atoi(APR_ARRAY_IDX(rows, 0, const char **)[0]) : -1;
-    return rv;
-}

@@ -134,12 +134,20 @@ apr_status_t cs_registry_nodes(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
 apr_status_t cs_registry_add_replica(server_rec *s, apr_pool_t *p,
                                      ap_dbd_t *dbd, const char *key,
                                      apr_uint64_t version, int *added);
-/* Up to 20 keys after `after` (in key order; rows of {key, relpath}) that
- * s's node holds and must repair: fewer live holders than ClusterStorageReplicas, and s's node is
- * the first live holder by name. */
+/* Rows of the registry one repair statement reads at most. */
+#define CS_REPAIR_PAGE 500
+
+/* Repair: among one page (CS_REPAIR_PAGE rows, in key order after
+ * `after`) of the keys node held, those whose current version s's node
+ * holds too and must repair: fewer live holders than
+ * ClusterStorageReplicas, and s's node the first live holder by name
+ * (rows of {key, relpath}).  *next: where the next page starts, "" at the
+ * end. */
 apr_status_t cs_registry_under_replicated(server_rec *s, apr_pool_t *p,
-                                          ap_dbd_t *dbd, const char *after,
-                                          apr_array_header_t **keys);
+                                          ap_dbd_t *dbd, const char *node,
+                                          const char *after,
+                                          apr_array_header_t **keys,
+                                          const char **next);
 
 /* ---- undelivered cache invalidations (see cache.h) ------------------ */
 
@@ -174,10 +182,6 @@ apr_status_t cs_registry_drop_replica(server_rec *s, apr_pool_t *p,
 /* This node stops: it no longer trusts its cache, writers need not wait. */
 apr_status_t cs_registry_drop_lease(server_rec *s, apr_pool_t *p);
 
-/* *count: keys s's node holds with fewer live holders than wanted (at
- * most 1000 are counted; -1 if the registry cannot say). */
-apr_status_t cs_registry_repair_backlog(server_rec *s, apr_pool_t *p,
-                                        ap_dbd_t *dbd, int *count);
 
 /* A cluster-wide turn on key for r (a named lock of the database
  * session r uses, GET_LOCK): the partial writes of one key through any

@@ -30,6 +30,37 @@ static int cs_in_list(apr_array_header_t *nodes, const char *name)
 
 /* Make ClusterStorageReplicas live nodes hold version `version` of key,
  * pushing this node's copy.  Shared by queued jobs and repair. */
+/* Sort nodes by their placement score for key (codec.h), highest first:
+ * the order in which the key's copies go to them. */
+typedef struct {
+    uint64_t score;
+    cs_node_t node;
+} cs_placed_t;
+
+static int cs_place_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const cs_placed_t *)a)->score;
+    uint64_t y = ((const cs_placed_t *)b)->score;
+
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static void cs_place_order(apr_pool_t *p, const char *key,
+                           apr_array_header_t *nodes)
+{
+    cs_placed_t *v = apr_palloc(p, sizeof(*v) * (nodes->nelts + 1));
+    int i;
+
+    for (i = 0; i < nodes->nelts; i++) {
+        v[i].node = APR_ARRAY_IDX(nodes, i, cs_node_t);
+        v[i].score = cs_place_score(key, v[i].node.name);
+    }
+    qsort(v, nodes->nelts, sizeof(*v), cs_place_cmp);
+    for (i = 0; i < nodes->nelts; i++) {
+        APR_ARRAY_IDX(nodes, i, cs_node_t) = v[i].node;
+    }
+}
+
 /* A peer refused this node's copy at path of version e as not matching
  * the registry: read it again whole.  If its bytes are wrong, it goes to
  * the quarantine and the node stops being one of its holders (1). */
@@ -141,6 +172,7 @@ static cs_job_result cs_replicate(server_rec *s, apr_pool_t *p,
                      "copy is not that version", key, version);
         return CS_JOB_DONE;
     }
+    cs_place_order(p, key, nodes);
     for (i = 0; i < nodes->nelts && need > 0; i++) {
         cs_node_t *n = &APR_ARRAY_IDX(nodes, i, cs_node_t);
         apr_pool_t *sub;
@@ -235,12 +267,11 @@ static cs_job_result cs_propagate_delete(server_rec *s, apr_pool_t *p,
     return failed ? CS_JOB_RETRY : CS_JOB_DONE;
 }
 
-/* Retry state of the jobs that failed, and the repair sweep's cursor, of
- * each node (one httpd may run several).  Only the queue's watchdog
- * thread touches them (one per process).  A node's backoff table is
- * rebuilt in a fresh pool at every drain of its queue, holding only its
- * jobs still waiting, so it never grows beyond the queue; the cursor is a
- * buffer of its own, reused at every step. */
+/* Retry state of the jobs that failed, of each node (one httpd may run
+ * several).  Only the queue's watchdog thread touches them (one per
+ * process).  A node's backoff table is rebuilt in a fresh pool at every
+ * drain of its queue, holding only its jobs still waiting, so it never
+ * grows beyond the queue. */
 typedef struct {
     apr_time_t next;
     int attempts;
@@ -249,8 +280,6 @@ typedef struct {
 typedef struct {
     apr_pool_t *pool;           /* this generation of the backoff table */
     apr_hash_t *backoff;        /* job path -> cs_backoff_t */
-    int cursor_set;
-    char cursor[CS_KEY_MAX + 1];
 } cs_node_bg_t;
 
 static apr_pool_t *cs_bg_pool;          /* lives as long as the process */
@@ -396,37 +425,146 @@ void cs_replicate_drain(server_rec *s, apr_pool_t *p)
     cs_backoff_keep(nb, waiting);
 }
 
+/* The repair's state of each node, touched by the repair's watchdog
+ * thread only (one per process): per node that died, how far its keys
+ * were gone through since it died; and the sweep over this node's own
+ * keys. */
+typedef struct {
+    apr_int64_t died;           /* its last heartbeat, seconds */
+    int done;                   /* all its keys restored since then */
+    int failed;                 /* a push failed in this round */
+    char cursor[CS_KEY_MAX + 1];
+} cs_dead_t;
+
+typedef struct {
+    apr_hash_t *dead;           /* node name -> cs_dead_t */
+    char cursor[CS_KEY_MAX + 1];
+} cs_repair_t;
+
+static apr_pool_t *cs_repair_pool;
+static apr_hash_t *cs_repairs;  /* this node's name -> cs_repair_t */
+
+static cs_repair_t *cs_repair_of(server_rec *s)
+{
+    const char *name = cs_sconf(s)->node_name;
+    cs_repair_t *rs;
+
+    if (!cs_repair_pool) {
+        apr_pool_create(&cs_repair_pool, NULL);
+        cs_repairs = apr_hash_make(cs_repair_pool);
+    }
+    if (!(rs = apr_hash_get(cs_repairs, name, APR_HASH_KEY_STRING))) {
+        rs = apr_pcalloc(cs_repair_pool, sizeof(*rs));
+        rs->dead = apr_hash_make(cs_repair_pool);
+        apr_hash_set(cs_repairs, apr_pstrdup(cs_repair_pool, name),
+                     APR_HASH_KEY_STRING, rs);
+    }
+    return rs;
+}
+
+/* One page of node's keys from *cursor: restore those that need this
+ * node; the cursor moves on ("" at the end).  The keys found, or -1 when
+ * the registry could not say; *failed when a push did not succeed. */
+static int cs_repair_page(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                          const char *node, char *cursor, int *failed)
+{
+    apr_array_header_t *keys;
+    const char *next;
+    apr_pool_t *sub;
+    int i, n;
+
+    apr_pool_create(&sub, p);
+    if (cs_registry_under_replicated(s, sub, dbd, node, cursor, &keys, &next)
+        != APR_SUCCESS) {
+        apr_pool_destroy(sub);
+        return -1;
+    }
+    for (i = 0; i < keys->nelts && !cs_stopping; i++) {
+        const char **kr = APR_ARRAY_IDX(keys, i, const char **);
+        cs_entry_t e;
+        if (cs_registry_entry(s, sub, dbd, kr[0], &e) == APR_SUCCESS
+            && e.version && !e.deleted
+            && cs_replicate(s, sub, dbd, kr[0], kr[1], e.version, 1)
+               != CS_JOB_DONE) {
+            *failed = 1;
+        }
+    }
+    n = keys->nelts;
+    if (strlen(next) <= CS_KEY_MAX) {
+        strcpy(cursor, next);
+    }
+    else {
+        cursor[0] = '\0';
+    }
+    apr_pool_destroy(sub);
+    return n;
+}
+
 void cs_replicate_repair(server_rec *s, apr_pool_t *p)
 {
-    cs_node_bg_t *nb = cs_bg_of(s);
-    apr_array_header_t *keys;
+    cs_server_conf *sc = cs_sconf(s);
+    cs_repair_t *rs = cs_repair_of(s);
+    apr_array_header_t *nodes;
+    apr_time_t deadline = apr_time_now()
+                          + (sc->heartbeat > apr_time_from_sec(1)
+                             ? sc->heartbeat : apr_time_from_sec(1));
+    apr_int64_t now = apr_time_sec(apr_time_now());
     ap_dbd_t *dbd;
-    int i;
+    int i, n, found = 0, failed = 0;
 
     if (!(dbd = cs_registry_open(s, p))) {
         return;
     }
-    if (cs_registry_under_replicated(s, p, dbd,
-                                     nb->cursor_set ? nb->cursor : "", &keys)
-        == APR_SUCCESS) {
-        for (i = 0; i < keys->nelts && !cs_stopping; i++) {
-            const char **kr = APR_ARRAY_IDX(keys, i, const char **);
-            cs_entry_t e;
-            if (cs_registry_entry(s, p, dbd, kr[0], &e) == APR_SUCCESS
-                && e.version && !e.deleted) {
-                cs_replicate(s, p, dbd, kr[0], kr[1], e.version, 1);
+    if (cs_registry_nodes(s, p, dbd, &nodes) != APR_SUCCESS) {
+        cs_registry_close(s, dbd);
+        return;
+    }
+    /* A node that died names the keys to restore: its own rows, page by
+     * page, as fast as the pushes go, until all are done (then it is left
+     * alone until it comes back and dies again). */
+    for (i = 0; i < nodes->nelts && !cs_stopping; i++) {
+        cs_node_t *nd = &APR_ARRAY_IDX(nodes, i, cs_node_t);
+        cs_dead_t *d;
+        apr_int64_t died = now - nd->age;
+
+        if (nd->alive || strcmp(nd->name, sc->node_name) == 0) {
+            continue;
+        }
+        if (!(d = apr_hash_get(rs->dead, nd->name, APR_HASH_KEY_STRING))) {
+            d = apr_pcalloc(cs_repair_pool, sizeof(*d));
+            apr_hash_set(rs->dead, apr_pstrdup(cs_repair_pool, nd->name),
+                         APR_HASH_KEY_STRING, d);
+        }
+        if (d->died < died - 2 || d->died > died + 2) {
+            d->died = died;     /* a new death: start over */
+            d->done = d->failed = 0;
+            d->cursor[0] = '\0';
+        }
+        while (!d->done && !cs_stopping && apr_time_now() < deadline) {
+            if ((n = cs_repair_page(s, p, dbd, nd->name, d->cursor,
+                                    &d->failed)) < 0) {
+                break;
+            }
+            found += n;
+            if (!d->cursor[0]) {
+                d->done = !d->failed;   /* else the next round, again */
+                d->failed = 0;
+                if (!d->done) {
+                    failed = 1;
+                }
+                break;
             }
         }
-        /* Next time continue after the last key; start over at the end. */
-        nb->cursor_set = 0;
-        if (keys->nelts) {
-            const char *last = APR_ARRAY_IDX(keys, keys->nelts - 1,
-                                             const char **)[0];
-            if (strlen(last) <= CS_KEY_MAX) {
-                strcpy(nb->cursor, last);
-                nb->cursor_set = 1;
-            }
-        }
+    }
+    /* And one page of this node's own keys per round: what no death
+     * names (a copy quarantined elsewhere, a replica count raised). */
+    if (!cs_stopping && (n = cs_repair_page(s, p, dbd, sc->node_name,
+                                            rs->cursor, &failed)) > 0) {
+        found += n;
+    }
+    if (sc->counters) {
+        __atomic_store_n(&sc->counters->repair_backlog, (int64_t)found,
+                         __ATOMIC_RELAXED);
     }
     cs_registry_close(s, dbd);
 }

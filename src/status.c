@@ -177,9 +177,11 @@ int cs_status_handler(request_rec *r)
         nodes = apr_array_make(r->pool, 0, sizeof(cs_node_t));
     }
     cs_queue_stats(r->pool, &sc->store, &jobs, &oldest);
-    if (!registry_ok || cs_registry_repair_backlog(r->server, r->pool, dbd,
-                                                   &backlog) != APR_SUCCESS) {
-        backlog = -1;
+    /* What the repair found in its last round (replicate.c): the page
+     * queries it runs, not one of its own that would read the registry. */
+    if (sc->counters) {
+        backlog = (int)__atomic_load_n(&sc->counters->repair_backlog,
+                                       __ATOMIC_RELAXED);
     }
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
 
@@ -281,8 +283,8 @@ int cs_status_handler(request_rec *r)
                    "oldest job\n# TYPE clusterstorage_queue_oldest_seconds "
                    "gauge\nclusterstorage_queue_oldest_seconds{%s} %"
                    APR_INT64_T_FMT "\n"
-                   "# HELP clusterstorage_repair_backlog keys held here with "
-                   "too few live holders (-1: unknown)\n# TYPE "
+                   "# HELP clusterstorage_repair_backlog keys the repair found "
+                   "to restore in its last round (-1: none yet)\n# TYPE "
                    "clusterstorage_repair_backlog gauge\n"
                    "clusterstorage_repair_backlog{%s} %d\n"
                    "# HELP clusterstorage_registry_up 1 if the database "

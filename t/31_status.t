@@ -25,7 +25,8 @@ ok $j0->{registry_reachable}, 'JSON: the registry is reachable';
 ok((grep { $_->{name} eq 'n1' && $_->{state} eq 'up' } @{ $j0->{nodes} }),
    'JSON lists n1 as up');
 ok exists $j0->{queue}{jobs}, 'JSON has the queue depth';
-like $j0->{repair_backlog}, qr/^\d+$/, 'JSON has the repair backlog';
+like $j0->{repair_backlog}, qr/^-?\d+$/,
+    "JSON has the repair backlog (-1 before the repair's first round)";
 ok exists $j0->{cache}{hits}, 'JSON has the cache counters';
 
 # Make things happen: a PUT, hits, a 404, a fetch.
@@ -59,7 +60,7 @@ like $r->content, qr/^clusterstorage_puts_total\{node="s31"\} \d+$/m, 'counter w
 like $r->content, qr/^clusterstorage_fetch_failures_by_cause_total\{node="s31",cause="connect"\} \d+$/m,
     'fetch failures with a cause label';
 like $r->content, qr/^clusterstorage_node_up\{node="s31",peer="n1"\} 1$/m, 'membership gauge';
-like $r->content, qr/^clusterstorage_repair_backlog\{node="s31"\} \d+$/m, 'repair backlog gauge';
+like $r->content, qr/^clusterstorage_repair_backlog\{node="s31"\} -?\d+$/m, 'repair backlog gauge';
 unlike $r->content, qr/^(?!#)\S+ \S+ \S+$/m, 'no malformed sample lines';
 
 # ?path= gives the key's registry entry with its holders.

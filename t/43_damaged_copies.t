@@ -22,8 +22,12 @@ my $sha = sha256_hex($body);
 my $r = req(PUT => $a->url . $key, $body);
 is $r->code, 201, 'PUT of 64 KB on A';
 my $v = $r->header('X-ClusterStorage-Version');
-ok wait_for(20, sub { my @h = $a->live_holders($key); @h == 3 }),
-    'replicated to B and C'
+# Replication puts the other copies where the key's placement says (the
+# suite's server n1 may be one of them); B and C take theirs by reading.
+is req(GET => $_->url . $key)->code, 200, 'GET on ' . $_->name for $b, $c;
+ok wait_for(20, sub { my %h = map { $_ => 1 } $a->live_holders($key);
+                      $h{d43a} && $h{d43b} && $h{d43c} }),
+    'A, B and C hold it'
     or diag explain $a->entry($key);
 
 sub disk_sha { my ($node) = @_;

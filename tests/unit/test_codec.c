@@ -237,8 +237,39 @@ static void test_meta(void)
     CHECK(cs_meta_decode("", 0, &v, sha, &key, &klen) != 0, "meta empty");
 }
 
+/* Placement: deterministic, and even over the nodes. */
+static void test_place(void)
+{
+    static const char *nodes[] = { "n1", "n2", "n3", "n4" };
+    int first[4] = { 0, 0, 0, 0 }, i, j;
+    char key[32];
+
+    CHECK(cs_place_score("/a", "n1") == cs_place_score("/a", "n1"),
+          "same score each time");
+    CHECK(cs_place_score("/a", "n1") != cs_place_score("/a", "n2"),
+          "a score per node");
+    CHECK(cs_place_score("/ab", "n1") != cs_place_score("/a", "bn1"),
+          "key and node are kept apart");
+    for (i = 0; i < 10000; i++) {
+        int best = 0;
+        snprintf(key, sizeof(key), "/files/k%d", i);
+        for (j = 1; j < 4; j++) {
+            if (cs_place_score(key, nodes[j])
+                > cs_place_score(key, nodes[best])) {
+                best = j;
+            }
+        }
+        first[best]++;
+    }
+    for (j = 0; j < 4; j++) {
+        CHECK(first[j] > 2300 && first[j] < 2700,
+              "each of 4 nodes comes first for about a quarter of keys");
+    }
+}
+
 int main(void)
 {
+    test_place();
     test_meta();
     test_siphash();
     test_auth();

@@ -11,6 +11,7 @@
  */
 #include "scrub.h"
 #include "cache.h"
+#include "peer.h"
 #include "registry.h"
 #include "store.h"
 
@@ -156,6 +157,54 @@ static int cs_scrub_pace(void *baton, apr_size_t n)
     return 0;
 }
 
+/* After a damaged copy of key went to the quarantine: a good copy of the
+ * current version from a live holder, verified, in its place (under the
+ * key's lock), and this node a holder again.  0, or -1 (the next GET or
+ * the repair will). */
+static int cs_scrub_refetch(apr_pool_t *p, cs_scrub_ctx *c, ap_dbd_t *dbd,
+                            const char *key, const char *path)
+{
+    apr_array_header_t *holders;
+    apr_file_t *lock = NULL;
+    cs_entry_t e;
+    int i, done = -1;
+
+    if (cs_registry_entry_holders(c->s, p, dbd, key, &e, &holders)
+        != APR_SUCCESS || !e.version || e.deleted
+        || cs_store_lock_key(p, &c->sc->store, key, &lock) != APR_SUCCESS) {
+        return -1;
+    }
+    for (i = 0; i < holders->nelts && done != 0; i++) {
+        cs_node_t *h = &APR_ARRAY_IDX(holders, i, cs_node_t);
+        const char *why = "";
+        cs_fetch_cause_t cause;
+        apr_pool_t *sub;
+        cs_tmp_t *tmp;
+
+        if (!h->alive || strcmp(h->name, c->sc->node_name) == 0) {
+            continue;
+        }
+        apr_pool_create(&sub, p);
+        if (cs_store_tmp_create(sub, &c->sc->store, "fetch", &tmp)
+            == APR_SUCCESS
+            && cs_peer_fetch(sub, &c->sc->peer, h->url, key, &e, tmp, &why,
+                             &cause) == APR_SUCCESS
+            && cs_store_make_parents(sub, &c->sc->store, path)
+               == APR_SUCCESS
+            && cs_store_tmp_seal(tmp, key, &e) == APR_SUCCESS
+            && cs_store_install(tmp, path) == APR_SUCCESS) {
+            cs_registry_add_replica(c->s, sub, dbd, key, e.version, NULL);
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, c->s, CSLOG(215)
+                         "scrub: %s v%" APR_UINT64_T_FMT " replaced by a "
+                         "good copy from %s", key, e.version, h->name);
+            done = 0;
+        }
+        apr_pool_destroy(sub);  /* a temp file not installed goes too */
+    }
+    cs_store_unlock_key(lock);
+    return done;
+}
+
 /* The copy at path was read and its bytes do not have the SHA-256 its
  * attributes name: out of the way, if it is still that file. */
 static void cs_scrub_damaged(apr_pool_t *p, cs_scrub_ctx *c,
@@ -203,6 +252,9 @@ static void cs_scrub_damaged(apr_pool_t *p, cs_scrub_ctx *c,
                      "scrub: cannot tell the registry that this node no "
                      "longer holds %s v%" APR_UINT64_T_FMT " (peers asking "
                      "for it get 404 and ask another holder)", key, version);
+    }
+    else {
+        cs_scrub_refetch(p, c, dbd, key, path);
     }
     cs_registry_close(c->s, dbd);
 }

@@ -16,8 +16,10 @@
  *     last path checked, in path order) is kept in the state directory;
  *   - a damaged copy is moved to the quarantine under the key's lock (if
  *     it is still the file that was read), the node stops being one of
- *     its holders (repair then restores the replica count from a good
- *     holder, and a GET here fetches a good copy), and CS209 says so;
+ *     its holders, and CS209 says so; then a good copy of the current
+ *     version is fetched from a live holder, verified, and put in its
+ *     place (CS215); failing that, the next GET here fetches one and the
+ *     repair restores the replica count;
  *   - progress (files, bytes, damaged, passes) is in the counters, so on
  *     the status page and in Prometheus; CS210 reports each pass.
  */

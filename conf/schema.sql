@@ -6,7 +6,8 @@
 -- nodes' database user fewer rights.  It is the same DDL as cs_schema[] in
 -- registry.c; keep the two identical.
 --
---   cs_files     one row per key: the current version, size, SHA-256,
+--   cs_files     one row per key: the current version (and whether its
+--                writer answered: acked), size, SHA-256,
 --                modification time (microseconds), tombstone flag, and
 --                the file's path below ClusterStorageRoot (relpath)
 --                and its parent collection
@@ -32,6 +33,7 @@ CREATE TABLE IF NOT EXISTS cs_files (
     deleted TINYINT(1) NOT NULL DEFAULT 0,
     relpath VARBINARY(2048) NOT NULL DEFAULT '',
     parent VARBINARY(2048) NOT NULL DEFAULT '',
+    acked TINYINT(1) NOT NULL DEFAULT 1,
     PRIMARY KEY (path),
     KEY cs_files_parent (parent)
 ) ENGINE=InnoDB;
@@ -115,6 +117,11 @@ ALTER TABLE cs_files
 
 UPDATE cs_files SET parent = LEFT(path, LENGTH(path) - LENGTH(SUBSTRING_INDEX(path, '/', -1)) - 1)
     WHERE parent = '' AND LOCATE('/', path, 2) > 0;
+
+-- A registry from before acknowledgements: every version in it was
+-- answered (a no-op once done).
+ALTER TABLE cs_files
+    ADD COLUMN IF NOT EXISTS acked TINYINT(1) NOT NULL DEFAULT 1;
 
 INSERT IGNORE INTO cs_dirs (path, parent, mtime)
     WITH RECURSIVE a (p) AS (

@@ -145,6 +145,33 @@ static int cs_fetch(request_rec *r, const cs_server_conf *sc, const char *key,
     return CS_NO_HOLDER;
 }
 
+/* No holder of version e can be reached.  If e's writer has not answered
+ * (it died before it did, SPEC promise 11) and this node holds the version
+ * before it, that is the last one that may have been answered: served, as
+ * unverified (the registry no longer describes it).  Else 503. */
+static int cs_previous_or_503(request_rec *r, const cs_server_conf *sc,
+                              const char *key, apr_file_t *f,
+                              apr_finfo_t *fi, cs_entry_t *local,
+                              const cs_entry_t *e)
+{
+    int unacked = 0;
+
+    if (f && local->version && local->version + 1 == e->version
+        && local->sha256[0] && !e->deleted
+        && cs_registry_unacked(r, key, e->version, &unacked) == APR_SUCCESS
+        && unacked) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(120)
+                      "%s: v%" APR_UINT64_T_FMT " was never answered and no "
+                      "holder of it can be reached; serving this node's v%"
+                      APR_UINT64_T_FMT " (unverified)", key, e->version,
+                      local->version);
+        local->mtime = fi->mtime;
+        CS_COUNT(sc, unverified, 1);
+        return cs_serve(r, f, fi, local, 1);
+    }
+    return cs_unavailable(r);
+}
+
 int cs_ensure_local(request_rec *r, const cs_server_conf *sc,
                     const char *key, const char *path, const cs_entry_t *e)
 {
@@ -272,7 +299,7 @@ int cs_handle_get(request_rec *r, const cs_server_conf *sc, const char *key,
             || cs_registry_get_db_holders(r, key, &db, &holders)
                != APR_SUCCESS
             || (db.version == e.version && !db.deleted)) {
-            return cs_unavailable(r);
+            return cs_previous_or_503(r, sc, key, f, &fi, &local, &e);
         }
         if (db.version == 0 || db.deleted) {
             CS_COUNT(sc, not_found, 1);

@@ -44,6 +44,7 @@ static const char *const cs_schema[] = {
     " deleted TINYINT(1) NOT NULL DEFAULT 0,"
     " relpath VARBINARY(2048) NOT NULL DEFAULT '',"
     " parent VARBINARY(2048) NOT NULL DEFAULT '',"
+    " acked TINYINT(1) NOT NULL DEFAULT 1,"
     " PRIMARY KEY (path),"
     " KEY cs_files_parent (parent)"
     ") ENGINE=InnoDB",
@@ -118,6 +119,10 @@ static const char *const cs_schema[] = {
     "UPDATE cs_files SET parent = LEFT(path, LENGTH(path)"
     " - LENGTH(SUBSTRING_INDEX(path, '/', -1)) - 1)"
     " WHERE parent = '' AND LOCATE('/', path, 2) > 0",
+    /* A registry from before acknowledgements: every version in it was
+     * answered (a no-op once done). */
+    "ALTER TABLE cs_files"
+    " ADD COLUMN IF NOT EXISTS acked TINYINT(1) NOT NULL DEFAULT 1",
     "INSERT IGNORE INTO cs_dirs (path, parent, mtime)"
     " WITH RECURSIVE a (p) AS ("
     "  SELECT DISTINCT parent FROM cs_files"
@@ -136,6 +141,8 @@ typedef enum {
     CS_ST_CREATE,
     CS_ST_LOCKROW,
     CS_ST_UPSERT,
+    CS_ST_ACK,
+    CS_ST_UNACKED,
     CS_ST_ANCESTORS,
     CS_ST_DROP_REPLICAS,
     CS_ST_ADD_REPLICA,
@@ -177,13 +184,21 @@ static const cs_sql_t cs_stmts[CS_ST_COUNT] = {
      * the placeholder way. */
     { "cs_create",
       "INSERT INTO cs_files (path, version, size, sha256, mtime, deleted,"
-      " relpath, parent) VALUES (%s, 1, %s, %s, %s, 0, %s, %s)" },
+      " relpath, parent, acked) VALUES (%s, 1, %s, %s, %s, 0, %s, %s, 0)" },
     { "cs_lockrow",
       "SELECT " CS_ENTRY_COLS " FROM cs_files WHERE path = %s FOR UPDATE" },
     { "cs_upsert",
       "UPDATE cs_files SET version = %s, size = %s, sha256 = %s,"
-      " mtime = %s, deleted = %s, relpath = %s, parent = %s"
-      " WHERE path = %s" },
+      " mtime = %s, deleted = %s, relpath = %s, parent = %s,"
+      " acked = deleted WHERE path = %s" },
+    /* The writer answered (write.h): the version is acknowledged. */
+    { "cs_ack",
+      "UPDATE cs_files SET acked = 1 WHERE path = %s AND version = %s" },
+    /* A version committed and not acknowledged (its writer has not
+     * answered, or died before it did)? */
+    { "cs_unacked",
+      "SELECT COUNT(*) FROM cs_files WHERE path = %s AND version = %s"
+      " AND acked = 0 AND deleted = 0" },
     /* A key's first version (or one after a tombstone) makes its parent
      * directories collections (SPEC section 8), in one statement. */
     { "cs_ancestors",
@@ -1025,6 +1040,39 @@ int cs_registry_put(request_rec *r, const char *key, const char *relpath,
     status = cs_write_txn(r, key, relpath, out, 0, ops, &cur);
     *created = (cur.version == 0 || cur.deleted);
     return status;
+}
+
+apr_status_t cs_registry_ack(request_rec *r, const char *key,
+                             apr_uint64_t version)
+{
+    ap_dbd_t *dbd = cs_registry_acquire(r);
+
+    if (!dbd) {
+        return APR_ECONNREFUSED;
+    }
+    return cs_db_exec(r->server, r->pool, dbd, CS_ST_ACK, NULL, key,
+                      cs_u64(r->pool, version), NULL);
+}
+
+apr_status_t cs_registry_unacked(request_rec *r, const char *key,
+                                 apr_uint64_t version, int *unacked)
+{
+    ap_dbd_t *dbd = cs_registry_acquire(r);
+    apr_array_header_t *rows;
+    const char *args[2];
+    apr_status_t rv;
+
+    *unacked = 0;
+    if (!dbd) {
+        return APR_ECONNREFUSED;
+    }
+    args[0] = key;
+    args[1] = cs_u64(r->pool, version);
+    rv = cs_db_rows(r->server, r->pool, dbd, CS_ST_UNACKED, 1, &rows, 2,
+                    args);
+    *unacked = rv == APR_SUCCESS && rows->nelts
+               && strcmp(APR_ARRAY_IDX(rows, 0, const char **)[0], "0") != 0;
+    return rv;
 }
 
 int cs_registry_delete(request_rec *r, const char *key,

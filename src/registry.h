@@ -79,6 +79,16 @@ int cs_registry_put(request_rec *r, const char *key, const char *relpath,
                     const char *sha256, const cs_write_ops_t *ops,
                     cs_entry_t *out, int *created);
 
+/* A version that cs_registry_put() committed is not yet acknowledged:
+ * until its writer calls this, just before it answers, a node that
+ * cannot reach any holder of it may serve the version before it (SPEC
+ * promise 11: an unfinished write never hides the last finished one). */
+apr_status_t cs_registry_ack(request_rec *r, const char *key,
+                             apr_uint64_t version);
+/* *unacked: version of key is current, a file, and not acknowledged. */
+apr_status_t cs_registry_unacked(request_rec *r, const char *key,
+                                 apr_uint64_t version, int *unacked);
+
 /* Commit a tombstone for key.  OK, 404 (absent or already deleted), the
  * precondition's status, or 503. */
 int cs_registry_delete(request_rec *r, const char *key,

@@ -378,6 +378,15 @@ int cs_upload_commit_locked(cs_upload_t *up, apr_file_t *lock, cs_entry_t *e,
     if ((status = cs_write_end(r, up->sc, key, lock, status, e)) != OK) {
         return status;
     }
+    /* The last step before the answer: from now on no node may serve an
+     * older version in its place (SPEC promises 1 and 11). */
+    if (cs_registry_ack(r, key, e->version) != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(061)
+                      "PUT %s: version %" APR_UINT64_T_FMT " is stored but "
+                      "could not be marked as answered; answering 503 (a "
+                      "retry writes a newer version)", key, e->version);
+        return cs_unavailable(r);
+    }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(038)
                   "stored %s version %" APR_UINT64_T_FMT " (%"
                   APR_UINT64_T_FMT " bytes)", key, e->version, e->size);

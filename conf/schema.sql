@@ -108,6 +108,15 @@ CREATE TABLE IF NOT EXISTS cs_moves (
     KEY cs_moves_node (node, seq)
 ) ENGINE=InnoDB;
 
+-- Turns on a Galera cluster, whose GET_LOCK is one member's: a row per
+-- turn held, with its holder and the end of its lease (ms).
+CREATE TABLE IF NOT EXISTS cs_turns (
+    name VARCHAR(64) CHARACTER SET ascii NOT NULL,
+    holder VARCHAR(160) CHARACTER SET ascii NOT NULL,
+    expires BIGINT NOT NULL,
+    PRIMARY KEY (name)
+) ENGINE=InnoDB;
+
 -- A registry from before collections: each file row learns its parent,
 -- and every directory that holds a live file becomes a collection (both
 -- are no-ops once done).

@@ -15,7 +15,7 @@ PACKAGES=(
     apache2 apache2-dev libapr1-dev libaprutil1-dev libaprutil1-dbd-mysql
     memcached mariadb-server mariadb-client libapache2-mod-perl2 libssl-dev
     libwww-perl attr curl php-cli wrk build-essential
-    clang libclang-rt-14-dev faketime litmus rclone davfs2
+    clang libclang-rt-14-dev faketime litmus rclone davfs2 galera-4 rsync iproute2 haproxy
 )
 
 die() { echo "deps.sh: ERROR: $*" >&2; exit 1; }
@@ -42,32 +42,15 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 command -v apt-get >/dev/null 2>&1 || die "apt-get not found"
 
-# ---------------------------------------------------------------- policy-rc.d
-POLICY=/usr/sbin/policy-rc.d
-POLICY_BACKUP=""
-POLICY_CREATED=0
-
-policy_forbids() {
-    # A policy-rc.d that exits 101 for a start request forbids service starts.
-    [[ -x "$POLICY" ]] || return 1
-    local rc=0
-    "$POLICY" mariadb start >/dev/null 2>&1 || rc=$?
-    [[ $rc -eq 101 ]]
-}
-
-restore_policy() {
-    if [[ -n "$POLICY_BACKUP" ]]; then
-        mv -f "$POLICY_BACKUP" "$POLICY" && log "restored original $POLICY"
-    elif ((POLICY_CREATED)); then
-        rm -f "$POLICY" && log "removed temporary $POLICY"
-    fi
-}
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # System pid files of the daemons the packages may try to start.
 declare -A SYS_PIDFILES=(
     [mariadb]=/run/mysqld/mysqld.pid
     [memcached]=/run/memcached/memcached.pid
     [apache2]=/run/apache2/apache2.pid
+    [haproxy]=/run/haproxy.pid
 )
 declare -A RUNNING_BEFORE=()
 
@@ -108,20 +91,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-if policy_forbids; then
-    log "existing $POLICY already forbids service starts; keeping it"
-else
-    if [[ -e "$POLICY" ]]; then
-        POLICY_BACKUP=$(mktemp "$POLICY.deps-backup.XXXXXX")
-        cp -p "$POLICY" "$POLICY_BACKUP"
-        log "temporarily replacing $POLICY (backup: $POLICY_BACKUP)"
-    else
-        POLICY_CREATED=1
-        log "creating temporary $POLICY (exit 101) to keep services from starting"
-    fi
-    printf '#!/bin/sh\n# temporary, created by mod_clusterstorage scripts/deps.sh\nexit 101\n' >"$POLICY"
-    chmod 0755 "$POLICY"
-fi
+forbid_service_starts
 
 # -------------------------------------------------------------------- install
 export DEBIAN_FRONTEND=noninteractive

@@ -1,5 +1,6 @@
 # scripts/lib.sh - shell helpers shared by scripts/services.sh,
-# scripts/demo.sh and bench/run.sh (sourced; the caller defines die()).
+# scripts/demo.sh, scripts/deps.sh, scripts/package-test.sh and bench/run.sh
+# (sourced; the caller defines die() and log()).
 
 # Random ports come from below the kernel's ephemeral range (so an outgoing
 # connection cannot grab them between our probe and the daemon's bind).
@@ -90,3 +91,45 @@ pick_port() {
 
 # sed_escape STRING: STRING for the replacement side of s|...|...|.
 sed_escape() { printf '%s' "$1" | sed -e 's/[\\|&]/\\&/g'; }
+
+# Keeping packages from starting system services while they are installed
+# (root only): a policy-rc.d that exits 101 ("action forbidden") is put in
+# place unless one that forbids is there already; an existing permissive
+# one is backed up.  restore_policy puts things back (call it on exit).
+POLICY=/usr/sbin/policy-rc.d
+POLICY_BACKUP=""
+POLICY_CREATED=0
+
+policy_forbids() {
+    # A policy-rc.d that exits 101 for a start request forbids service starts.
+    [[ -x "$POLICY" ]] || return 1
+    local rc=0
+    "$POLICY" mariadb start >/dev/null 2>&1 || rc=$?
+    [[ $rc -eq 101 ]]
+}
+
+forbid_service_starts() {
+    if policy_forbids; then
+        log "existing $POLICY already forbids service starts; keeping it"
+        return 0
+    fi
+    if [[ -e "$POLICY" ]]; then
+        POLICY_BACKUP=$(mktemp "$POLICY.deps-backup.XXXXXX")
+        cp -p "$POLICY" "$POLICY_BACKUP"
+        log "temporarily replacing $POLICY (backup: $POLICY_BACKUP)"
+    else
+        POLICY_CREATED=1
+        log "creating temporary $POLICY (exit 101) to keep services from starting"
+    fi
+    printf '#!/bin/sh\n# temporary, created by mod_clusterstorage scripts\nexit 101\n' >"$POLICY"
+    chmod 0755 "$POLICY"
+}
+
+restore_policy() {
+    if [[ -n "$POLICY_BACKUP" ]]; then
+        mv -f "$POLICY_BACKUP" "$POLICY" && log "restored original $POLICY"
+    elif ((POLICY_CREATED)); then
+        rm -f "$POLICY" && log "removed temporary $POLICY"
+    fi
+    POLICY_BACKUP="" POLICY_CREATED=0
+}

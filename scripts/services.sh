@@ -20,6 +20,20 @@
 #                    (batch mode, tab separated, no column names); without
 #                    an argument the SQL is read from stdin
 #
+# A Galera cluster of three MariaDB members beside the single server (for
+# the tests of a registry without a single point of failure; not run as
+# root: rsync's state transfer must enter the joiner's datadir):
+#   galera-start     init (first time) + start members 1-3, wait until all
+#                    are synced, print their env (CS_GALERA_PORT1..3)
+#   galera-stop [--purge]  stop the members; --purge deletes their state
+#   galera-kill N    SIGKILL member N
+#   galera-start-member N  start member N again; it joins the others (or
+#                    starts a new cluster when none is up) and is synced
+#   galera-bootstrap N  make member N, left alone outside the primary
+#                    component, a new primary component (pc.bootstrap)
+#   galera-pid N     the pid of member N
+#   galera-sql N "STATEMENT"  SQL as user cs through member N
+#
 # Layout of $CS_STATE_DIR:
 #   env              shell exports (CS_DB_HOST CS_DB_PORT CS_DB_USER CS_DB_PASS
 #                    CS_DB_NAME CS_DB_SOCKET CS_MC_HOST CS_MC_PORT CS_STATE_DIR)
@@ -379,6 +393,162 @@ mc_kill() {
     if pid=$(mc_pid); then kill_pid memcached "$pid"; else log "memcached is not running"; fi
 }
 
+# --------------------------------------------------------------------- Galera
+
+GAL=$STATE/galera
+GAL_PORTS=$GAL/ports
+
+gal_dir() { echo "$GAL/m$1"; }
+gal_pid() { our_pid "$(gal_dir "$1")/pid" "--defaults-file=$(gal_dir "$1")/my.cnf"; }
+
+gal_root_sql() {
+    mariadb --defaults-file="$(gal_dir "$1")/my.cnf" -uroot --batch \
+        --skip-column-names --connect-timeout=2 -e "$2" 2>/dev/null
+}
+
+gal_status() { gal_root_sql "$1" "SHOW STATUS LIKE '$2'" | cut -f2; }
+
+# Member N is in the primary component, synced and takes queries.
+gal_synced() {
+    [[ "$(gal_status "$1" wsrep_local_state_comment)" == Synced &&
+        "$(gal_status "$1" wsrep_ready)" == ON ]]
+}
+
+gal_load_ports() {
+    [[ -r "$GAL_PORTS" ]] || return 1
+    # shellcheck disable=SC1090
+    . "$GAL_PORTS"
+}
+
+gal_pick_ports() {
+    local n used="${DB_PORT:-0} ${MC_PORT:-0}" kind p
+    : >"$GAL_PORTS.tmp"
+    for n in 1 2 3; do
+        for kind in SQL GCOMM IST SST; do
+            p=$(pick_port $used)
+            used="$used $p"
+            echo "GAL_${kind}_$n=$p" >>"$GAL_PORTS.tmp"
+        done
+    done
+    mv -f "$GAL_PORTS.tmp" "$GAL_PORTS"
+}
+
+gal_write_cnf() {
+    local n=$1 d sql gcomm ist sst addr
+    d=$(gal_dir "$n")
+    sql=GAL_SQL_$n gcomm=GAL_GCOMM_$n ist=GAL_IST_$n sst=GAL_SST_$n
+    addr="gcomm://127.0.0.1:$GAL_GCOMM_1,127.0.0.1:$GAL_GCOMM_2,127.0.0.1:$GAL_GCOMM_3"
+    mkdir -p "$d"
+    cat >"$d/my.cnf.tmp" <<CNF
+[mysqld]
+datadir=$d/data
+socket=$d/sock
+port=${!sql}
+bind-address=127.0.0.1
+pid-file=$d/pid
+log-error=$d/err
+skip-name-resolve
+innodb-buffer-pool-size=64M
+binlog-format=ROW
+innodb-autoinc-lock-mode=2
+wsrep-on=ON
+wsrep-provider=/usr/lib/galera/libgalera_smm.so
+wsrep-cluster-name=clusterstorage-test
+wsrep-cluster-address=$addr
+wsrep-node-name=m$n
+wsrep-node-address=127.0.0.1:${!gcomm}
+wsrep-provider-options=gmcast.listen_addr=tcp://127.0.0.1:${!gcomm};ist.recv_addr=127.0.0.1:${!ist};gcache.size=32M
+wsrep-sst-method=rsync
+wsrep-sst-receive-address=127.0.0.1:${!sst}
+[client]
+socket=$d/sock
+CNF
+    mv -f "$d/my.cnf.tmp" "$d/my.cnf"
+}
+
+# gal_launch N [--wsrep-new-cluster]: start member N, wait until synced.
+gal_launch() {
+    local n=$1 d
+    shift
+    d=$(gal_dir "$n")
+    mkdir -p "$d/data"
+    log "starting Galera member $n on 127.0.0.1:$(eval echo "\$GAL_SQL_$n")${1:+ ($1)}"
+    spawn "$d/out" mariadbd --defaults-file="$d/my.cnf" "$@"
+    local launcher=$SPAWNED
+    gal_up_or_dead() { gal_synced "$n" || ! pid_alive "$launcher"; }
+    if wait_until "$DB_START_TIMEOUT" gal_up_or_dead && gal_synced "$n"; then
+        return 0
+    fi
+    pid_alive "$launcher" && stop_pid "galera member $n" "$launcher" "$DB_STOP_TIMEOUT"
+    tail -n 30 "$d/err" >&2 || true
+    die "Galera member $n did not become synced (log: $d/err)"
+}
+
+gal_any_up() {
+    local n
+    for n in 1 2 3; do
+        [[ $n == "${1:-0}" ]] && continue
+        gal_pid "$n" >/dev/null && gal_synced "$n" && return 0
+    done
+    return 1
+}
+
+gal_start_member() {
+    local n=$1
+    if gal_pid "$n" >/dev/null; then
+        log "Galera member $n already running"
+        return 0
+    fi
+    if gal_any_up "$n"; then
+        gal_launch "$n"
+    else
+        # No primary component to join: this member starts a new one
+        # (its state is the newest: it is the only one left).
+        sed -i 's/^safe_to_bootstrap: 0/safe_to_bootstrap: 1/' \
+            "$(gal_dir "$n")/data/grastate.dat" 2>/dev/null || true
+        gal_launch "$n" --wsrep-new-cluster
+    fi
+}
+
+gal_env() {
+    printf 'export CS_GALERA_PORT1=%s\nexport CS_GALERA_PORT2=%s\nexport CS_GALERA_PORT3=%s\n' \
+        "$GAL_SQL_1" "$GAL_SQL_2" "$GAL_SQL_3"
+}
+
+gal_start() {
+    ((IS_ROOT)) && die "galera-start: run as an unprivileged user (rsync's state transfer cannot enter a datadir of root's)"
+    [[ -x /usr/lib/galera/libgalera_smm.so || -r /usr/lib/galera/libgalera_smm.so ]] ||
+        die "galera-4 is not installed (scripts/deps.sh installs it)"
+    mkdir -p "$GAL"
+    gal_load_ports || { load_ports; gal_pick_ports; gal_load_ports; }
+    local n
+    for n in 1 2 3; do gal_write_cnf "$n"; done
+    if [[ ! -d "$(gal_dir 1)/data/mysql" ]]; then
+        rm -rf "$(gal_dir 1)/data"
+        log "initialising Galera member 1"
+        mariadb-install-db --defaults-file="$(gal_dir 1)/my.cnf" \
+            --auth-root-authentication-method=normal --skip-test-db \
+            >"$(gal_dir 1)/install.log" 2>&1 ||
+            { tail -n 20 "$(gal_dir 1)/install.log" >&2; die "mariadb-install-db failed for member 1"; }
+    fi
+    for n in 1 2 3; do gal_start_member "$n"; done
+    gal_root_sql 1 "CREATE DATABASE IF NOT EXISTS \`$DB_NAME\`;
+        CREATE USER IF NOT EXISTS '$DB_USER'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
+        GRANT ALL PRIVILEGES ON \`$DB_NAME\`.* TO '$DB_USER'@'127.0.0.1';" ||
+        die "creating the database and user on Galera failed"
+    gal_env >"$GAL/env"
+    cat "$GAL/env"
+}
+
+gal_stop() {
+    local n pid
+    gal_load_ports || { log "no Galera cluster here"; return 0; }
+    # The last one stopped is the one to bootstrap from next time.
+    for n in 3 2 1; do
+        if pid=$(gal_pid "$n"); then stop_pid "galera member $n" "$pid" "$DB_STOP_TIMEOUT"; fi
+    done
+}
+
 # ------------------------------------------------------------------- commands
 
 with_lock() {
@@ -421,11 +591,12 @@ stop)
     esac
     with_lock
     load_ports
+    gal_stop
     mc_stop
     db_stop
     if ((purge)); then
         log "purging state in $STATE"
-        rm -rf "$DATADIR" "$DATADIR.init"
+        rm -rf "$DATADIR" "$DATADIR.init" "$GAL"
         rm -f "$PORTS" "$ENVFILE" "$DB_ERR" "$DB_OUT" "$DB_PID" "$DB_SOCK" \
             "$DB_SOCK.lock" "$MC_PID" "$MC_LOG" "$STATE/mariadb-install.log"
     fi
@@ -463,6 +634,29 @@ sql)
             -P "$DB_PORT" -u "$DB_USER" --batch --skip-column-names "$DB_NAME"
     fi
     ;;
+galera-start)
+    with_lock; load_ports; gal_start ;;
+galera-stop)
+    with_lock; gal_stop
+    if [[ "${1:-}" == --purge ]]; then rm -rf "$GAL"; fi ;;
+galera-kill)
+    with_lock; gal_load_ports || die "no Galera cluster"
+    if pid=$(gal_pid "${1:?member}"); then kill_pid "galera member $1" "$pid"; fi ;;
+galera-start-member)
+    with_lock; gal_load_ports || die "no Galera cluster"
+    gal_write_cnf "${1:?member}"; gal_start_member "$1" ;;
+galera-bootstrap)
+    with_lock; gal_load_ports || die "no Galera cluster"
+    gal_root_sql "${1:?member}" "SET GLOBAL wsrep_provider_options = 'pc.bootstrap=YES'" ||
+        die "member $1 does not take pc.bootstrap"
+    wait_until 30 gal_synced "$1" || die "member $1 is not synced after pc.bootstrap" ;;
+galera-pid)
+    gal_load_ports || die "no Galera cluster"; gal_pid "${1:?member}" ;;
+galera-sql)
+    gal_load_ports || die "no Galera cluster"
+    port=GAL_SQL_${1:?member}
+    MYSQL_PWD=$DB_PASS exec mariadb --no-defaults --protocol=tcp -h 127.0.0.1 \
+        -P "${!port}" -u "$DB_USER" --batch --skip-column-names "$DB_NAME" -e "${2:?statement}" ;;
 "" | -h | --help | help)
     sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
     [[ -n "$cmd" ]] || exit 2

@@ -15,6 +15,14 @@ REPO=$(pwd)
 
 if [ "$(id -u)" = 0 ]; then
     bash scripts/deps.sh
+    # The Debian package, built, installed, checked and purged before the
+    # suite (which reads /etc/apache2 and must find it as it was).
+    # CS_SKIP_PACKAGE=1 skips it (targeted runs).
+    pkg_rc=0
+    if [ -z "${CS_SKIP_PACKAGE:-}" ]; then
+        echo "== the Debian package"
+        bash scripts/package-test.sh || pkg_rc=$?
+    fi
     id cstest >/dev/null 2>&1 \
         || useradd --system --user-group --shell /bin/bash --no-create-home \
                    cstest
@@ -72,6 +80,10 @@ if [ "$(id -u)" = 0 ]; then
         echo "work tree kept in $WORK"
     else
         rm -rf "$WORK"
+    fi
+    if [ "$pkg_rc" != 0 ]; then
+        echo "== the Debian package checks failed (see above)"
+        [ "$rc" = 0 ] && rc=$pkg_rc
     fi
     exit "$rc"
 fi

@@ -27,6 +27,16 @@
 #define CS_SECRET_MIN       16
 #define CS_RETRY_AFTER      "5"
 
+/* Per-request notes for LogFormat's %{NAME}n: what the module did with a
+ * request (README "Observe").  SERVED: hit, fetched, unverified,
+ * previous, absent, unavailable, written or deleted; FROM: the holder a
+ * fetch read from, FETCH_MS its time; LOOKUP: where the registry entry came
+ * from (cache, memcached or database). */
+#define CS_NOTE_SERVED      "clusterstorage-served"
+#define CS_NOTE_FROM        "clusterstorage-from"
+#define CS_NOTE_FETCH_MS    "clusterstorage-fetch-ms"
+#define CS_NOTE_LOOKUP      "clusterstorage-lookup"
+
 /* The protocol's timing rules, in heartbeat periods and seconds; the
  * registry's SQL, the heartbeat and the writers' cache fan-out use these
  * names (cache.h explains the leases). */

@@ -56,6 +56,8 @@ typedef struct {
     struct {
         uint64_t retry_at;      /* 0: it answers; else when to ask again */
         uint32_t down;          /* 1 from the failure to the recovery */
+        uint32_t apart;         /* 1: the last failure was a Galera
+                                 * member outside the primary component */
         uint32_t addr_state;    /* 0 unknown, 1 being written, 2 set */
         uint32_t addrlen;
         unsigned char addr[128];    /* the server's sockaddr */

@@ -255,8 +255,20 @@ static void cs_mark_up(server_rec *s)
     }
 }
 
+/* MariaDB's answer, with Galera, from a member outside the primary
+ * component ("WSREP has not yet prepared node for application use"). */
+#define CS_ER_NOT_PRIMARY 1047
+
 void cs_dbconn_failed(server_rec *s, int e, apr_interval_time_t took)
 {
+    if (e == CS_ER_NOT_PRIMARY) {
+        /* It answers, but with nothing: for the registry as good as
+         * unreachable (promise 7), never an empty registry. */
+        __atomic_store_n(&cs_state(s)->apart, 1, __ATOMIC_RELEASE);
+        cs_mark_down(s, "is a Galera member outside the primary component "
+                        "(error 1047)");
+        return;
+    }
     /* A connection that broke at once (the server restarted) is only that
      * connection's end: mod_dbd's next ping drops it.  One that broke
      * after waiting most of the timeout is a server that did not answer. */
@@ -356,6 +368,71 @@ static int cs_may_use(server_rec *s)
     return 1;
 }
 
+/* After a member outside the primary component: is dbd's member back in
+ * it?  (Its greeting says nothing: such a member greets.) */
+static int cs_rejoined(server_rec *s, ap_dbd_t *dbd)
+{
+    cs_db_state_t *st = cs_state(s);
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;
+    const char *v;
+    int ready = 0;
+
+    if (!__atomic_load_n(&st->apart, __ATOMIC_ACQUIRE)) {
+        return 1;
+    }
+    if (apr_dbd_select(dbd->driver, dbd->pool, dbd->handle, &res,
+                       "SHOW STATUS LIKE 'wsrep_ready'", 0) == 0) {
+        while (apr_dbd_get_row(dbd->driver, dbd->pool, res, &row, -1) == 0) {
+            v = apr_dbd_get_entry(dbd->driver, row, 1);
+            ready = v && strcmp(v, "ON") == 0;
+        }
+    }
+    if (ready) {
+        __atomic_store_n(&st->apart, 0, __ATOMIC_RELEASE);
+    }
+    return ready;
+}
+
+/* mod_dbd makes a new connection while it holds its pool's lock (APR's
+ * reslist), so a connect that waits on a database that does not answer
+ * holds up every other thread of the process that asks for a connection,
+ * even one that only gives back a bad one: waits add up.  So a thread
+ * that finds another one's open going on for longer than this fails at
+ * once instead of queueing behind it (without counting the database as
+ * unreachable: the first one finds that out). */
+#define CS_OPEN_PATIENCE apr_time_from_msec(500)
+#define CS_OPEN_SLOTS 64
+static apr_int64_t cs_open_since[CS_OPEN_SLOTS];   /* 0: free */
+
+static int cs_open_claim(apr_time_t now)
+{
+    int i;
+
+    for (i = 0; i < CS_OPEN_SLOTS; i++) {
+        apr_int64_t none = 0;
+        if (__atomic_compare_exchange_n(&cs_open_since[i], &none,
+                                        (apr_int64_t)now, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE)) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static int cs_open_stuck(apr_time_t now)
+{
+    int i;
+
+    for (i = 0; i < CS_OPEN_SLOTS; i++) {
+        apr_int64_t t = __atomic_load_n(&cs_open_since[i], __ATOMIC_ACQUIRE);
+        if (t && now - t > CS_OPEN_PATIENCE) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* A connection from mod_dbd with its timeouts.  A connection that was
  * lost at once (its ping failed fast: the server restarted, and mod_dbd
  * dropped it) costs nothing but another try; one that took most of the
@@ -367,9 +444,31 @@ static ap_dbd_t *cs_open_bounded(apr_pool_t *p, server_rec *s)
 
     for (i = 0; i < 4; i++) {
         apr_time_t t0 = apr_time_now();
-        ap_dbd_t *dbd = cs_dbd_open(p, s);
+        ap_dbd_t *dbd;
+        int slot;
+
+        if (cs_open_stuck(t0)) {
+            ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, CSLOG(129)
+                         "another thread has waited for a database "
+                         "connection for more than %d ms: not waiting "
+                         "behind it",
+                         (int)apr_time_as_msec(CS_OPEN_PATIENCE));
+            return NULL;
+        }
+        slot = cs_open_claim(t0);
+        dbd = cs_dbd_open(p, s);
+        if (slot >= 0) {
+            __atomic_store_n(&cs_open_since[slot], 0, __ATOMIC_RELEASE);
+        }
 
         if (dbd && cs_bound(s, dbd) == 0) {
+            if (!cs_rejoined(s, dbd)) {
+                /* Still apart: down as it was, asked again later. */
+                cs_dbd_close(s, dbd);
+                cs_mark_down(s, "is a Galera member outside the primary "
+                                "component (error 1047)");
+                return NULL;
+            }
             cs_mark_up(s);
             return dbd;
         }

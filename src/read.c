@@ -18,6 +18,7 @@
 
 #include "http_core.h"
 #include "http_protocol.h"
+#include "apr_strings.h"
 
 /* cs_fetch(): no holder could give this version (logged, not answered). */
 #define CS_NO_HOLDER (-2)
@@ -107,6 +108,12 @@ static int cs_fetch(request_rec *r, const cs_server_conf *sc, const char *key,
                     CS_COUNT(sc, registry_errors, 1);
                 }
                 cs_store_unlock_key(lock);
+                cs_note_served(r, "fetched", 1);
+                apr_table_setn(r->notes, CS_NOTE_FROM, h->name);
+                apr_table_setn(r->notes, CS_NOTE_FETCH_MS,
+                               apr_psprintf(r->pool, "%" APR_TIME_T_FMT,
+                                            apr_time_as_msec(apr_time_now()
+                                                             - t0)));
                 ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(050)
                               "fetched %s v%" APR_UINT64_T_FMT " (%"
                               APR_UINT64_T_FMT " bytes) from %s", key,
@@ -167,6 +174,7 @@ static int cs_previous_or_503(request_rec *r, const cs_server_conf *sc,
                       local->version);
         local->mtime = fi->mtime;
         CS_COUNT(sc, unverified, 1);
+        cs_note_served(r, "previous", 1);
         return cs_serve(r, f, fi, local, 1);
     }
     return cs_unavailable(r);
@@ -250,6 +258,7 @@ int cs_handle_get(request_rec *r, const cs_server_conf *sc, const char *key,
             cs_drop_older(r, sc, key, path, e.version ? e.version : v + 1);
         }
         CS_COUNT(sc, not_found, 1);
+        cs_note_served(r, "absent", 1);
         return HTTP_NOT_FOUND;
     }
     if (lrv == APR_SUCCESS && v == e.version
@@ -303,6 +312,7 @@ int cs_handle_get(request_rec *r, const cs_server_conf *sc, const char *key,
         }
         if (db.version == 0 || db.deleted) {
             CS_COUNT(sc, not_found, 1);
+            cs_note_served(r, "absent", 1);
             return HTTP_NOT_FOUND;
         }
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(055)

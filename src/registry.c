@@ -110,6 +110,14 @@ static const char *const cs_schema[] = {
     " PRIMARY KEY (seq),"
     " KEY cs_moves_node (node, seq)"
     ") ENGINE=InnoDB",
+    /* Turns on a Galera cluster, whose GET_LOCK is one member's: a row per
+     * turn held, with its holder and the end of its lease (ms). */
+    "CREATE TABLE IF NOT EXISTS cs_turns ("
+    " name VARCHAR(64) CHARACTER SET ascii NOT NULL,"
+    " holder VARCHAR(160) CHARACTER SET ascii NOT NULL,"
+    " expires BIGINT NOT NULL,"
+    " PRIMARY KEY (name)"
+    ") ENGINE=InnoDB",
     /* A registry from before collections: each file row learns its
      * parent, and every directory that holds a live file becomes a
      * collection (both are no-ops once done). */
@@ -169,6 +177,8 @@ typedef enum {
 /* MySQL/MariaDB's error number for a duplicate key (what apr_dbd_mysql
  * returns from a failed statement). */
 #define CS_ER_DUP_ENTRY 1062
+/* ... for a variable the server does not have (MySQL: no wsrep_on). */
+#define CS_ER_UNKNOWN_SYSTEM_VARIABLE 1193
 
 static const cs_sql_t cs_stmts[CS_ST_COUNT] = {
     { "cs_get",
@@ -372,6 +382,55 @@ static int cs_db_retryable(int e)
     return e == 1213 || e == 1205 || e == CS_ER_DUP_ENTRY;
 }
 
+/* Marks a connection (in its `prepared` hash) to a Galera member. */
+#define CS_GALERA_LABEL "\001cs-galera"
+
+static int cs_db_is_galera(ap_dbd_t *dbd)
+{
+    return apr_hash_get(dbd->prepared, CS_GALERA_LABEL,
+                        APR_HASH_KEY_STRING) != NULL;
+}
+
+/* A session on a Galera member (wsrep_on) reads causally: each read waits
+ * until the member has applied every write the cluster committed before
+ * it (wsrep_sync_wait = 1), so a registry read through one member sees
+ * what a writer committed through another.  A server without Galera
+ * (no such variable, or wsrep off) is left as it is.  0 or the error. */
+static int cs_db_session_galera(server_rec *s, ap_dbd_t *dbd)
+{
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;
+    const char *on = NULL;
+    int nrows, rv;
+
+    apr_hash_set(dbd->prepared, CS_GALERA_LABEL, APR_HASH_KEY_STRING, NULL);
+    rv = apr_dbd_select(dbd->driver, dbd->pool, dbd->handle, &res,
+                        "SELECT @@wsrep_on", 0);
+    if (rv == CS_ER_UNKNOWN_SYSTEM_VARIABLE) {
+        return 0;               /* not MariaDB with Galera built in */
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    while (apr_dbd_get_row(dbd->driver, dbd->pool, res, &row, -1) == 0) {
+        on = apr_dbd_get_entry(dbd->driver, row, 0);
+        on = on ? apr_pstrdup(dbd->pool, on) : NULL;
+    }
+    if (!on || strcmp(on, "1") != 0) {
+        return 0;
+    }
+    rv = apr_dbd_query(dbd->driver, dbd->handle, &nrows,
+                       "SET SESSION wsrep_sync_wait = 1");
+    if (rv == 0) {
+        apr_hash_set(dbd->prepared, CS_GALERA_LABEL, APR_HASH_KEY_STRING,
+                     dbd);
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, CSLOG(128)
+                     "database connection to a Galera member: causal reads "
+                     "(wsrep_sync_wait = 1), turns in cs_turns");
+    }
+    return rv;
+}
+
 /* The prepared statement `id` on this connection, preparing it on first use.
  * Statements live in the connection's pool (mod_dbd destroys it with the
  * connection), so a reconnect re-prepares them. */
@@ -404,10 +463,13 @@ static apr_dbd_prepared_t *cs_db_stmt(server_rec *s, ap_dbd_t *dbd,
                                             "innodb_lock_wait_timeout = %ld",
                                             wait > 1 ? wait : 1));
         }
+        if (rv == 0) {
+            rv = cs_db_session_galera(s, dbd);
+        }
         if (rv != 0) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(116)
-                         "cannot set the session's isolation level and "
-                         "lock wait: %s",
+                         "cannot set the session's isolation level, lock "
+                         "wait and causal reads: %s",
                          cs_db_error(dbd, rv));
             cs_db_errno = rv;
             return NULL;
@@ -693,6 +755,32 @@ apr_status_t cs_db_begin(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
     return APR_SUCCESS;
 }
 
+/* A commit that failed on a conflict is retried (info); others are
+ * errors. */
+#define CS_COMMIT_LEVEL(rc) (cs_db_retryable(rc) ? APLOG_INFO : APLOG_ERR)
+
+/* End txn: commit it (rollback false) or roll it back.  The commit is a
+ * COMMIT statement of its own, so that a failure carries the server's
+ * error number (Galera reports a certification conflict there, as 1213);
+ * apr_dbd_transaction_end() only says that mysql_commit() failed.
+ * 0 or the error. */
+static int cs_db_finish(apr_pool_t *p, ap_dbd_t *dbd,
+                        apr_dbd_transaction_t *txn, int commit)
+{
+    int rc = 0, end, nrows;
+
+    cs_db_t0 = apr_time_now();
+    if (commit) {
+        rc = apr_dbd_query(dbd->driver, dbd->handle, &nrows, "COMMIT");
+    }
+    if (!commit || rc != 0) {
+        apr_dbd_transaction_mode_set(dbd->driver, txn,
+                                     APR_DBD_TRANSACTION_ROLLBACK);
+    }
+    end = apr_dbd_transaction_end(dbd->driver, p, txn);
+    return rc ? rc : commit ? end : 0;
+}
+
 apr_status_t cs_db_end(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
                        apr_dbd_transaction_t *txn, int commit,
                        int *retryable)
@@ -701,14 +789,9 @@ apr_status_t cs_db_end(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
 
     cs_in_txn = 0;
     *retryable = cs_db_errno == 0 || cs_db_retryable(cs_db_errno);
-    if (!commit) {
-        apr_dbd_transaction_mode_set(dbd->driver, txn,
-                                     APR_DBD_TRANSACTION_ROLLBACK);
-    }
-    cs_db_t0 = apr_time_now();
-    rc = apr_dbd_transaction_end(dbd->driver, p, txn);
+    rc = cs_db_finish(p, dbd, txn, commit);
     if (rc != 0 && commit) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(086)
+        ap_log_error(APLOG_MARK, CS_COMMIT_LEVEL(rc), 0, s, CSLOG(086)
                      "registry commit failed: %s", cs_db_error(dbd, rc));
         cs_db_failed(s, dbd, rc);
         *retryable = cs_db_retryable(rc);
@@ -722,6 +805,31 @@ static const cs_sql_t cs_q_turn = {
 static const cs_sql_t cs_q_turn_end = {
     "cs_turn_end", "SELECT RELEASE_LOCK(%s)" };
 
+/* On Galera, whose GET_LOCK is one member's (a turn taken through one
+ * member does not stop a taker through another): a row in cs_turns.  It
+ * is taken when it is missing or its lease ended; two takers through
+ * different members conflict at the commit and one of them loses (the
+ * member retries it once, then the module).  A holder that died is
+ * outlived by its lease. */
+#define CS_DB_NOW_MS "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)"
+static const cs_sql_t cs_q_turn_take = {
+    "cs_turn_take",
+    "INSERT INTO cs_turns (name, holder, expires)"
+    " VALUES (%s, %s, " CS_DB_NOW_MS " + %s)"
+    " ON DUPLICATE KEY UPDATE"
+    " holder = IF(expires < " CS_DB_NOW_MS ", VALUES(holder), holder),"
+    " expires = IF(holder = VALUES(holder), VALUES(expires), expires)" };
+static const cs_sql_t cs_q_turn_mine = {
+    "cs_turn_mine",
+    "SELECT COUNT(*) FROM cs_turns WHERE name = %s AND holder = %s" };
+static const cs_sql_t cs_q_turn_give = {
+    "cs_turn_give", "DELETE FROM cs_turns WHERE name = %s AND holder = %s" };
+
+/* How long a turn in cs_turns outlives a holder that never gave it back. */
+#define CS_TURN_LEASE_MS "30000"
+/* How often a taker asks again while another holds it. */
+#define CS_TURN_POLL apr_time_from_msec(20)
+
 /* The name of key's turn: MariaDB's lock names have at most 64 chars. */
 static const char *cs_turn_name(apr_pool_t *p, const char *key)
 {
@@ -730,6 +838,56 @@ static const char *cs_turn_name(apr_pool_t *p, const char *key)
     cs_sha256_hex(key, strlen(key), hex);
     hex[48] = '\0';
     return apr_pstrcat(p, "cs_turn_", hex, NULL);
+}
+
+/* This request's holder name for cs_turns (node, process, thread, time),
+ * kept with the request so that the end gives back what it took. */
+static const char *cs_turn_holder(request_rec *r, const char *name,
+                                  int make)
+{
+    const char *ukey = apr_pstrcat(r->pool, "clusterstorage-", name, NULL);
+    const char *holder = NULL;
+
+    apr_pool_userdata_get((void **)&holder, ukey, r->pool);
+    if (!holder && make) {
+        holder = apr_psprintf(r->pool, "%s/%" APR_PID_T_FMT "/%lx/%"
+                              APR_TIME_T_FMT, cs_sconf(r->server)->node_name,
+                              getpid(), (unsigned long)apr_os_thread_current(),
+                              apr_time_now());
+        apr_pool_userdata_set(holder, ukey, NULL, r->pool);
+    }
+    return holder;
+}
+
+static apr_status_t cs_turn_galera(request_rec *r, ap_dbd_t *dbd,
+                                   const char *name, int seconds)
+{
+    apr_time_t deadline = apr_time_now()
+                          + apr_time_from_sec(seconds > 0 ? seconds : 1);
+    const char *args[3];
+    apr_array_header_t *rows;
+
+    args[0] = name;
+    args[1] = cs_turn_holder(r, name, 1);
+    args[2] = CS_TURN_LEASE_MS;
+    for (;;) {
+        if (cs_db_run(r->server, r->pool, dbd, &cs_q_turn_take, NULL, 3,
+                      args) != APR_SUCCESS
+            && !cs_db_retryable(cs_db_errno)) {
+            return APR_EGENERAL;
+        }
+        if (cs_db_select(r->server, r->pool, dbd, &cs_q_turn_mine, 1, &rows,
+                         2, args) != APR_SUCCESS || rows->nelts != 1) {
+            return APR_EGENERAL;
+        }
+        if (strcmp(APR_ARRAY_IDX(rows, 0, const char **)[0], "0") != 0) {
+            return APR_SUCCESS;
+        }
+        if (apr_time_now() + CS_TURN_POLL > deadline) {
+            return APR_TIMEUP;
+        }
+        apr_sleep(CS_TURN_POLL);
+    }
 }
 
 apr_status_t cs_registry_turn(request_rec *r, const char *key, int seconds)
@@ -744,6 +902,14 @@ apr_status_t cs_registry_turn(request_rec *r, const char *key, int seconds)
         return APR_ECONNREFUSED;
     }
     args[0] = cs_turn_name(r->pool, key);
+    /* The session (and whether it is on Galera) is set up with the first
+     * statement on the connection. */
+    if (!cs_db_stmt(r->server, dbd, &cs_q_turn)) {
+        return APR_EGENERAL;
+    }
+    if (cs_db_is_galera(dbd)) {
+        return cs_turn_galera(r, dbd, args[0], seconds);
+    }
     /* A second at a time: the server's wait stays within the
      * connection's read timeout (dbconn.h, at least 2 s). */
     args[1] = "1";
@@ -764,12 +930,20 @@ void cs_registry_turn_end(request_rec *r, const char *key)
 {
     ap_dbd_t *dbd = cs_registry_acquire(r);
     apr_array_header_t *rows;
-    const char *name = cs_turn_name(r->pool, key);
+    const char *args[2];
 
-    if (dbd) {
-        cs_db_select(r->server, r->pool, dbd, &cs_q_turn_end, 1, &rows, 1,
-                     &name);
+    if (!dbd) {
+        return;
     }
+    args[0] = cs_turn_name(r->pool, key);
+    if (cs_db_is_galera(dbd)) {
+        if ((args[1] = cs_turn_holder(r, args[0], 0)) != NULL) {
+            cs_db_run(r->server, r->pool, dbd, &cs_q_turn_give, NULL, 2,
+                      args);
+        }
+        return;
+    }
+    cs_db_select(r->server, r->pool, dbd, &cs_q_turn_end, 1, &rows, 1, args);
 }
 
 const char *cs_key_parent(apr_pool_t *p, const char *key)
@@ -842,6 +1016,7 @@ apr_status_t cs_registry_get(request_rec *r, const char *key, cs_entry_t *e,
     /* The hit path: this node's own cache, no network (cache.h). */
     memset(local, 0, sizeof(*local));
     if (cs_cache_get(sc->cache, key, e, local)) {
+        apr_table_setn(r->notes, CS_NOTE_LOOKUP, "cache");
         return APR_SUCCESS;
     }
     epoch = cs_cache_epoch(sc->cache);
@@ -849,13 +1024,17 @@ apr_status_t cs_registry_get(request_rec *r, const char *key, cs_entry_t *e,
         if (cs_mc_get(r, sc, key, mckey, e) == APR_SUCCESS) {
             CS_COUNT(sc, mc_hits, 1);
             cs_cache_put(sc->cache, key, e, epoch);
+            apr_table_setn(r->notes, CS_NOTE_LOOKUP, "memcached");
             return APR_SUCCESS;
         }
         CS_COUNT(sc, mc_misses, 1);
     }
     rv = cs_registry_get_db(r, key, e);
-    if (rv == APR_SUCCESS && sc->mc) {
-        cs_mc_add(r, sc, key, mckey, e);
+    if (rv == APR_SUCCESS) {
+        apr_table_setn(r->notes, CS_NOTE_LOOKUP, "database");
+        if (sc->mc) {
+            cs_mc_add(r, sc, key, mckey, e);
+        }
     }
     return rv;
 }
@@ -986,17 +1165,16 @@ done:
     if (status == HTTP_SERVICE_UNAVAILABLE) {
         *retry = 1;
     }
-    if (status != OK) {
-        apr_dbd_transaction_mode_set(dbd->driver, txn,
-                                     APR_DBD_TRANSACTION_ROLLBACK);
-    }
-    cs_db_t0 = apr_time_now();
-    rc = apr_dbd_transaction_end(dbd->driver, r->pool, txn);
+    rc = cs_db_finish(r->pool, dbd, txn, status == OK);
     if (rc != 0 && status == OK) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(109)
+        /* A certification conflict (Galera) or a deadlock at the commit:
+         * nothing was written, and the transaction runs again.  Any other
+         * failure may have committed: not run again. */
+        ap_log_rerror(APLOG_MARK, CS_COMMIT_LEVEL(rc), 0, r, CSLOG(109)
                       "registry commit for %s failed: %s", key,
                       cs_db_error(dbd, rc));
         cs_db_failed(r->server, dbd, rc);
+        *retry = cs_db_retryable(rc);
         status = HTTP_SERVICE_UNAVAILABLE;
     }
     if (status != OK && prepared && ops->abort) {
@@ -1008,6 +1186,20 @@ done:
     return status;
 }
 
+#define CS_WRITE_ROUNDS 8
+
+/* Up to 2 ms per round lost, different for each request. */
+static apr_interval_time_t cs_jitter(request_rec *r, int attempt)
+{
+    apr_uint64_t x = (apr_uint64_t)apr_time_now()
+                     ^ ((apr_uint64_t)(uintptr_t)r << 7);
+
+    x ^= x >> 29;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 32;
+    return (apr_interval_time_t)(x % (apr_uint64_t)(attempt * 2000));
+}
+
 static int cs_write_txn(request_rec *r, const char *key, const char *relpath,
                         cs_entry_t *next, int tombstone,
                         const cs_write_ops_t *ops, cs_entry_t *cur)
@@ -1016,10 +1208,17 @@ static int cs_write_txn(request_rec *r, const char *key, const char *relpath,
     int status = cs_write_txn_once(r, key, relpath, next, tombstone, ops,
                                    cur, 0, &retry);
 
-    for (attempt = 1; status != OK && retry && attempt < 4; attempt++) {
+    /* Writers of one key through different Galera members meet only at
+     * the commit, where all but one lose: a lost round costs a commit, so
+     * a few more rounds than on one server, spread a little in time. */
+    for (attempt = 1; status != OK && retry && attempt < CS_WRITE_ROUNDS
+                      && !cs_dbconn_down(r->server); attempt++) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(115)
                       "retrying the registry transaction of %s (attempt %d)",
                       key, attempt + 1);
+        if (attempt > 1) {
+            apr_sleep(cs_jitter(r, attempt));
+        }
         status = cs_write_txn_once(r, key, relpath, next, tombstone, ops,
                                    cur, attempt, &retry);
     }

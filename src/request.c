@@ -68,8 +68,16 @@ int cs_clock_allows_write(request_rec *r, const cs_server_conf *sc)
     return OK;
 }
 
+void cs_note_served(request_rec *r, const char *what, int force)
+{
+    if (force || !apr_table_get(r->notes, CS_NOTE_SERVED)) {
+        apr_table_setn(r->notes, CS_NOTE_SERVED, what);
+    }
+}
+
 int cs_unavailable(request_rec *r)
 {
+    cs_note_served(r, "unavailable", 1);
     CS_COUNT(cs_sconf(r->server), unavailable, 1);
     apr_table_setn(r->err_headers_out, "Retry-After", CS_RETRY_AFTER);
     return HTTP_SERVICE_UNAVAILABLE;
@@ -104,6 +112,7 @@ int cs_serve(request_rec *r, apr_file_t *f, const apr_finfo_t *fi,
         apr_table_setn(r->headers_out, "Last-Modified", lm);
     }
     cs_version_headers(r, e);
+    cs_note_served(r, unverified ? "unverified" : "hit", 0);
     if (unverified) {
         apr_table_setn(r->headers_out, "X-ClusterStorage-Unverified", "1");
     }

@@ -32,6 +32,10 @@ int cs_clock_allows_write(request_rec *r, const cs_server_conf *sc);
 /* 503 with Retry-After, counted. */
 int cs_unavailable(request_rec *r);
 
+/* Note what was done with r (CS_NOTE_SERVED, config.h): the first note
+ * stays, unless force (a final outcome such as a failure or a write). */
+void cs_note_served(request_rec *r, const char *what, int force);
+
 /* ETag and X-ClusterStorage-Version of version e. */
 void cs_version_headers(request_rec *r, const cs_entry_t *e);
 

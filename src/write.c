@@ -392,6 +392,7 @@ int cs_upload_commit_locked(cs_upload_t *up, apr_file_t *lock, cs_entry_t *e,
                   APR_UINT64_T_FMT " bytes)", key, e->version, e->size);
     CS_COUNT(up->sc, puts, 1);
     cs_version_headers(r, e);
+    cs_note_served(r, "written", 1);
     return OK;
 }
 
@@ -463,6 +464,7 @@ int cs_delete_key(request_rec *r, const cs_server_conf *sc, const char *key,
                   "deleted %s (tombstone version %" APR_UINT64_T_FMT ")",
                   key, e->version);
     CS_COUNT(sc, deletes, 1);
+    cs_note_served(r, "deleted", 1);
     return OK;
 }
 

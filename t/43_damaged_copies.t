@@ -13,7 +13,11 @@ use CSTest qw(req unique_key wait_for peer_auth sql sql_str);
 use CSNode;
 use Digest::SHA qw(sha256_hex);
 
-my @n = map { CSNode->new("d43$_", replicas => 3)->start } qw(a b c);
+# The background scrub (t/49) would find the damage too, at a moment of its
+# own: off here, so that what is seen is the reading node's own check.
+my $noscrub = sub { $_[0] .= "\nClusterStorageScrubRate Off\n" };
+my @n = map { CSNode->new("d43$_", replicas => 3, edit => $noscrub)->start }
+        qw(a b c);
 my ($a, $b, $c) = @n;
 
 my $key = '/files/' . unique_key('rot') . '.bin';
@@ -29,6 +33,11 @@ ok wait_for(20, sub { my %h = map { $_ => 1 } $a->live_holders($key);
                       $h{d43a} && $h{d43b} && $h{d43c} }),
     'A, B and C hold it'
     or diag explain $a->entry($key);
+# No push of A's copy is still to come (a slow target's job is retried
+# later, and would then meet the damage below first).
+ok wait_for(30, sub { my $st = $a->status or return 0;
+                      defined $st->{queue}{jobs} && $st->{queue}{jobs} == 0 }),
+    "A's replication queue is empty";
 
 sub disk_sha { my ($node) = @_;
     open my $fh, '<:raw', $node->root . $key or return '';
@@ -95,7 +104,7 @@ $r = req(GET => $c->url . $key, undef, %hint);
 is $r->code, 404, 'and the damaged one of C is not sent';
 is quarantined($c), 2, "C's damaged copy is in the quarantine";
 # A new node takes the file from a good holder.
-my $d = CSNode->new('d43d', replicas => 3)->start;
+my $d = CSNode->new('d43d', replicas => 3, edit => $noscrub)->start;
 my $bad = $d->counter('fetch_fail_checksum');
 $r = req(GET => $d->url . $key);
 is sha256_hex($r->content), $sha, 'a new node D serves the right bytes';

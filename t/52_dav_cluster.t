@@ -19,7 +19,7 @@ use strict;
 use warnings;
 use Apache::Test qw(-withtestmore);
 use lib 't/lib';
-use CSTest qw(req unique_key wait_for);
+use CSTest qw(req unique_key wait_for lock_round);
 use CSNode;
 use Digest::SHA qw(sha256_hex);
 
@@ -270,35 +270,7 @@ my $lockbody = '<?xml version="1.0" encoding="utf-8"?>'
     is put($A, $k, 'x')->code, 201, 'PUT contended.txt';
     my @wins;
     for my $round (1 .. 8) {
-        pipe my $go_r, my $go_w or die "pipe: $!";
-        my @kids;
-        for my $i (0 .. 5) {
-            pipe my $res_r, my $res_w or die "pipe: $!";
-            my $pid = fork // die "fork: $!";
-            if (!$pid) {
-                close $go_w;
-                close $res_r;
-                sysread $go_r, my $b, 1;        # wait for the start
-                my $r = req(LOCK => $nodes[$i % 3]->url . $k, $lockbody,
-                            Timeout => 'Second-60', Depth => 0,
-                            'Content-Type' => 'application/xml');
-                my ($t) = ($r->header('Lock-Token') // '') =~ /<([^>]+)>/;
-                print $res_w $r->code . ' ' . ($t // '') . "\n";
-                close $res_w;
-                require POSIX;
-                POSIX::_exit(0);
-            }
-            close $res_w;
-            push @kids, [$pid, $res_r];
-        }
-        close $go_r;
-        close $go_w;                            # all start now
-        my @got = map {
-            my ($pid, $fh) = @$_;
-            my $line = <$fh> // '0';
-            waitpid $pid, 0;
-            [split ' ', $line];
-        } @kids;
+        my @got = lock_round($k, map { $nodes[$_ % 3]->url } 0 .. 5);
         my @ok = grep { $_->[0] == 200 } @got;
         push @wins, scalar @ok;
         diag 'round ' . $round . ': ' . join ', ', map { $_->[0] } @got

@@ -28,7 +28,8 @@ sub free_port {
     die "no free port";
 }
 
-# CSNode->new(NAME, replicas => N, timeout => SECONDS, dav => PROVIDER)
+# CSNode->new(NAME, replicas => N, timeout => SECONDS, dav => PROVIDER,
+#             db_port => PORT, mc_port => PORT)
 # dav: the node also serves a WebDAV space at /dav (ROOT/dav), see
 # dav_conf; without it the node has none.
 sub new {
@@ -45,6 +46,10 @@ sub new {
         edit     => $opt{edit},       # sub { $_[0] is the config text }
         env      => $opt{env} || {},  # environment of its httpd
         dav      => $opt{dav},
+        # Another database or memcached than the suite's (t/60's Galera
+        # members; a port where nothing listens: memcached down).
+        db_port  => $opt{db_port} || $ENV{CS_DB_PORT},
+        mc_port  => $opt{mc_port} || $ENV{CS_MC_PORT},
     }, $class;
     $self->{root} = $opt{root} if $opt{root};
     make_path($dir, "$self->{root}/files", "$self->{root}/htdocs",
@@ -63,7 +68,7 @@ sub write_conf {
         PORT => $self->{port}, REPLICAS => $self->{replicas},
         TIMEOUT => $self->{timeout}, MODULES => $ENV{CS_APACHE_MODULES},
         SO => "$REPO/.libs/mod_clusterstorage.so",
-        MCPORT => $ENV{CS_MC_PORT}, DBPORT => $ENV{CS_DB_PORT},
+        MCPORT => $self->{mc_port}, DBPORT => $self->{db_port},
         DBUSER => $ENV{CS_DB_USER}, DBPASS => $ENV{CS_DB_PASS},
         DBNAME => $ENV{CS_DB_NAME},
     );

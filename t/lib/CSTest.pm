@@ -18,7 +18,7 @@ our @EXPORT_OK = qw(req node_url svc sql mc_key mc_raw mc_set_raw wait_for
                     storage_root tmp_files raw_http file_sha256 unique_key
                     mc_get sql_str registry_rows restart_server
                     peer_auth node_status node_counter local_files php_tap
-                    timed_req concurrent_gets);
+                    timed_req concurrent_gets race lock_round galera);
 
 my $REPO = $ENV{CS_REPO} || do {
     require Cwd;
@@ -348,6 +348,73 @@ sub concurrent_gets {
     my $bad = 0;
     for (@pids) { waitpid $_, 0; $bad++ if $? }
     return ($bad, time - $t0);
+}
+
+# race(CODE, ...) -> the line each CODE returned, in order: each CODE runs
+# in a forked child, all released at once (one pipe closed), so their
+# requests meet at the server.  The children leave with _exit.
+sub race {
+    my @codes = @_;
+    pipe my $go_r, my $go_w or die "pipe: $!";
+    my @kids;
+    for my $code (@codes) {
+        pipe my $res_r, my $res_w or die "pipe: $!";
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            close $go_w;
+            close $res_r;
+            sysread $go_r, my $b, 1;    # returns when the parent closes it
+            my $line = eval { $code->() } // "died: $@";
+            $line =~ s/\n/ /g;
+            print $res_w "$line\n";
+            close $res_w;
+            POSIX::_exit(0);
+        }
+        close $res_w;
+        push @kids, [$pid, $res_r];
+    }
+    close $go_r;
+    close $go_w;
+    return map {
+        my ($pid, $fh) = @$_;
+        my $line = <$fh> // '';
+        chomp $line;
+        waitpid $pid, 0;
+        $line;
+    } @kids;
+}
+
+# galera() -> (member number => SQL port) of a Galera cluster of three
+# members started (scripts/services.sh galera-start) for this test file;
+# the members are stopped and their state deleted when the file ends.
+my $GALERA_OWNER;
+sub galera {
+    my $out = svc('galera-start');
+    $GALERA_OWNER = $$;
+    return $out =~ /CS_GALERA_PORT(\d)=(\d+)/g;
+}
+END {
+    local $?;
+    svc('galera-stop', '--purge') if $GALERA_OWNER && $$ == $GALERA_OWNER;
+}
+
+# lock_round(PATH, URL ...) -> [status, lock token] of an exclusive
+# Depth 0 LOCK of PATH sent at once through each URL (a node's base).
+sub lock_round {
+    my ($path, @urls) = @_;
+    my $body = '<?xml version="1.0" encoding="utf-8"?>'
+        . '<D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/>'
+        . '</D:lockscope><D:locktype><D:write/></D:locktype>'
+        . '<D:owner>lock_round</D:owner></D:lockinfo>';
+    return map { [split ' '] } race(map {
+        my $url = $_;
+        sub {
+            my $r = req(LOCK => $url . $path, $body, Timeout => 'Second-60',
+                        Depth => 0, 'Content-Type' => 'application/xml');
+            my ($t) = ($r->header('Lock-Token') // '') =~ /<([^>]+)>/;
+            return $r->code . ' ' . ($t // '');
+        }
+    } @urls);
 }
 
 1;

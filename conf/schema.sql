@@ -132,6 +132,11 @@ UPDATE cs_files SET parent = LEFT(path, LENGTH(path) - LENGTH(SUBSTRING_INDEX(pa
 ALTER TABLE cs_files
     ADD COLUMN IF NOT EXISTS acked TINYINT(1) NOT NULL DEFAULT 1;
 
+-- Draining nodes: serve, take no new copies, and their copies do not
+-- count towards ClusterStorageReplicas.
+ALTER TABLE cs_nodes
+    ADD COLUMN IF NOT EXISTS draining TINYINT(1) NOT NULL DEFAULT 0;
+
 INSERT IGNORE INTO cs_dirs (path, parent, mtime)
     WITH RECURSIVE a (p) AS (
         SELECT DISTINCT parent FROM cs_files

@@ -22,7 +22,7 @@ exec perl -e '
         [qw(registry)],                         # MariaDB, cluster queries
         [qw(names replicate request scrub)],    # namespace; engine; helpers; scrub
         [qw(read move)],                        # GET, the fetch; MOVE
-        [qw(write peer_serve status)],          # PUT/DELETE, peers, status
+        [qw(write peer_serve status admin)],    # PUT/DELETE, peers, status, admin
         [qw(drive dav_lock)],                   # watchdog threads; DAV locks
         [qw(dav)],                              # the WebDAV provider
         [qw(mod_clusterstorage)],               # hooks, dispatcher

@@ -51,6 +51,12 @@ typedef struct {
     /* Not a counter: the keys the repair found to restore in its last
      * round (replicate.c), for the status page; -1 before the first. */
     int64_t repair_backlog;
+    /* Not counters: while this node drains (admin.h), what its last pass
+     * over its copies found still short of copies elsewhere, and the rate
+     * at which that went down (keys per 1000 s); -1 while not draining. */
+    int64_t drain_keys;
+    int64_t drain_bytes;
+    int64_t drain_rate_milli;
     /* Not counters: whether the database answers, shared by the node's
      * processes (dbconn.c). */
     struct {

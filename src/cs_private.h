@@ -23,7 +23,8 @@
  *   read, move           GET/HEAD, the fetch of a copy from a peer;
  *                        MOVE as one transaction and a rename per node
  *   write, peer_serve,   PUT/DELETE/partial writes with the cache fan-out;
- *   status               the answers to other nodes; the status page
+ *   status, admin        the answers to other nodes; the status page; the
+ *                        operator's commands (drain, forget)
  *   drive, dav_lock      watchdog threads; WebDAV locks
  *   dav                  the WebDAV repository provider (mod_dav)
  *   mod_clusterstorage   hooks, post_config, the dispatcher

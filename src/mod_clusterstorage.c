@@ -27,6 +27,7 @@
 #include "registry.h"
 #include "request.h"
 #include "status.h"
+#include "admin.h"
 #include "write.h"
 
 #include "http_core.h"
@@ -109,6 +110,9 @@ static int cs_post_config(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
         memset(blocks, 0, node_servers->nelts * sizeof(cs_counters_t));
         for (i = 0; i < node_servers->nelts; i++) {
             blocks[i].repair_backlog = -1;  /* no repair round yet */
+            blocks[i].drain_keys = -1;      /* not draining */
+            blocks[i].drain_bytes = -1;
+            blocks[i].drain_rate_milli = -1;
         }
     }
     else {
@@ -236,7 +240,8 @@ static int cs_handler(request_rec *r)
     if (!dc || dc->enabled != 1) {
         return DECLINED;
     }
-    if (r->handler && strcmp(r->handler, "clusterstorage-status") == 0) {
+    if (r->handler && (strcmp(r->handler, "clusterstorage-status") == 0
+                       || strcmp(r->handler, "clusterstorage-admin") == 0)) {
         return DECLINED;
     }
     /* In a `DAV clusterstorage` space mod_dav answers (dav.c), except what
@@ -361,6 +366,8 @@ static void cs_register_hooks(apr_pool_t *p)
     ap_hook_handler(cs_handler, NULL, NULL, APR_HOOK_FIRST);
     /* SetHandler clusterstorage-status. */
     ap_hook_handler(cs_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    /* SetHandler clusterstorage-admin. */
+    ap_hook_handler(cs_admin_handler, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
 AP_DECLARE_MODULE(clusterstorage) = {

@@ -26,6 +26,21 @@
     "(UNIX_TIMESTAMP() - " t "heartbeat <= " CS_STR(CS_ALIVE_PERIODS) \
     " * " t "period)"
 
+/* SQL: does the node's copy count towards ClusterStorageReplicas?  Up
+ * and not draining. */
+#define CS_SQL_KEEPS(t) "(" CS_SQL_ALIVE(t) " AND " t "draining = 0)"
+
+/* SQL, after FROM: of one page of node %s's holder rows after path %s, the
+ * current versions with fewer than %s copies that count (admin.h). */
+#define CS_SQL_DRAIN_SHORT \
+    " (SELECT path, version FROM cs_replicas WHERE node = %s AND path > %s" \
+    "  ORDER BY path LIMIT " CS_STR(CS_REPAIR_PAGE) ") pg" \
+    " JOIN cs_files f ON f.path = pg.path AND f.version = pg.version" \
+    " WHERE f.deleted = 0" \
+    " AND (SELECT COUNT(*) FROM cs_replicas r JOIN cs_nodes n" \
+    "      ON n.name = r.node WHERE r.path = f.path" \
+    "      AND r.version = f.version AND " CS_SQL_KEEPS("n.") ") < %s"
+
 /* SQL: the parent collection of the key in column c ("" below "/"). */
 #define CS_SQL_PARENT(c) \
     "LEFT(" c ", LENGTH(" c ") - LENGTH(SUBSTRING_INDEX(" c ", '/', -1))" \
@@ -131,6 +146,10 @@ static const char *const cs_schema[] = {
      * answered (a no-op once done). */
     "ALTER TABLE cs_files"
     " ADD COLUMN IF NOT EXISTS acked TINYINT(1) NOT NULL DEFAULT 1",
+    /* Draining nodes (admin.h): serve, take no new copies, and their
+     * copies do not count towards ClusterStorageReplicas. */
+    "ALTER TABLE cs_nodes"
+    " ADD COLUMN IF NOT EXISTS draining TINYINT(1) NOT NULL DEFAULT 0",
     "INSERT IGNORE INTO cs_dirs (path, parent, mtime)"
     " WITH RECURSIVE a (p) AS ("
     "  SELECT DISTINCT parent FROM cs_files"
@@ -169,6 +188,11 @@ typedef enum {
     CS_ST_NO_LEASE,
     CS_ST_DROP_MY_REPLICA,
     CS_ST_NOW,
+    CS_ST_DRAIN_SET,
+    CS_ST_DRAIN_LEFT,
+    CS_ST_FORGET_REPLICAS,
+    CS_ST_FORGET_NODE,
+    CS_ST_DRAIN_UNDER,
     CS_ST_COUNT
 } cs_stmt_id;
 
@@ -261,7 +285,7 @@ static const cs_sql_t cs_stmts[CS_ST_COUNT] = {
       " version = GREATEST(cs_replicas.version, VALUES(version))" },
     { "cs_nodes",
       "SELECT name, url, " CS_SQL_ALIVE("") ","
-      " UNIX_TIMESTAMP() - heartbeat, period, lease FROM cs_nodes"
+      " UNIX_TIMESTAMP() - heartbeat, period, lease, draining FROM cs_nodes"
       " ORDER BY name" },
     /* Repair (replicate.h): among one page of a node's holder rows (a
      * node that died, or this one), the keys whose current version this
@@ -281,7 +305,7 @@ static const cs_sql_t cs_stmts[CS_ST_COUNT] = {
       " AND (SELECT COUNT(*) FROM cs_replicas r JOIN cs_nodes n"
       "      ON n.name = r.node WHERE r.path = f.path"
       "      AND r.version = f.version"
-      "      AND " CS_SQL_ALIVE("n.") ") < %s"
+      "      AND " CS_SQL_KEEPS("n.") ") < %s"
       " AND NOT EXISTS (SELECT 1 FROM cs_replicas r2 JOIN cs_nodes n2"
       "      ON n2.name = r2.node WHERE r2.path = f.path"
       "      AND r2.version = f.version AND r2.node < me.node"
@@ -316,6 +340,24 @@ static const cs_sql_t cs_stmts[CS_ST_COUNT] = {
     /* The database's clock, for this node's skew (heartbeat). */
     { "cs_now",
       "SELECT UNIX_TIMESTAMP(NOW(6))" },
+    /* Draining (admin.h). */
+    { "cs_drain_set",
+      "UPDATE cs_nodes SET draining = %s WHERE name = %s" },
+    /* Of one page of a draining node's holder rows: the current versions
+     * that have fewer copies elsewhere than wanted, and their bytes. */
+    { "cs_drain_left",
+      "SELECT COUNT(*), COALESCE(SUM(f.size), 0) FROM" CS_SQL_DRAIN_SHORT },
+    /* Forgetting a retired node: its holder rows a batch at a time, then
+     * its row. */
+    { "cs_forget_replicas",
+      "DELETE FROM cs_replicas WHERE node = %s LIMIT 1000" },
+    { "cs_forget_node",
+      "DELETE FROM cs_nodes WHERE name = %s AND draining = 1 AND NOT "
+      CS_SQL_ALIVE("") },
+    /* The same for a draining node's own pages (admin.h), which it
+     * copies itself: every key of the page short of copies elsewhere. */
+    { "cs_drain_under",
+      "SELECT f.path, f.relpath FROM" CS_SQL_DRAIN_SHORT },
 };
 
 /* Set once per process after the DDL ran successfully. */
@@ -1441,6 +1483,7 @@ static apr_array_header_t *cs_rows_to_nodes(apr_pool_t *p,
         n->age = with_age ? apr_atoi64(cols[3]) : 0;
         n->period = with_age ? atoi(cols[4]) : 0;
         n->lease = with_age ? atoi(cols[5]) : 0;
+        n->draining = with_age && cols[6][0] == '1';
     }
     return out;
 }
@@ -1496,7 +1539,7 @@ apr_status_t cs_registry_nodes(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
                                apr_array_header_t **out)
 {
     apr_array_header_t *rows;
-    apr_status_t rv = cs_db_rows(s, p, dbd, CS_ST_NODES, 6, &rows, 0, NULL);
+    apr_status_t rv = cs_db_rows(s, p, dbd, CS_ST_NODES, 7, &rows, 0, NULL);
 
     *out = cs_rows_to_nodes(p, rows, 1);
     return rv;
@@ -1527,7 +1570,7 @@ apr_status_t cs_registry_add_replica(server_rec *s, apr_pool_t *p,
 
 apr_status_t cs_registry_under_replicated(server_rec *s, apr_pool_t *p,
                                           ap_dbd_t *dbd, const char *node,
-                                          const char *after,
+                                          const char *after, int draining,
                                           apr_array_header_t **keys,
                                           const char **next)
 {
@@ -1540,12 +1583,83 @@ apr_status_t cs_registry_under_replicated(server_rec *s, apr_pool_t *p,
     args[1] = after;
     args[2] = sc->node_name;
     args[3] = apr_itoa(p, sc->replicas);
-    rv = cs_db_rows(s, p, dbd, CS_ST_UNDER, 2, keys, 4, args);
+    if (draining) {
+        args[2] = args[3];
+        rv = cs_db_rows(s, p, dbd, CS_ST_DRAIN_UNDER, 2, keys, 3, args);
+    }
+    else {
+        rv = cs_db_rows(s, p, dbd, CS_ST_UNDER, 2, keys, 4, args);
+    }
     if (rv == APR_SUCCESS) {
         rv = cs_db_rows(s, p, dbd, CS_ST_PAGE_END, 1, &rows, 2, args);
     }
     *next = rv == APR_SUCCESS && rows->nelts
             ? APR_ARRAY_IDX(rows, 0, const char **)[0] : "";
+    return rv;
+}
+
+apr_status_t cs_registry_set_draining(server_rec *s, apr_pool_t *p,
+                                      ap_dbd_t *dbd, const char *node,
+                                      int on, int *found)
+{
+    apr_array_header_t *nodes;
+    apr_status_t rv;
+    int i;
+
+    *found = 0;
+    if ((rv = cs_registry_nodes(s, p, dbd, &nodes)) != APR_SUCCESS) {
+        return rv;
+    }
+    for (i = 0; i < nodes->nelts; i++) {
+        *found |= strcmp(APR_ARRAY_IDX(nodes, i, cs_node_t).name, node) == 0;
+    }
+    if (!*found) {
+        return APR_SUCCESS;
+    }
+    return cs_db_exec(s, p, dbd, CS_ST_DRAIN_SET, NULL, on ? "1" : "0", node,
+                      NULL);
+}
+
+apr_status_t cs_registry_drain_left(server_rec *s, apr_pool_t *p,
+                                    ap_dbd_t *dbd, const char *node,
+                                    const char *after, apr_int64_t *keys,
+                                    apr_int64_t *bytes, const char **next)
+{
+    apr_array_header_t *rows;
+    const char *args[3];
+    apr_status_t rv;
+
+    args[0] = node;
+    args[1] = after;
+    args[2] = apr_itoa(p, cs_sconf(s)->replicas);
+    *keys = *bytes = 0;
+    *next = "";
+    rv = cs_db_rows(s, p, dbd, CS_ST_DRAIN_LEFT, 2, &rows, 3, args);
+    if (rv == APR_SUCCESS && rows->nelts) {
+        *keys = apr_atoi64(APR_ARRAY_IDX(rows, 0, const char **)[0]);
+        *bytes = apr_atoi64(APR_ARRAY_IDX(rows, 0, const char **)[1]);
+        rv = cs_db_rows(s, p, dbd, CS_ST_PAGE_END, 1, &rows, 2, args);
+        if (rv == APR_SUCCESS && rows->nelts) {
+            *next = APR_ARRAY_IDX(rows, 0, const char **)[0];
+        }
+    }
+    return rv;
+}
+
+apr_status_t cs_registry_forget(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                                const char *node, int *gone)
+{
+    apr_status_t rv;
+    int nrows = 0;
+
+    *gone = 0;
+    do {
+        rv = cs_db_exec(s, p, dbd, CS_ST_FORGET_REPLICAS, &nrows, node, NULL);
+    } while (rv == APR_SUCCESS && nrows > 0);
+    if (rv == APR_SUCCESS) {
+        rv = cs_db_exec(s, p, dbd, CS_ST_FORGET_NODE, &nrows, node, NULL);
+        *gone = rv == APR_SUCCESS && nrows > 0;
+    }
     return rv;
 }
 

@@ -115,6 +115,8 @@ typedef struct {
     apr_int64_t age;        /* seconds since the last heartbeat */
     int period;             /* its heartbeat period, seconds */
     int lease;              /* how long it trusts its cache (0: no cache) */
+    int draining;           /* being emptied: serves, takes no new copies,
+                             * its copies do not count (admin.h) */
 } cs_node_t;
 
 /* The request's connection (NULL, logged, when the database is down). */
@@ -151,13 +153,33 @@ apr_status_t cs_registry_add_replica(server_rec *s, apr_pool_t *p,
  * `after`) of the keys node held, those whose current version s's node
  * holds too and must repair: fewer live holders than
  * ClusterStorageReplicas, and s's node the first live holder by name
- * (rows of {key, relpath}).  *next: where the next page starts, "" at the
- * end. */
+ * (rows of {key, relpath}).  draining: node is s's own node, draining
+ * (admin.h): every key of the page with fewer copies than that on nodes
+ * that are up and do not drain.  *next: where the next page starts, ""
+ * at the end. */
 apr_status_t cs_registry_under_replicated(server_rec *s, apr_pool_t *p,
                                           ap_dbd_t *dbd, const char *node,
-                                          const char *after,
+                                          const char *after, int draining,
                                           apr_array_header_t **keys,
                                           const char **next);
+
+/* Draining (admin.h): mark node draining (on) or not; *found: it exists. */
+apr_status_t cs_registry_set_draining(server_rec *s, apr_pool_t *p,
+                                      ap_dbd_t *dbd, const char *node,
+                                      int on, int *found);
+
+/* One page of node's holder rows after `after`: how many current versions
+ * have fewer than ClusterStorageReplicas copies on nodes that are up and
+ * not draining, and their bytes; *next as for under_replicated. */
+apr_status_t cs_registry_drain_left(server_rec *s, apr_pool_t *p,
+                                    ap_dbd_t *dbd, const char *node,
+                                    const char *after, apr_int64_t *keys,
+                                    apr_int64_t *bytes, const char **next);
+
+/* Forget node: its holder rows and its row, if it is draining and down
+ * (*gone: it was removed). */
+apr_status_t cs_registry_forget(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                                const char *node, int *gone);
 
 /* ---- undelivered cache invalidations (see cache.h) ------------------ */
 

@@ -16,6 +16,19 @@
 
 typedef enum { CS_JOB_DONE, CS_JOB_RETRY, CS_JOB_DB_DOWN } cs_job_result;
 
+/* The member named name, or NULL. */
+static cs_node_t *cs_node_named(apr_array_header_t *nodes, const char *name)
+{
+    int i;
+
+    for (i = 0; i < nodes->nelts; i++) {
+        if (strcmp(APR_ARRAY_IDX(nodes, i, cs_node_t).name, name) == 0) {
+            return &APR_ARRAY_IDX(nodes, i, cs_node_t);
+        }
+    }
+    return NULL;
+}
+
 static int cs_in_list(apr_array_header_t *nodes, const char *name)
 {
     int i;
@@ -156,9 +169,13 @@ static cs_job_result cs_replicate(server_rec *s, apr_pool_t *p,
     if (cs_registry_nodes(s, p, dbd, &nodes) != APR_SUCCESS) {
         return CS_JOB_DB_DOWN;
     }
+    /* The copies that count: on nodes that are up (this one is) and not
+     * draining (admin.h). */
     for (i = 0; i < holders->nelts; i++) {
         cs_node_t *h = &APR_ARRAY_IDX(holders, i, cs_node_t);
-        if (h->alive || strcmp(h->name, sc->node_name) == 0) {
+        cs_node_t *m = cs_node_named(nodes, h->name);
+        if ((h->alive || strcmp(h->name, sc->node_name) == 0)
+            && !(m && m->draining)) {
             live++;
         }
     }
@@ -179,7 +196,7 @@ static cs_job_result cs_replicate(server_rec *s, apr_pool_t *p,
         apr_status_t rv;
         int status = 0;
 
-        if (!n->alive || strcmp(n->name, sc->node_name) == 0
+        if (!n->alive || n->draining || strcmp(n->name, sc->node_name) == 0
             || cs_in_list(holders, n->name)) {
             continue;
         }
@@ -434,6 +451,10 @@ typedef struct {
     int done;                   /* all its keys restored since then */
     int failed;                 /* a push failed in this round */
     char cursor[CS_KEY_MAX + 1];
+    /* This node draining: what the current pass found still short, and
+     * the last pass's finding and end. */
+    apr_int64_t keys, bytes, last_keys;
+    apr_time_t last_at;
 } cs_dead_t;
 
 typedef struct {
@@ -462,11 +483,25 @@ static cs_repair_t *cs_repair_of(server_rec *s)
     return rs;
 }
 
+/* A draining node's state in the repair (created on first use). */
+static cs_dead_t *cs_state_named(cs_repair_t *rs, const char *name)
+{
+    cs_dead_t *d = apr_hash_get(rs->dead, name, APR_HASH_KEY_STRING);
+
+    if (!d) {
+        d = apr_pcalloc(cs_repair_pool, sizeof(*d));
+        apr_hash_set(rs->dead, apr_pstrdup(cs_repair_pool, name),
+                     APR_HASH_KEY_STRING, d);
+    }
+    return d;
+}
+
 /* One page of node's keys from *cursor: restore those that need this
  * node; the cursor moves on ("" at the end).  The keys found, or -1 when
  * the registry could not say; *failed when a push did not succeed. */
 static int cs_repair_page(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
-                          const char *node, char *cursor, int *failed)
+                          const char *node, int draining, char *cursor,
+                          int *failed)
 {
     apr_array_header_t *keys;
     const char *next;
@@ -474,7 +509,8 @@ static int cs_repair_page(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
     int i, n;
 
     apr_pool_create(&sub, p);
-    if (cs_registry_under_replicated(s, sub, dbd, node, cursor, &keys, &next)
+    if (cs_registry_under_replicated(s, sub, dbd, node, cursor, draining,
+                                     &keys, &next)
         != APR_SUCCESS) {
         apr_pool_destroy(sub);
         return -1;
@@ -500,6 +536,20 @@ static int cs_repair_page(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
     return n;
 }
 
+/* What this node's drain has left, for its status page (-1: none). */
+static void cs_drain_publish(cs_server_conf *sc, apr_int64_t keys,
+                             apr_int64_t bytes, apr_int64_t rate_milli)
+{
+    if (sc->counters) {
+        __atomic_store_n(&sc->counters->drain_keys, (int64_t)keys,
+                         __ATOMIC_RELAXED);
+        __atomic_store_n(&sc->counters->drain_bytes, (int64_t)bytes,
+                         __ATOMIC_RELAXED);
+        __atomic_store_n(&sc->counters->drain_rate_milli, (int64_t)rate_milli,
+                         __ATOMIC_RELAXED);
+    }
+}
+
 void cs_replicate_repair(server_rec *s, apr_pool_t *p)
 {
     cs_server_conf *sc = cs_sconf(s);
@@ -510,7 +560,8 @@ void cs_replicate_repair(server_rec *s, apr_pool_t *p)
                              ? sc->heartbeat : apr_time_from_sec(1));
     apr_int64_t now = apr_time_sec(apr_time_now());
     ap_dbd_t *dbd;
-    int i, n, found = 0, failed = 0;
+    cs_node_t *me;
+    int i, n, found = 0, failed = 0, draining;
 
     if (!(dbd = cs_registry_open(s, p))) {
         return;
@@ -518,6 +569,49 @@ void cs_replicate_repair(server_rec *s, apr_pool_t *p)
     if (cs_registry_nodes(s, p, dbd, &nodes) != APR_SUCCESS) {
         cs_registry_close(s, dbd);
         return;
+    }
+    /* This node draining (admin.h): its keys go elsewhere, copied by
+     * this node (it holds every one), page by page as fast as the pushes
+     * go, pass after pass while it drains (writes through it add keys);
+     * what is left is counted for its status page. */
+    me = cs_node_named(nodes, sc->node_name);
+    draining = me && me->draining;
+    if (!draining) {
+        cs_drain_publish(sc, -1, -1, -1);
+    }
+    while (draining && !cs_stopping && apr_time_now() < deadline) {
+        cs_dead_t *d = cs_state_named(rs, sc->node_name);
+        char from[CS_KEY_MAX + 1];
+        apr_int64_t k, b;
+        const char *next;
+
+        strcpy(from, d->cursor);
+        if ((n = cs_repair_page(s, p, dbd, sc->node_name, 1, d->cursor,
+                                &d->failed)) < 0) {
+            break;
+        }
+        found += n;
+        if (cs_registry_drain_left(s, p, dbd, sc->node_name, from, &k, &b,
+                                   &next) == APR_SUCCESS) {
+            d->keys += k;
+            d->bytes += b;
+        }
+        if (!d->cursor[0]) {
+            /* A pass ended: publish, and the next one in the next round. */
+            apr_time_t t = apr_time_now();
+            apr_int64_t rate = -1;
+            if (d->last_at && t > d->last_at) {
+                rate = (d->last_keys - d->keys) * 1000 * APR_USEC_PER_SEC
+                       / (t - d->last_at);
+                rate = rate < 0 ? 0 : rate;
+            }
+            cs_drain_publish(sc, d->keys, d->bytes, rate);
+            d->last_keys = d->keys;
+            d->last_at = t;
+            d->keys = d->bytes = 0;
+            d->failed = 0;
+            break;
+        }
     }
     /* A node that died names the keys to restore: its own rows, page by
      * page, as fast as the pushes go, until all are done (then it is left
@@ -530,18 +624,14 @@ void cs_replicate_repair(server_rec *s, apr_pool_t *p)
         if (nd->alive || strcmp(nd->name, sc->node_name) == 0) {
             continue;
         }
-        if (!(d = apr_hash_get(rs->dead, nd->name, APR_HASH_KEY_STRING))) {
-            d = apr_pcalloc(cs_repair_pool, sizeof(*d));
-            apr_hash_set(rs->dead, apr_pstrdup(cs_repair_pool, nd->name),
-                         APR_HASH_KEY_STRING, d);
-        }
+        d = cs_state_named(rs, nd->name);
         if (d->died < died - 2 || d->died > died + 2) {
             d->died = died;     /* a new death: start over */
             d->done = d->failed = 0;
             d->cursor[0] = '\0';
         }
         while (!d->done && !cs_stopping && apr_time_now() < deadline) {
-            if ((n = cs_repair_page(s, p, dbd, nd->name, d->cursor,
+            if ((n = cs_repair_page(s, p, dbd, nd->name, 0, d->cursor,
                                     &d->failed)) < 0) {
                 break;
             }
@@ -558,8 +648,9 @@ void cs_replicate_repair(server_rec *s, apr_pool_t *p)
     }
     /* And one page of this node's own keys per round: what no death
      * names (a copy quarantined elsewhere, a replica count raised). */
-    if (!cs_stopping && (n = cs_repair_page(s, p, dbd, sc->node_name,
-                                            rs->cursor, &failed)) > 0) {
+    if (!cs_stopping && !draining
+        && (n = cs_repair_page(s, p, dbd, sc->node_name, 0, rs->cursor,
+                               &failed)) > 0) {
         found += n;
     }
     if (sc->counters) {

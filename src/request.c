@@ -68,6 +68,25 @@ int cs_clock_allows_write(request_rec *r, const cs_server_conf *sc)
     return OK;
 }
 
+const char *cs_query_arg(request_rec *r, const char *name)
+{
+    const char *a = r->args;
+    apr_size_t n = strlen(name);
+
+    while (a && *a) {
+        if (strncmp(a, name, n) == 0 && a[n] == '=') {
+            const char *end = strchr(a + n + 1, '&');
+            char *v = apr_pstrndup(r->pool, a + n + 1,
+                                   end ? (apr_size_t)(end - a - n - 1)
+                                       : strlen(a + n + 1));
+            return ap_unescape_url(v) == OK ? v : NULL;
+        }
+        a = strchr(a, '&');
+        a = a ? a + 1 : NULL;
+    }
+    return NULL;
+}
+
 void cs_note_served(request_rec *r, const char *what, int force)
 {
     if (force || !apr_table_get(r->notes, CS_NOTE_SERVED)) {

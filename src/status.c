@@ -6,6 +6,7 @@
 #include "status.h"
 #include "registry.h"
 #include "queue.h"
+#include "request.h"
 #include "cache.h"
 
 #include "http_protocol.h"
@@ -35,25 +36,6 @@ static const char *cs_json(apr_pool_t *p, const char *s)
     *o++ = '"';
     *o = '\0';
     return out;
-}
-
-static const char *cs_arg(request_rec *r, const char *name)
-{
-    const char *a = r->args;
-    apr_size_t n = strlen(name);
-
-    while (a && *a) {
-        if (strncmp(a, name, n) == 0 && a[n] == '=') {
-            const char *end = strchr(a + n + 1, '&');
-            char *v = apr_pstrndup(r->pool, a + n + 1,
-                                   end ? (apr_size_t)(end - a - n - 1)
-                                       : strlen(a + n + 1));
-            return ap_unescape_url(v) == OK ? v : NULL;
-        }
-        a = strchr(a, '&');
-        a = a ? a + 1 : NULL;
-    }
-    return NULL;
 }
 
 typedef struct {
@@ -139,6 +121,28 @@ static int cs_status_path(request_rec *r, const char *key)
     return OK;
 }
 
+/* This node's drain (admin.h) as JSON: null when it does not drain;
+ * keys_left -1 until its first pass over its copies ended. */
+static const char *cs_drain_json(request_rec *r, cs_server_conf *sc)
+{
+    apr_int64_t keys, bytes, rate;
+
+    if (!sc->counters) {
+        return "null";
+    }
+    keys = __atomic_load_n(&sc->counters->drain_keys, __ATOMIC_RELAXED);
+    bytes = __atomic_load_n(&sc->counters->drain_bytes, __ATOMIC_RELAXED);
+    rate = __atomic_load_n(&sc->counters->drain_rate_milli, __ATOMIC_RELAXED);
+    if (keys < 0) {
+        return "null";
+    }
+    return apr_psprintf(r->pool, "{\"keys_left\":%" APR_INT64_T_FMT
+                        ",\"bytes_left\":%" APR_INT64_T_FMT
+                        ",\"keys_per_second\":%s}", keys, bytes,
+                        rate < 0 ? "null"
+                        : apr_psprintf(r->pool, "%.3f", (double)rate / 1000));
+}
+
 int cs_status_handler(request_rec *r)
 {
     cs_server_conf *sc;
@@ -163,13 +167,13 @@ int cs_status_handler(request_rec *r)
                       "clusterstorage-status in a server that is not a node");
         return HTTP_NOT_FOUND;
     }
-    if ((path = cs_arg(r, "path")) != NULL) {
+    if ((path = cs_query_arg(r, "path")) != NULL) {
         if (cs_key_check(path, strlen(path)) == CS_KEY_TOO_LONG) {
             return HTTP_REQUEST_URI_TOO_LARGE;
         }
         return cs_status_path(r, path);
     }
-    format = cs_arg(r, "format");
+    format = cs_query_arg(r, "format");
     dbd = cs_registry_acquire(r);
     registry_ok = dbd && cs_registry_nodes(r->server, r->pool, dbd, &nodes)
                          == APR_SUCCESS;
@@ -197,10 +201,11 @@ int cs_status_handler(request_rec *r)
         for (i = 0; i < nodes->nelts; i++) {
             cs_node_t *n = &APR_ARRAY_IDX(nodes, i, cs_node_t);
             ap_rprintf(r, "%s{\"name\":%s,\"url\":%s,\"state\":\"%s\","
-                       "\"heartbeat_age\":%" APR_INT64_T_FMT "}",
+                       "\"heartbeat_age\":%" APR_INT64_T_FMT ","
+                       "\"draining\":%s}",
                        i ? "," : "", cs_json(r->pool, n->name),
                        cs_json(r->pool, n->url), n->alive ? "up" : "down",
-                       n->age);
+                       n->age, n->draining ? "true" : "false");
         }
         {
             apr_uint64_t h, m, inv;
@@ -222,6 +227,7 @@ int cs_status_handler(request_rec *r)
                                                    cs_clock_skew(sc)))
                                 : "null");
         }
+        ap_rprintf(r, ",\"drain\":%s", cs_drain_json(r, sc));
         ap_rputs(",\"counters\":{", r);
         for (d = cs_counter_defs; d->name; d++) {
             ap_rprintf(r, "%s\"%s\":%" APR_UINT64_T_FMT,
@@ -303,6 +309,14 @@ int cs_status_handler(request_rec *r)
             ap_rprintf(r, "clusterstorage_node_up{%s,peer=\"%s\"} %d\n", lbl,
                        n->name, n->alive);
         }
+        if (sc->counters) {
+            ap_rprintf(r, "# HELP clusterstorage_drain_keys_left keys of this "
+                       "draining node still short of copies elsewhere (-1: "
+                       "not draining)\n# TYPE clusterstorage_drain_keys_left "
+                       "gauge\nclusterstorage_drain_keys_left{%s} %" APR_INT64_T_FMT
+                       "\n", lbl, (apr_int64_t)__atomic_load_n(
+                           &sc->counters->drain_keys, __ATOMIC_RELAXED));
+        }
         return OK;
     }
     ap_set_content_type(r, "text/html; charset=utf-8");
@@ -323,7 +337,9 @@ int cs_status_handler(request_rec *r)
         ap_rprintf(r, "<tr><td>%s</td><td>%s</td><td>%s</td><td>%"
                    APR_INT64_T_FMT "</td></tr>\n",
                    ap_escape_html(r->pool, n->name),
-                   ap_escape_html(r->pool, n->url), n->alive ? "up" : "down",
+                   ap_escape_html(r->pool, n->url),
+                   n->alive ? (n->draining ? "up, draining" : "up")
+                            : (n->draining ? "down, draining" : "down"),
                    n->age);
     }
     {

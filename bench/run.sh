@@ -8,6 +8,11 @@
 #                    of native's children; bench/perfdiff.pl ranks the extra
 #                    CPU time per request) into bench/out/perf-4k.txt
 #            --keep  keep the state directory (configs, logs, files)
+#            --rows N  fill the registry with N more keys before measuring
+#                    (rows of cs_files and two holder rows each, A's and
+#                    B's, made in SQL; no files behind them): replication
+#                    lag, the status page and everything else measured
+#                    beside a registry of that size (e.g. --rows 1000000)
 #            --hold  set everything up (services, nodes, files), print the
 #                    URLs and wait for Ctrl-C instead of measuring (for
 #                    profiling or poking at the nodes by hand)
@@ -78,8 +83,16 @@ QUICK=0
 PERF=0
 KEEP=0
 HOLD=0
+ROWS_EXTRA=0
+next_is_rows=0
 for a in "$@"; do
+    if ((next_is_rows)); then
+        [[ $a =~ ^[0-9]+$ ]] || { echo "run.sh: --rows takes a number" >&2; exit 2; }
+        ROWS_EXTRA=$a next_is_rows=0
+        continue
+    fi
     case "$a" in
+    --rows) next_is_rows=1 ;;
     --quick) QUICK=1 ;;
     --perf) PERF=1 ;;
     --keep) KEEP=1 ;;
@@ -299,6 +312,21 @@ drain() { # wait for A's queue to empty; note it if it does not
         record drain module "$(awk -v j="$jobs" -v t="$(($(now_ds) - ds0))" 'BEGIN { printf "%.1f", j * 10 / (t > 0 ? t : 1) }')"
     fi
 }
+
+if ((ROWS_EXTRA > 0)); then
+    say "filling the registry with $ROWS_EXTRA more keys (SQL)"
+    t0=$SECONDS
+    sql "INSERT INTO cs_files (path, version, size, sha256, mtime, deleted, relpath, parent, acked)
+         SELECT CONCAT('/files/scale/k', seq), 1, 4096, SHA2(seq, 256), 0, 0,
+                CONCAT('/files/scale/k', seq), '/files/scale', 1
+         FROM seq_1_to_$ROWS_EXTRA" || die "filling cs_files failed"
+    for s in A B; do
+        sql "INSERT INTO cs_replicas (path, node, version, stored_at)
+             SELECT CONCAT('/files/scale/k', seq), '$s', 1, UNIX_TIMESTAMP()
+             FROM seq_1_to_$ROWS_EXTRA" || die "filling cs_replicas failed"
+    done
+    echo "  $(sql 'SELECT COUNT(*) FROM cs_files') rows in cs_files, $(sql 'SELECT COUNT(*) FROM cs_replicas') in cs_replicas ($((SECONDS - t0)) s)"
+fi
 
 say "storing the test files on A (121 KB, 4 KB) and in the native DocumentRoot"
 for f in 121k 4k; do
@@ -649,6 +677,13 @@ LAG_P50=$(lagv p50) LAG_P99=$(lagv p99) LAG_RATE_GOT=$(lagv rate)
 [[ "$(lagv failed)" == 0 ]] || note "lag: $(lagv failed) PUTs failed"
 drain "the lag test" || true
 
+# ---------------------------------------------------------------- status
+say "status page of A (?format=json), 20 requests"
+STATUS_MS=$(for i in $(seq 20); do
+    taskset -c 1 curl -sS -o /dev/null -w '%{time_total}\n' --max-time 60 "$URL_A/cluster-status?format=json"
+done | awk '{ print $1 * 1000 }' | sort -g | awk '{ v[NR] = $1 } END { printf "%.1f %.1f", v[int((NR + 1) / 2)], v[NR] }')
+echo "  median / max: $STATUS_MS ms"
+
 # ------------------------------------------------------------------ RSS
 say "peak RSS growth of httpd children: ${BIG_MIB} MiB PUT and cold GET"
 BIG=$STATE/big.bin
@@ -750,6 +785,7 @@ row "replication throughput A → B, draining the queue left by a PUT round (cop
     "$(fmt "$(median <<<"${VALS[drain/module]:-}")")" "–" "–" "–"
 row "replication lag at $LAG_RATE PUT/s (${LAG_RATE_GOT:-nan}/s achieved), PUT answered → B has it: p50 / p99 (ms)" \
     "–" "${LAG_P50:-nan} / ${LAG_P99:-nan}" "–" "p99 ≤ 200 ms" "$(yes_no le "${LAG_P99:-nan}" 200)"
+row "status page of A, ?format=json: median / max of 20 (ms)" "–" "${STATUS_MS/ / \/ }" "–" "max < 1000 ms" "$(yes_no lt "${STATUS_MS#* }" 1000)"
 row "peak RSS growth of an httpd child, ${BIG_MIB} MiB PUT (MiB)" "$RSS_PUT_NAT" "$RSS_PUT_MOD" "–" "< 16 MiB" "$(yes_no lt "$RSS_PUT_MOD" 16)"
 row "peak RSS growth of an httpd child, ${BIG_MIB} MiB cold GET (MiB)" "$RSS_GET_NAT" "$RSS_GET_MOD" "–" "< 16 MiB" "$(yes_no lt "$RSS_GET_MOD" 16)"
 
@@ -780,6 +816,7 @@ cpu_table() { # the CPU per operation table (markdown)
 FLAGS=""
 ((QUICK)) && FLAGS+=" --quick"
 ((PERF)) && FLAGS+=" --perf"
+((ROWS_EXTRA)) && FLAGS+=" --rows $ROWS_EXTRA"
 CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -n 1)
 HEADER=(
     "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
@@ -787,6 +824,7 @@ HEADER=(
     "httpd: $($HTTPD -v | sed -n 's/^Server version: //p'), mpm_event, 2 children x 25 threads, sendfile on, keep-alive unlimited; module commit $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD -- '*.c' '*.h' 2>/dev/null || echo ' + uncommitted changes')"
     "load average (1/5/15 min) at start: $LOAD_START, at end: $(cut -d' ' -f1-3 /proc/loadavg) (other processes on this machine compete for the same 2 CPUs)"
     "command: bash bench/run.sh$FLAGS; $ROUNDS rounds of ${DUR} s, wrk -t1 -c$CONNS, medians; httpd on CPU 0, load on CPU 1"
+    "registry: $(sql 'SELECT COUNT(*) FROM cs_files') rows in cs_files, $(sql 'SELECT COUNT(*) FROM cs_replicas') in cs_replicas at the end"
 )
 {
     echo "# mod_clusterstorage benchmark"

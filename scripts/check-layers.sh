@@ -22,8 +22,8 @@ exec perl -e '
         [qw(registry)],                         # MariaDB, cluster queries
         [qw(names replicate request scrub)],    # namespace; engine; helpers; scrub
         [qw(read move)],                        # GET, the fetch; MOVE
-        [qw(write peer_serve status admin)],    # PUT/DELETE, peers, status, admin
-        [qw(drive dav_lock)],                   # watchdog threads; DAV locks
+        [qw(write peer_serve status)],          # PUT/DELETE, peers, status
+        [qw(drive dav_lock admin)],             # watchdog threads; DAV locks; admin
         [qw(dav)],                              # the WebDAV provider
         [qw(mod_clusterstorage)],               # hooks, dispatcher
     );

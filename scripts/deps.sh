@@ -16,6 +16,7 @@ PACKAGES=(
     memcached mariadb-server mariadb-client libapache2-mod-perl2 libssl-dev
     libwww-perl attr curl php-cli wrk build-essential
     clang libclang-rt-14-dev faketime litmus rclone davfs2 galera-4 rsync iproute2 haproxy
+    debhelper dpkg-dev
 )
 
 die() { echo "deps.sh: ERROR: $*" >&2; exit 1; }

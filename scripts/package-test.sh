@@ -67,6 +67,7 @@ for f in /usr/lib/apache2/modules/mod_clusterstorage.so \
     /usr/share/libapache2-mod-clusterstorage/schema.sql \
     /usr/share/libapache2-mod-clusterstorage/mariadb-client.cnf \
     /usr/share/libapache2-mod-clusterstorage/galera-check \
+    /usr/sbin/cs-adopt \
     /usr/share/doc/$PKG/README.md.gz \
     /usr/share/doc/$PKG/examples/cluster-example.conf; do
     check "installs $f" test -s "$f"

@@ -4,10 +4,15 @@
  * admin.c - the clusterstorage-admin handler; see admin.h.
  */
 #include "admin.h"
+#include "crypto.h"
+#include "queue.h"
 #include "registry.h"
 #include "request.h"
+#include "store.h"
+#include "write.h"
 
 #include "http_protocol.h"
+#include "http_request.h"
 #include "apr_lib.h"
 #include "apr_strings.h"
 
@@ -102,11 +107,270 @@ static int cs_forget(request_rec *r, ap_dbd_t *dbd, const char *node)
                      apr_psprintf(r->pool, "%s forgotten", node));
 }
 
+/* ---- adopt ------------------------------------------------------------ */
+
+/* At most this many files per POST (the request's pool holds what each
+ * file's statements allocate), and no more while the replication queue
+ * holds this many jobs (adoption goes at the pace replication keeps). */
+#define CS_ADOPT_BATCH     1000
+#define CS_ADOPT_QUEUE_MAX 2000
+
+enum { CS_A_FILES, CS_A_BYTES, CS_A_NEW, CS_A_KNOWN, CS_A_MATCHED,
+       CS_A_CONFLICTS, CS_A_REFUSED, CS_A_TOTAL, CS_A_N };
+static const char *const cs_a_names[CS_A_N] = {
+    "files", "bytes", "adopted", "known", "matched", "conflicts", "refused",
+    "total" };
+
+typedef struct {
+    request_rec *r;
+    cs_server_conf *sc;
+    const char *prefix;         /* the key of the directory, no '/' at the end */
+    apr_time_t until;
+    int batch;                  /* files visited in this POST */
+    int status;                 /* not OK: stop and answer it */
+    int waiting;                /* stopped for the replication queue */
+    apr_int64_t n[CS_A_N];
+    char cursor[CS_KEY_MAX + 1];
+} cs_adopt_ctx;
+
+/* The state of the adoption of prefix: "CURSOR\nN0 N1 ...\n". */
+static const char *cs_adopt_state(apr_pool_t *p, cs_server_conf *sc,
+                                  const char *prefix)
+{
+    char hex[CS_SHA256_HEX_LEN + 1];
+
+    cs_sha256_hex(prefix, strlen(prefix), hex);
+    hex[16] = '\0';
+    return apr_pstrcat(p, sc->store.state_dir, "/adopt-", hex, NULL);
+}
+
+static void cs_adopt_load(apr_pool_t *p, cs_adopt_ctx *c, const char *file)
+{
+    char buf[CS_KEY_MAX + 400], *nl, *tok, *last;
+    apr_size_t n = sizeof(buf) - 1;
+    apr_file_t *fh;
+    int i = 0;
+
+    if (apr_file_open(&fh, file, APR_FOPEN_READ, 0, p) != APR_SUCCESS) {
+        c->n[CS_A_TOTAL] = -1;          /* a new adoption */
+        return;
+    }
+    apr_file_read_full(fh, buf, n, &n);
+    apr_file_close(fh);
+    buf[n] = '\0';
+    if (!(nl = strchr(buf, '\n')) || (apr_size_t)(nl - buf) > CS_KEY_MAX) {
+        c->n[CS_A_TOTAL] = -1;
+        return;
+    }
+    memcpy(c->cursor, buf, nl - buf);
+    c->cursor[nl - buf] = '\0';
+    for (tok = apr_strtok(nl + 1, " \n", &last); tok && i < CS_A_N;
+         tok = apr_strtok(NULL, " \n", &last)) {
+        c->n[i++] = apr_atoi64(tok);
+    }
+}
+
+static apr_status_t cs_adopt_save(apr_pool_t *p, cs_adopt_ctx *c,
+                                  const char *file)
+{
+    const char *data = apr_pstrcat(p, c->cursor, "\n", NULL);
+    int i;
+
+    for (i = 0; i < CS_A_N; i++) {
+        data = apr_psprintf(p, "%s%s%" APR_INT64_T_FMT, data, i ? " " : "",
+                            c->n[i]);
+    }
+    data = apr_pstrcat(p, data, "\n", NULL);
+    return cs_store_put_small(p, &c->sc->store, "adopt", file, data,
+                              strlen(data));
+}
+
+static cs_walk_t cs_adopt_count(void *baton, apr_pool_t *p, const char *path,
+                                const char *rel, const struct stat *sb)
+{
+    (void)p; (void)path; (void)rel; (void)sb;
+    ((cs_adopt_ctx *)baton)->n[CS_A_TOTAL]++;
+    return CS_WALK_ON;
+}
+
+static cs_walk_t cs_adopt_visit(void *baton, apr_pool_t *p, const char *path,
+                                const char *rel, const struct stat *sb)
+{
+    cs_adopt_ctx *c = baton;
+    request_rec *r = c->r;
+    const char *key;
+    cs_adopted_t what;
+    apr_uint64_t bytes = 0;
+    int status;
+
+    if (c->batch >= CS_ADOPT_BATCH || apr_time_now() >= c->until) {
+        return CS_WALK_AGAIN;
+    }
+    if (c->batch % 64 == 0) {
+        int jobs;
+        apr_int64_t oldest;
+        cs_queue_stats(p, &c->sc->store, &jobs, &oldest);
+        if (jobs >= CS_ADOPT_QUEUE_MAX) {
+            c->waiting = 1;
+            return CS_WALK_AGAIN;
+        }
+    }
+    c->batch++;
+    c->n[CS_A_FILES]++;
+    key = apr_pstrcat(p, c->prefix, rel, NULL);
+    if (!S_ISREG(sb->st_mode)) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(139)
+                      "adopt: not adopting %s: %s", path,
+                      S_ISLNK(sb->st_mode) ? "a symbolic link"
+                                           : "not a regular file");
+        c->n[CS_A_REFUSED]++;
+        return CS_WALK_ON;
+    }
+    if (cs_key_check(key, strlen(key)) != CS_KEY_OK
+        || cs_key_is_access_file(r, key)) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(140)
+                      "adopt: not adopting %s: %s is not a key the module "
+                      "takes (too long, dot segments, control bytes, or a "
+                      "name httpd reads as configuration)", path, key);
+        c->n[CS_A_REFUSED]++;
+        return CS_WALK_ON;
+    }
+    status = cs_adopt_file(r, c->sc, key, path, p, &what, &bytes);
+    if (status != OK) {
+        c->status = status;
+        c->batch--;
+        c->n[CS_A_FILES]--;
+        return CS_WALK_AGAIN;
+    }
+    switch (what) {
+    case CS_ADOPT_NEW:
+        c->n[CS_A_NEW]++;
+        c->n[CS_A_BYTES] += (apr_int64_t)bytes;
+        break;
+    case CS_ADOPT_KNOWN:
+        c->n[CS_A_KNOWN]++;
+        break;
+    case CS_ADOPT_MATCHED:
+        c->n[CS_A_MATCHED]++;
+        c->n[CS_A_BYTES] += (apr_int64_t)bytes;
+        break;
+    case CS_ADOPT_CONFLICT:
+        c->n[CS_A_CONFLICTS]++;
+        break;
+    default:
+        c->n[CS_A_REFUSED]++;
+        break;
+    }
+    return CS_WALK_ON;
+}
+
+/* POST ?adopt=KEY-OF-A-DIRECTORY[&seconds=N]: one batch (admin.h). */
+static int cs_adopt(request_rec *r, cs_server_conf *sc, const char *prefix)
+{
+    cs_adopt_ctx *c = apr_pcalloc(r->pool, sizeof(*c));
+    const char *secs = cs_query_arg(r, "seconds"), *state, *dir, *json;
+    apr_file_t *lock = NULL;
+    apr_size_t plen = strlen(prefix);
+    request_rec *sub;
+    cs_dir_conf *dc;
+    int i, more, n = secs ? atoi(secs) : 10;
+
+    while (plen > 1 && prefix[plen - 1] == '/') {
+        plen--;
+    }
+    prefix = apr_pstrmemdup(r->pool, prefix, plen);
+    if (cs_key_check(prefix, plen) != CS_KEY_OK || n < 1 || n > 300) {
+        return cs_answer(r, HTTP_BAD_REQUEST, "adopt=KEY (a directory's "
+                         "path in a ClusterStorage space) [&seconds=1-300]");
+    }
+    /* Where the directory is, as httpd maps its URL. */
+    sub = ap_sub_req_lookup_uri(apr_pstrcat(r->pool, prefix, "/", NULL), r,
+                                NULL);
+    dc = sub ? cs_dconf(sub) : NULL;
+    if (!sub || sub->finfo.filetype != APR_DIR || !sub->filename || !dc
+        || dc->enabled != 1 || dc->write != 1
+        || strncmp(sub->filename, sc->store.root, sc->store.root_len) != 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(141)
+                      "admin: cannot adopt %s: not a directory of a "
+                      "ClusterStorage On, ClusterStorageWrite On space below "
+                      "ClusterStorageRoot", prefix);
+        return cs_answer(r, HTTP_NOT_FOUND,
+                         apr_psprintf(r->pool, "%s is not a directory of a "
+                                      "writable ClusterStorage space", prefix));
+    }
+    dir = apr_pstrdup(r->pool, sub->filename);
+    for (plen = strlen(dir); plen > 1 && dir[plen - 1] == '/'; plen--) {
+        ((char *)dir)[plen - 1] = '\0';
+    }
+    if (!cs_registry_acquire(r)) {
+        return cs_unavailable(r);
+    }
+    c->r = r;
+    c->sc = sc;
+    c->prefix = prefix;
+    c->status = OK;
+    state = cs_adopt_state(r->pool, sc, prefix);
+    /* One batch of a prefix at a time (a client that went away may have
+     * left its batch running): the next one waits, then goes on from
+     * where it ended. */
+    if (cs_store_lock_named(r->pool, &sc->store,
+                            apr_pstrcat(r->pool, strrchr(state, '/') + 1,
+                                        ".lock", NULL), &lock)
+        != APR_SUCCESS) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    cs_adopt_load(r->pool, c, state);
+    if (c->n[CS_A_TOTAL] < 0) {         /* first batch: count the files */
+        char none[1] = "";
+        memset(c->n, 0, sizeof(c->n));
+        c->cursor[0] = '\0';
+        cs_store_walk(r->pool, dir, "", none, 1, cs_adopt_count, c);
+        ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r, CSLOG(142)
+                      "admin: adopting %s (%s): %" APR_INT64_T_FMT " files",
+                      prefix, dir, c->n[CS_A_TOTAL]);
+    }
+    c->until = apr_time_now() + apr_time_from_sec(n);
+    more = cs_store_walk(r->pool, dir, "", c->cursor, sizeof(c->cursor),
+                         cs_adopt_visit, c);
+    if (more && cs_adopt_save(r->pool, c, state) != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(143)
+                      "admin: cannot save where the adoption of %s is (%s)",
+                      prefix, state);
+    }
+    if (!more) {
+        apr_file_remove(state, r->pool);
+        ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r, CSLOG(144)
+                      "admin: adoption of %s done: %" APR_INT64_T_FMT
+                      " files, %" APR_INT64_T_FMT " adopted, %" APR_INT64_T_FMT
+                      " conflicts, %" APR_INT64_T_FMT " refused", prefix,
+                      c->n[CS_A_FILES], c->n[CS_A_NEW],
+                      c->n[CS_A_CONFLICTS], c->n[CS_A_REFUSED]);
+    }
+    cs_store_unlock_key(lock);
+    if (c->status != OK) {
+        return c->status;       /* the registry went away: resume later */
+    }
+    json = apr_psprintf(r->pool, "{\"prefix\":%s,\"done\":%s,"
+                        "\"waiting_for_replication\":%s",
+                        cs_json_str(r->pool, prefix), more ? "false" : "true",
+                        c->waiting ? "true" : "false");
+    for (i = 0; i < CS_A_N; i++) {
+        json = apr_psprintf(r->pool, "%s,\"%s\":%" APR_INT64_T_FMT, json,
+                            cs_a_names[i], c->n[i]);
+    }
+    r->status = HTTP_OK;
+    ap_set_content_type(r, "application/json");
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    ap_rprintf(r, "%s}\n", json);
+    return OK;
+}
+
 int cs_admin_handler(request_rec *r)
 {
     cs_server_conf *sc;
     const char *node = NULL, *cmd = NULL;
-    static const char *const cmds[] = { "drain", "undrain", "forget", NULL };
+    static const char *const cmds[] = { "drain", "undrain", "forget", "adopt",
+                                        NULL };
     ap_dbd_t *dbd;
     int i, found;
 
@@ -133,6 +397,9 @@ int cs_admin_handler(request_rec *r)
             cmd = cmds[i];
             node = v;
         }
+    }
+    if (cmd && strcmp(cmd, "adopt") == 0) {
+        return cs_adopt(r, sc, node);
     }
     if (!cmd || !cs_node_name_ok(node)) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, CSLOG(135)

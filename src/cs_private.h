@@ -23,9 +23,9 @@
  *   read, move           GET/HEAD, the fetch of a copy from a peer;
  *                        MOVE as one transaction and a rename per node
  *   write, peer_serve,   PUT/DELETE/partial writes with the cache fan-out;
- *   status, admin        the answers to other nodes; the status page; the
- *                        operator's commands (drain, forget)
- *   drive, dav_lock      watchdog threads; WebDAV locks
+ *   status               the answers to other nodes; the status page
+ *   drive, dav_lock,     watchdog threads; WebDAV locks; the operator's
+ *   admin                commands (drain, forget, adopt)
  *   dav                  the WebDAV repository provider (mod_dav)
  *   mod_clusterstorage   hooks, post_config, the dispatcher
  */

@@ -29,6 +29,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -397,40 +398,51 @@ static int cs_rejoined(server_rec *s, ap_dbd_t *dbd)
 /* mod_dbd makes a new connection while it holds its pool's lock (APR's
  * reslist), so a connect that waits on a database that does not answer
  * holds up every other thread of the process that asks for a connection,
- * even one that only gives back a bad one: waits add up.  So a thread
- * that finds another one's open going on for longer than this fails at
- * once instead of queueing behind it (without counting the database as
- * unreachable: the first one finds that out). */
+ * even one that only gives back a bad one: waits add up (six threads
+ * queued behind each other's connect timeouts waited 30 s).  So threads
+ * go to mod_dbd one at a time, each waiting at most the database timeout
+ * for its turn; one that finds the turn held for longer than this fails at
+ * once, and so does one whose turn comes after the database was found
+ * unreachable meanwhile.  A turn on a database that answers lasts a
+ * ping (or a connect). */
 #define CS_OPEN_PATIENCE apr_time_from_msec(500)
-#define CS_OPEN_SLOTS 64
-static apr_int64_t cs_open_since[CS_OPEN_SLOTS];   /* 0: free */
+static pthread_mutex_t cs_open_mu = PTHREAD_MUTEX_INITIALIZER;
+static apr_int64_t cs_open_since;       /* when the turn was taken */
 
-static int cs_open_claim(apr_time_t now)
+/* Take the turn: 1, or 0 (logged at debug) when this caller must fail. */
+static int cs_open_turn(server_rec *s)
 {
-    int i;
+    apr_time_t now = apr_time_now(), held;
+    apr_time_t until = now + cs_sconf(s)->db_timeout;
+    struct timespec ts;
 
-    for (i = 0; i < CS_OPEN_SLOTS; i++) {
-        apr_int64_t none = 0;
-        if (__atomic_compare_exchange_n(&cs_open_since[i], &none,
-                                        (apr_int64_t)now, 0, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_ACQUIRE)) {
-            return i;
+    if (pthread_mutex_trylock(&cs_open_mu) != 0) {
+        held = __atomic_load_n(&cs_open_since, __ATOMIC_ACQUIRE);
+        ts.tv_sec = (time_t)apr_time_sec(until);
+        ts.tv_nsec = (long)apr_time_usec(until) * 1000;
+        if ((held && now - held > CS_OPEN_PATIENCE)
+            || pthread_mutex_timedlock(&cs_open_mu, &ts) != 0) {
+            ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, CSLOG(129)
+                         "another thread has waited for a database "
+                         "connection for more than %d ms: not waiting "
+                         "behind it",
+                         (int)apr_time_as_msec(CS_OPEN_PATIENCE));
+            return 0;
+        }
+        if (cs_dbconn_down(s)) {
+            pthread_mutex_unlock(&cs_open_mu);
+            return 0;
         }
     }
-    return -1;
+    __atomic_store_n(&cs_open_since, (apr_int64_t)apr_time_now(),
+                     __ATOMIC_RELEASE);
+    return 1;
 }
 
-static int cs_open_stuck(apr_time_t now)
+static void cs_open_done(void)
 {
-    int i;
-
-    for (i = 0; i < CS_OPEN_SLOTS; i++) {
-        apr_int64_t t = __atomic_load_n(&cs_open_since[i], __ATOMIC_ACQUIRE);
-        if (t && now - t > CS_OPEN_PATIENCE) {
-            return 1;
-        }
-    }
-    return 0;
+    __atomic_store_n(&cs_open_since, 0, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&cs_open_mu);
 }
 
 /* A connection from mod_dbd with its timeouts.  A connection that was
@@ -445,22 +457,12 @@ static ap_dbd_t *cs_open_bounded(apr_pool_t *p, server_rec *s)
     for (i = 0; i < 4; i++) {
         apr_time_t t0 = apr_time_now();
         ap_dbd_t *dbd;
-        int slot;
 
-        if (cs_open_stuck(t0)) {
-            ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, CSLOG(129)
-                         "another thread has waited for a database "
-                         "connection for more than %d ms: not waiting "
-                         "behind it",
-                         (int)apr_time_as_msec(CS_OPEN_PATIENCE));
+        if (!cs_open_turn(s)) {
             return NULL;
         }
-        slot = cs_open_claim(t0);
         dbd = cs_dbd_open(p, s);
-        if (slot >= 0) {
-            __atomic_store_n(&cs_open_since[slot], 0, __ATOMIC_RELEASE);
-        }
-
+        cs_open_done();
         if (dbd && cs_bound(s, dbd) == 0) {
             if (!cs_rejoined(s, dbd)) {
                 /* Still apart: down as it was, asked again later. */

@@ -87,6 +87,30 @@ const char *cs_query_arg(request_rec *r, const char *name)
     return NULL;
 }
 
+const char *cs_json_str(apr_pool_t *p, const char *s)
+{
+    apr_size_t n = strlen(s);
+    char *out = apr_palloc(p, n * 6 + 3), *o = out;
+
+    *o++ = '"';
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)c;
+        }
+        else if (c < 0x20 || c == 0x7f) {
+            o += apr_snprintf(o, 7, "\\u%04x", c);
+        }
+        else {
+            *o++ = (char)c;
+        }
+    }
+    *o++ = '"';
+    *o = '\0';
+    return out;
+}
+
 void cs_note_served(request_rec *r, const char *what, int force)
 {
     if (force || !apr_table_get(r->notes, CS_NOTE_SERVED)) {

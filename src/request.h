@@ -29,6 +29,9 @@ int cs_key_is_access_file(request_rec *r, const char *key);
  * CS_WRITE_SKEW_MAX off the database's (drive.c measures it). */
 int cs_clock_allows_write(request_rec *r, const cs_server_conf *sc);
 
+/* s as a JSON string (quoted, escaped). */
+const char *cs_json_str(apr_pool_t *p, const char *s);
+
 /* The value of the query argument name (URL-decoded), or NULL. */
 const char *cs_query_arg(request_rec *r, const char *name);
 

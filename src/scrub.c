@@ -65,23 +65,6 @@ static cs_scrub_state_t *cs_state_of(server_rec *s)
     return NULL;
 }
 
-/* Paths in walk order: '/' sorts before every other byte. */
-static int cs_path_cmp(const char *a, const char *b)
-{
-    for (;; a++, b++) {
-        int x = *a == '/' ? 1 : (unsigned char)*a;
-        int y = *b == '/' ? 1 : (unsigned char)*b;
-        if (x != y || !x) {
-            return x - y;
-        }
-    }
-}
-
-static int cs_name_cmp(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 /* The state file: "PASS_START NEXT_PASS\nCURSOR\n" (microseconds). */
 static void cs_state_load(apr_pool_t *p, cs_scrub_ctx *c)
 {
@@ -289,73 +272,22 @@ static void cs_scrub_file(apr_pool_t *p, cs_scrub_ctx *c, const char *path)
     }
 }
 
-/* Walk dir (rel: its path below the root, "" for the root) from the
- * cursor on.  0 at its end, 1 when the step is over (the cursor says
- * where). */
-static int cs_scrub_dir(apr_pool_t *pool, cs_scrub_ctx *c, const char *dir,
-                        const char *rel)
+/* One entry of the walk (cs_store_walk): regular files are checked. */
+static cs_walk_t cs_scrub_visit(void *baton, apr_pool_t *p, const char *path,
+                                const char *rel, const struct stat *sb)
 {
-    apr_array_header_t *names;
-    apr_pool_t *p;
-    DIR *d;
-    struct dirent *de;
-    int i, more = 0;
+    cs_scrub_ctx *c = baton;
 
-    apr_pool_create(&p, pool);
-    if (!(d = opendir(dir))) {
-        apr_pool_destroy(p);
-        return 0;
+    (void)rel;
+    if (!S_ISREG(sb->st_mode)) {
+        return CS_WALK_ON;      /* symbolic links and the like */
     }
-    names = apr_array_make(p, 64, sizeof(char *));
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0
-            || (!*rel && strcmp(de->d_name, CS_STATE_DIRNAME) == 0)) {
-            continue;
-        }
-        APR_ARRAY_PUSH(names, char *) = apr_pstrdup(p, de->d_name);
+    cs_scrub_file(p, c, path);
+    if (c->stopped) {
+        return CS_WALK_AGAIN;   /* this file again next time */
     }
-    closedir(d);
-    qsort(names->elts, names->nelts, sizeof(char *), cs_name_cmp);
-    for (i = 0; i < names->nelts && !more; i++) {
-        const char *name = APR_ARRAY_IDX(names, i, char *);
-        const char *crel = apr_pstrcat(p, rel, "/", name, NULL);
-        const char *path = apr_pstrcat(p, dir, "/", name, NULL);
-        size_t cl = strlen(crel);
-        struct stat sb;
-        apr_pool_t *sub;
-        int inside = strncmp(c->st->cursor, crel, cl) == 0
-                     && c->st->cursor[cl] == '/';
-
-        if (c->st->cursor[0] && !inside
-            && cs_path_cmp(crel, c->st->cursor) <= 0) {
-            continue;           /* done in this pass */
-        }
-        if (lstat(path, &sb) != 0) {
-            continue;
-        }
-        if (S_ISDIR(sb.st_mode)) {
-            more = cs_scrub_dir(p, c, path, crel);
-            continue;
-        }
-        if (!S_ISREG(sb.st_mode)) {
-            continue;           /* symbolic links and the like */
-        }
-        apr_pool_create(&sub, p);
-        cs_scrub_file(sub, c, path);
-        apr_pool_destroy(sub);
-        if (c->stopped) {
-            more = 1;           /* this file again next time */
-            break;
-        }
-        if (cl < sizeof(c->st->cursor)) {
-            memcpy(c->st->cursor, crel, cl + 1);
-        }
-        if (c->stop() || apr_time_now() >= c->step_end) {
-            more = 1;
-        }
-    }
-    apr_pool_destroy(p);
-    return more;
+    return c->stop() || apr_time_now() >= c->step_end ? CS_WALK_PAUSE
+                                                      : CS_WALK_ON;
 }
 
 void cs_scrub_step(server_rec *s, apr_pool_t *p, int (*stop)(void))
@@ -385,7 +317,8 @@ void cs_scrub_step(server_rec *s, apr_pool_t *p, int (*stop)(void))
     c.step_end = now + CS_SCRUB_STEP;
     c.refilled = now;
     c.tokens = (double)c.sc->scrub_rate * CS_SCRUB_BURST / APR_USEC_PER_SEC;
-    if (!cs_scrub_dir(p, &c, c.sc->store.root, "")) {
+    if (!cs_store_walk(p, c.sc->store.root, "", c.st->cursor,
+                       sizeof(c.st->cursor), cs_scrub_visit, &c)) {
         CS_COUNT(c.sc, scrub_passes, 1);
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, CSLOG(210)
                      "scrub pass done: %" APR_UINT64_T_FMT " copies, %"

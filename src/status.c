@@ -14,30 +14,6 @@
 #include "apr_strings.h"
 
 /* A JSON string literal for s (bytes >= 0x80 pass through as UTF-8). */
-static const char *cs_json(apr_pool_t *p, const char *s)
-{
-    apr_size_t n = strlen(s);
-    char *out = apr_palloc(p, n * 6 + 3), *o = out;
-
-    *o++ = '"';
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            *o++ = '\\';
-            *o++ = (char)c;
-        }
-        else if (c < 0x20 || c == 0x7f) {
-            o += apr_snprintf(o, 7, "\\u%04x", c);
-        }
-        else {
-            *o++ = (char)c;
-        }
-    }
-    *o++ = '"';
-    *o = '\0';
-    return out;
-}
-
 typedef struct {
     const char *name;
     const char *help;
@@ -107,17 +83,17 @@ static int cs_status_path(request_rec *r, const char *key)
                ",\"size\":%" APR_UINT64_T_FMT ",\"sha256\":%s,"
                "\"mtime\":%" APR_INT64_T_FMT ",\"deleted\":%s,"
                "\"holders\":[",
-               cs_json(r->pool, key),
+               cs_json_str(r->pool, key),
                e.version && !e.deleted ? "true" : "false", e.version, e.size,
-               cs_json(r->pool, e.sha256), e.mtime,
+               cs_json_str(r->pool, e.sha256), e.mtime,
                e.deleted ? "true" : "false");
     for (i = 0; i < holders->nelts; i++) {
         cs_node_t *h = &APR_ARRAY_IDX(holders, i, cs_node_t);
         ap_rprintf(r, "%s{\"node\":%s,\"url\":%s,\"alive\":%s}",
-                   i ? "," : "", cs_json(r->pool, h->name),
-                   cs_json(r->pool, h->url), h->alive ? "true" : "false");
+                   i ? "," : "", cs_json_str(r->pool, h->name),
+                   cs_json_str(r->pool, h->url), h->alive ? "true" : "false");
     }
-    ap_rprintf(r, "],\"this_node\":%s}\n", cs_json(r->pool, sc->node_name));
+    ap_rprintf(r, "],\"this_node\":%s}\n", cs_json_str(r->pool, sc->node_name));
     return OK;
 }
 
@@ -195,16 +171,16 @@ int cs_status_handler(request_rec *r)
                    "\"registry_reachable\":%s,\"queue\":{\"jobs\":%d,"
                    "\"oldest_seconds\":%" APR_INT64_T_FMT "},"
                    "\"repair_backlog\":%d,\"nodes\":[",
-                   cs_json(r->pool, sc->node_name),
-                   cs_json(r->pool, sc->node_url), sc->replicas,
+                   cs_json_str(r->pool, sc->node_name),
+                   cs_json_str(r->pool, sc->node_url), sc->replicas,
                    registry_ok ? "true" : "false", jobs, oldest, backlog);
         for (i = 0; i < nodes->nelts; i++) {
             cs_node_t *n = &APR_ARRAY_IDX(nodes, i, cs_node_t);
             ap_rprintf(r, "%s{\"name\":%s,\"url\":%s,\"state\":\"%s\","
                        "\"heartbeat_age\":%" APR_INT64_T_FMT ","
                        "\"draining\":%s}",
-                       i ? "," : "", cs_json(r->pool, n->name),
-                       cs_json(r->pool, n->url), n->alive ? "up" : "down",
+                       i ? "," : "", cs_json_str(r->pool, n->name),
+                       cs_json_str(r->pool, n->url), n->alive ? "up" : "down",
                        n->age, n->draining ? "true" : "false");
         }
         {

@@ -288,13 +288,24 @@ apr_status_t cs_store_check_sum(apr_pool_t *p, apr_file_t *f,
                                 const char *sha256, cs_pace_fn pace,
                                 void *baton, apr_uint64_t *read, int *match)
 {
-    char buf[65536], got[CS_SHA256_HEX_LEN + 1];
+    char got[CS_SHA256_HEX_LEN + 1];
+    apr_status_t rv = cs_store_hash(p, f, pace, baton, got, read);
+
+    *match = rv == APR_SUCCESS && strcmp(got, sha256) == 0;
+    return rv;
+}
+
+apr_status_t cs_store_hash(apr_pool_t *p, apr_file_t *f, cs_pace_fn pace,
+                           void *baton, char sha256[CS_SHA256_HEX_LEN + 1],
+                           apr_uint64_t *read)
+{
+    char buf[65536];
     cs_sha256_t *h;
     apr_off_t off = 0;
     apr_status_t rv;
 
     *read = 0;
-    *match = 0;
+    sha256[0] = '\0';
     if ((rv = cs_sha256_start(p, &h)) != APR_SUCCESS
         || (rv = apr_file_seek(f, APR_SET, &off)) != APR_SUCCESS) {
         return rv;
@@ -314,8 +325,7 @@ apr_status_t cs_store_check_sum(apr_pool_t *p, apr_file_t *f,
             return APR_EINTR;
         }
     }
-    cs_sha256_final_hex(h, got);
-    *match = strcmp(got, sha256) == 0;
+    cs_sha256_final_hex(h, sha256);
     return APR_SUCCESS;
 }
 
@@ -604,6 +614,112 @@ apr_status_t cs_store_relabel(apr_pool_t *p, apr_file_t *f, const char *key,
     apr_os_file_get(&fd, f);
     return cs_set_meta(p, fd, key, e) == 0 ? APR_SUCCESS
                                            : APR_FROM_OS_ERROR(errno);
+}
+
+/* Paths in walk order: '/' sorts before every other byte. */
+static int cs_path_cmp(const char *a, const char *b)
+{
+    for (;; a++, b++) {
+        int x = *a == '/' ? 1 : (unsigned char)*a;
+        int y = *b == '/' ? 1 : (unsigned char)*b;
+        if (x != y || !x) {
+            return x - y;
+        }
+    }
+}
+
+static int cs_name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int cs_store_walk(apr_pool_t *pool, const char *dir, const char *rel,
+                  char *cursor, apr_size_t cursor_size, cs_visit_fn visit,
+                  void *baton)
+{
+    apr_array_header_t *names;
+    apr_pool_t *p;
+    DIR *d;
+    struct dirent *de;
+    int i, more = 0;
+
+    apr_pool_create(&p, pool);
+    if (!(d = opendir(dir))) {
+        apr_pool_destroy(p);
+        return 0;
+    }
+    names = apr_array_make(p, 64, sizeof(char *));
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0
+            || (!*rel && strcmp(de->d_name, CS_STATE_DIRNAME) == 0)) {
+            continue;
+        }
+        APR_ARRAY_PUSH(names, char *) = apr_pstrdup(p, de->d_name);
+    }
+    closedir(d);
+    qsort(names->elts, names->nelts, sizeof(char *), cs_name_cmp);
+    for (i = 0; i < names->nelts && !more; i++) {
+        const char *name = APR_ARRAY_IDX(names, i, char *);
+        const char *crel = apr_pstrcat(p, rel, "/", name, NULL);
+        const char *path = apr_pstrcat(p, dir, "/", name, NULL);
+        size_t cl = strlen(crel);
+        struct stat sb;
+        apr_pool_t *sub;
+        cs_walk_t next;
+        int inside = strncmp(cursor, crel, cl) == 0 && cursor[cl] == '/';
+
+        if (cursor[0] && !inside && cs_path_cmp(crel, cursor) <= 0) {
+            continue;           /* done before */
+        }
+        if (lstat(path, &sb) != 0) {
+            continue;
+        }
+        if (S_ISDIR(sb.st_mode)) {
+            more = cs_store_walk(p, path, crel, cursor, cursor_size, visit,
+                                 baton);
+            continue;
+        }
+        apr_pool_create(&sub, p);
+        next = visit(baton, sub, path, crel, &sb);
+        apr_pool_destroy(sub);
+        if (next == CS_WALK_AGAIN) {
+            more = 1;
+            break;
+        }
+        if (cl < cursor_size) {
+            memcpy(cursor, crel, cl + 1);
+        }
+        more = next == CS_WALK_PAUSE;
+    }
+    apr_pool_destroy(p);
+    return more;
+}
+
+apr_status_t cs_store_label_in_place(apr_pool_t *p, apr_file_t *f,
+                                     const char *key, const cs_entry_t *e)
+{
+    apr_os_file_t fd;
+    struct timespec ts[2];
+
+    apr_os_file_get(&fd, f);
+    ts[0].tv_sec = ts[1].tv_sec = (time_t)(e->mtime / APR_USEC_PER_SEC);
+    ts[0].tv_nsec = ts[1].tv_nsec = (long)(e->mtime % APR_USEC_PER_SEC) * 1000;
+    if (cs_set_meta(p, fd, key, e) != 0 || futimens(fd, ts) != 0
+        || fsync(fd) != 0) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_store_unlabel(apr_file_t *f)
+{
+    apr_os_file_t fd;
+
+    apr_os_file_get(&fd, f);
+    fremovexattr(fd, CS_XATTR_META);
+    fremovexattr(fd, CS_XATTR_SHA256);
+    fremovexattr(fd, CS_XATTR_VERSION);
+    return fsync(fd) == 0 ? APR_SUCCESS : APR_FROM_OS_ERROR(errno);
 }
 
 apr_status_t cs_store_rename(const char *from, const char *to)

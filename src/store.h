@@ -27,6 +27,8 @@
 #include "apr_file_io.h"
 #include "apr_file_info.h"
 
+#include <sys/stat.h>
+
 /* Where a node keeps its copies: ClusterStorageRoot and its working
  * directory ROOT/.clusterstorage (set up by cs_store_init_root()). */
 typedef struct {
@@ -72,6 +74,10 @@ typedef int (*cs_pace_fn)(void *baton, apr_size_t n);
 apr_status_t cs_store_check_sum(apr_pool_t *p, apr_file_t *f,
                                 const char *sha256, cs_pace_fn pace,
                                 void *baton, apr_uint64_t *read, int *match);
+/* The same reading, giving the hex SHA-256 of f's bytes. */
+apr_status_t cs_store_hash(apr_pool_t *p, apr_file_t *f, cs_pace_fn pace,
+                           void *baton, char sha256[CS_SHA256_HEX_LEN + 1],
+                           apr_uint64_t *read);
 /* 1 if the opened copy fi can still be version e: a copy's mtime is its
  * version's time (set when it was sealed) and its size is the version's,
  * so an edit or a truncation behind the module's back shows in the fstat
@@ -153,6 +159,31 @@ apr_status_t cs_store_put_small(apr_pool_t *p, const cs_store_t *st,
 apr_status_t cs_store_relabel(apr_pool_t *p, apr_file_t *f, const char *key,
                               const cs_entry_t *e);
 apr_status_t cs_store_rename(const char *from, const char *to);
+/* Walk the tree below dir (rel: its path below where the walk started,
+ * "" there; ROOT/.clusterstorage is skipped at the top) depth first,
+ * each directory's entries in byte order with '/' before every other byte,
+ * without following symbolic links, from after *cursor (a rel path; ""
+ * from the start).  visit is called with every entry that is not a
+ * directory (sb from lstat): it returns CS_WALK_ON (the cursor moves to
+ * it), CS_WALK_PAUSE (the cursor moves to it and the walk stops) or
+ * CS_WALK_AGAIN (the walk stops before it: the next walk visits it
+ * again).  Returns 1 when stopped, 0 at the end of the tree.  cursor has
+ * room for cursor_size bytes (a longer path is never a cursor). */
+typedef enum { CS_WALK_ON, CS_WALK_PAUSE, CS_WALK_AGAIN } cs_walk_t;
+typedef cs_walk_t (*cs_visit_fn)(void *baton, apr_pool_t *p,
+                                 const char *path, const char *rel,
+                                 const struct stat *sb);
+int cs_store_walk(apr_pool_t *p, const char *dir, const char *rel,
+                  char *cursor, apr_size_t cursor_size, cs_visit_fn visit,
+                  void *baton);
+
+/* Adoption (admin.h): make the open file f, already in its place, this
+ * node's copy of version e of key: its attributes, its mtime set to e's
+ * (what cs_store_intact() checks), fsynced; its bytes stay.  _unlabel
+ * takes the attributes off again (a commit that did not happen). */
+apr_status_t cs_store_label_in_place(apr_pool_t *p, apr_file_t *f,
+                                     const char *key, const cs_entry_t *e);
+apr_status_t cs_store_unlabel(apr_file_t *f);
 /* fsync the directory dir (one that is gone meanwhile is no error). */
 apr_status_t cs_store_sync_dir(const char *dir);
 /* Remove dir (below st's root) if it holds only empty directories. */

@@ -36,6 +36,7 @@ typedef struct {
     const char *job;
     apr_uint64_t expect;    /* a partial write's base version, or 0 */
     int lost_race;          /* the key moved past expect meanwhile */
+    apr_file_t *adopted;    /* an adoption: the file in place */
 } cs_write_ctx;
 
 /* Conditional write headers against the committed current entry. */
@@ -617,4 +618,120 @@ int cs_patch_key(request_rec *r, const cs_server_conf *sc, const char *key,
         cs_registry_turn_end(r, key);
     }
     return status;
+}
+
+/* An adoption commits only a key the registry does not have (live). */
+static int cs_adopt_absent(request_rec *r, const cs_entry_t *cur, void *b)
+{
+    (void)r;
+    (void)b;
+    return cur->version > 0 && !cur->deleted ? HTTP_CONFLICT : OK;
+}
+
+static apr_status_t cs_adopt_prepare(request_rec *r, const cs_entry_t *next,
+                                     void *b)
+{
+    cs_write_ctx *w = b;
+    apr_status_t rv = cs_store_label_in_place(r->pool, w->adopted, w->key,
+                                              next);
+
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(136)
+                      "adopt: cannot set the attributes of %s", w->path);
+        return rv;
+    }
+    if (w->sc->replicas > 1) {
+        rv = cs_queue_job(r, w, 'P', next->version);
+    }
+    return rv;
+}
+
+static void cs_adopt_abort(request_rec *r, const cs_entry_t *next, void *b)
+{
+    cs_write_ctx *w = b;
+
+    cs_write_abort(r, next, b);
+    cs_store_unlabel(w->adopted);       /* it stays the operator's file */
+}
+
+int cs_adopt_file(request_rec *r, const cs_server_conf *sc, const char *key,
+                  const char *path, apr_pool_t *fp, cs_adopted_t *what,
+                  apr_uint64_t *bytes)
+{
+    cs_write_ctx w;
+    cs_write_ops_t ops;
+    apr_file_t *lock = NULL, *f;
+    apr_finfo_t fi;
+    apr_uint64_t v;
+    char sha[CS_SHA256_HEX_LEN + 1];
+    cs_entry_t cur, e;
+    apr_status_t rv;
+    int status, created;
+
+    *what = CS_ADOPT_REFUSED;
+    *bytes = 0;
+    if ((status = cs_lock_key(r, sc, key, &lock)) != OK) {
+        return status;
+    }
+    rv = cs_store_open(fp, path, key, 0, &f, &fi, &v, sha);
+    if (rv != APR_SUCCESS || v > 0) {
+        /* Gone, not a regular file, another key's copy, or one of the
+         * module's copies already (adopted before): nothing to do. */
+        cs_store_unlock_key(lock);
+        *what = rv == APR_SUCCESS ? CS_ADOPT_KNOWN : CS_ADOPT_REFUSED;
+        return OK;
+    }
+    if ((rv = cs_store_hash(fp, f, NULL, NULL, sha, bytes))
+        != APR_SUCCESS) {
+        cs_store_unlock_key(lock);
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(137)
+                      "adopt: cannot read %s", path);
+        return OK;
+    }
+    if (cs_registry_get_db(r, key, &cur) != APR_SUCCESS) {
+        cs_store_unlock_key(lock);
+        return cs_unavailable(r);
+    }
+    if (cur.version > 0 && !cur.deleted) {
+        if (cur.size == *bytes && strcmp(cur.sha256, sha) == 0) {
+            /* The registry has these very bytes: this file becomes this
+             * node's copy of that version. */
+            ap_dbd_t *dbd = cs_registry_acquire(r);
+            rv = cs_store_label_in_place(r->pool, f, key, &cur);
+            if (rv == APR_SUCCESS && dbd) {
+                rv = cs_registry_add_replica(r->server, r->pool, dbd, key,
+                                             cur.version, NULL);
+            }
+            cs_store_unlock_key(lock);
+            *what = rv == APR_SUCCESS && dbd ? CS_ADOPT_MATCHED
+                                             : CS_ADOPT_REFUSED;
+            return rv == APR_SUCCESS && dbd ? OK : cs_unavailable(r);
+        }
+        cs_store_unlock_key(lock);
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(138)
+                      "adopt: not adopting %s: the registry has other bytes "
+                      "for %s (version %" APR_UINT64_T_FMT "); the file is "
+                      "left as it is", path, key, cur.version);
+        *what = CS_ADOPT_CONFLICT;
+        return OK;
+    }
+    cs_write_begin(&w, &ops, sc, key, path, cs_adopt_prepare);
+    w.adopted = f;
+    ops.precondition = cs_adopt_absent;
+    ops.abort = cs_adopt_abort;
+    ops.mtime = fi.mtime;       /* its time stays its Last-Modified */
+    status = cs_registry_put(r, key, w.relpath, *bytes, sha, &ops, &e,
+                             &created);
+    if ((status = cs_write_end(r, sc, key, lock, status, &e)) != OK) {
+        if (status == HTTP_CONFLICT) {
+            *what = CS_ADOPT_CONFLICT;  /* written meanwhile */
+            return OK;
+        }
+        return status;
+    }
+    if (cs_registry_ack(r, key, e.version) != APR_SUCCESS) {
+        return cs_unavailable(r);
+    }
+    *what = CS_ADOPT_NEW;
+    return OK;
 }

@@ -60,4 +60,24 @@ int cs_patch_key(request_rec *r, const cs_server_conf *sc, const char *key,
                  const char *path, apr_off_t offset, cs_tmp_t *body,
                  apr_uint64_t len, cs_entry_t *out);
 
+/* Adoption (admin.h): make the file at path, already under the root where
+ * key maps, the registry's key without moving its bytes: hashed, version
+ * 1 with its own mtime, parent collections, this node as holder,
+ * replication queued.  *what says what happened (a file that is already
+ * one of the module's copies is KNOWN, one whose key the registry has
+ * with other bytes a CONFLICT and left alone); *bytes: its size.  The
+ * file is opened in fp (closed with it: a caller adopting many files
+ * gives each a pool of its own).  OK, or
+ * the status to answer (503: registry unreachable). */
+typedef enum {
+    CS_ADOPT_NEW,
+    CS_ADOPT_KNOWN,
+    CS_ADOPT_MATCHED,
+    CS_ADOPT_CONFLICT,
+    CS_ADOPT_REFUSED
+} cs_adopted_t;
+int cs_adopt_file(request_rec *r, const cs_server_conf *sc, const char *key,
+                  const char *path, apr_pool_t *fp, cs_adopted_t *what,
+                  apr_uint64_t *bytes);
+
 #endif /* CS_WRITE_H */

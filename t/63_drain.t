@@ -14,34 +14,10 @@ use CSWriters;
 use Time::HiRes qw(time);
 use POSIX ();
 
-my $admin_conf = sub {
-    my ($dir) = @_;
-    system('htpasswd', '-cbB', "$dir/htpasswd", 'admin', 'drain-secret') == 0
-        or die 'htpasswd failed';
-    return sub { $_[0] .= <<"EOF" };
-
-LoadModule auth_basic_module $ENV{CS_APACHE_MODULES}/mod_auth_basic.so
-LoadModule authn_core_module $ENV{CS_APACHE_MODULES}/mod_authn_core.so
-LoadModule authn_file_module $ENV{CS_APACHE_MODULES}/mod_authn_file.so
-LoadModule authz_user_module $ENV{CS_APACHE_MODULES}/mod_authz_user.so
-<Location /cluster-admin>
-    SetHandler clusterstorage-admin
-    AuthType Basic
-    AuthName "clusterstorage admin"
-    AuthUserFile $dir/htpasswd
-    Require valid-user
-</Location>
-EOF
-};
-my @n = map {
-    my $node = CSNode->new("r63$_", replicas => 2);
-    $node->{edit} = $admin_conf->($node->{dir});
-    $node->write_conf;
-    $node->start;
-} qw(a b c);
+my @n = map { CSNode->new("r63$_", replicas => 2, admin => 1)->start } qw(a b c);
 my ($A, $B, $C) = @n;
-my %auth = (Authorization => 'Basic ' . do {
-    require MIME::Base64; MIME::Base64::encode_base64('admin:drain-secret', '') });
+my %auth = CSNode::admin_auth();
+# admin(NODE, QUERY, HEADERS): without headers, no credentials.
 sub admin { my ($node, $q, %h) = @_; req(POST => $node->url . "/cluster-admin?$q", '', %h) }
 
 my $base = '/files/' . unique_key('t63');

@@ -29,7 +29,10 @@ sub free_port {
 }
 
 # CSNode->new(NAME, replicas => N, timeout => SECONDS, dav => PROVIDER,
-#             db_port => PORT, mc_port => PORT)
+#             db_port => PORT, mc_port => PORT, admin => 1)
+# admin: /cluster-admin is the clusterstorage-admin handler behind Basic
+# authentication, user admin with the password $CSNode::ADMIN_PASSWORD
+# (CSNode::admin_auth() gives the header, $node->admin(QUERY) POSTs).
 # dav: the node also serves a WebDAV space at /dav (ROOT/dav), see
 # dav_conf; without it the node has none.
 sub new {
@@ -50,6 +53,7 @@ sub new {
         # members; a port where nothing listens: memcached down).
         db_port  => $opt{db_port} || $ENV{CS_DB_PORT},
         mc_port  => $opt{mc_port} || $ENV{CS_MC_PORT},
+        admin    => $opt{admin},
     }, $class;
     $self->{root} = $opt{root} if $opt{root};
     make_path($dir, "$self->{root}/files", "$self->{root}/htdocs",
@@ -73,6 +77,7 @@ sub write_conf {
         DBNAME => $ENV{CS_DB_NAME},
     );
     $conf .= $self->dav_conf if $self->{dav};
+    $conf .= $self->admin_conf if $self->{admin};
     $conf =~ s/@(\w+)@/exists $v{$1} ? $v{$1} : die "no value for $1"/ge;
     $self->{edit}->($conf) if $self->{edit};
     open my $out, '>', "$self->{dir}/httpd.conf" or die $!;
@@ -125,6 +130,41 @@ EOF
         die "CSNode $self->{name}: unknown DAV provider '$p'";
     }
     return $conf;
+}
+
+our $ADMIN_PASSWORD = 'admin-secret-for-tests';
+sub admin_auth {
+    require MIME::Base64;
+    return (Authorization => 'Basic '
+            . MIME::Base64::encode_base64("admin:$ADMIN_PASSWORD", ''));
+}
+sub admin_conf {
+    my ($self) = @_;
+    system('sh', '-c', 'htpasswd -cbB "$0" admin "$1" 2>/dev/null',
+           "$self->{dir}/htpasswd", $ADMIN_PASSWORD) == 0
+        or die 'htpasswd failed';
+    return <<'CONF';
+
+# The operator's commands (CSNode admin => 1).
+LoadModule auth_basic_module @MODULES@/mod_auth_basic.so
+LoadModule authn_core_module @MODULES@/mod_authn_core.so
+LoadModule authn_file_module @MODULES@/mod_authn_file.so
+LoadModule authz_user_module @MODULES@/mod_authz_user.so
+<Location /cluster-admin>
+    SetHandler clusterstorage-admin
+    AuthType Basic
+    AuthName "clusterstorage admin"
+    AuthUserFile @DIR@/htpasswd
+    Require valid-user
+</Location>
+CONF
+}
+# admin(QUERY, HEADER => VALUE ...): POST /cluster-admin?QUERY, with the
+# admin's credentials unless other headers are given.
+sub admin {
+    my ($self, $q, @h) = @_;
+    @h = admin_auth() unless @h;
+    return req(POST => $self->url . "/cluster-admin?$q", '', @h);
 }
 
 sub name { $_[0]{name} }

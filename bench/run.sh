@@ -684,6 +684,32 @@ STATUS_MS=$(for i in $(seq 20); do
 done | awk '{ print $1 * 1000 }' | sort -g | awk '{ v[NR] = $1 } END { printf "%.1f %.1f", v[int((NR + 1) / 2)], v[NR] }')
 echo "  median / max: $STATUS_MS ms"
 
+# ----------------------------------------------------------------- adopt
+ADOPT_N=$(((QUICK)) && echo 2000 || echo 5000)
+say "adoption in place: $ADOPT_N files of 4 KB already on A's disk (scripts/cs-adopt)"
+ADIR=$A_ROOT/files/adopt
+for ((i = 0; i < ADOPT_N; i++)); do
+    ((i % 100 == 0)) && mkdir -p "$ADIR/d$((i / 100))"
+    head -c 4096 /dev/urandom >"$ADIR/d$((i / 100))/f$i.bin"
+done
+chown -R "$RUN_USER:$RUN_GROUP" "$ADIR"
+sync
+declare -A ADOPT_T0=() ADOPT_T1=()
+cpu_snap ADOPT_T0 module
+t0=$(now_ds)
+taskset -c 1 bash "$REPO/scripts/cs-adopt" -s 30 "$URL_A" /files/adopt >"$LOGS/adopt.txt" 2>&1 ||
+    note "cs-adopt failed: $(tail -n 2 "$LOGS/adopt.txt")"
+t1=$(now_ds)
+ADOPT_RATE=$(awk -v n="$ADOPT_N" -v t="$((t1 - t0))" 'BEGIN { printf "%.0f", n * 10 / (t > 0 ? t : 1) }')
+tail -n 2 "$LOGS/adopt.txt"
+grep -q " $ADOPT_N adopted," "$LOGS/adopt.txt" || note "cs-adopt did not adopt all $ADOPT_N files: $(tail -n 2 "$LOGS/adopt.txt" | head -n 1)"
+cpu_snap ADOPT_T1 module
+ADOPT_CPU=$(for k in "${!ADOPT_T1[@]}"; do
+    if [[ $k == httpd/* ]]; then echo "$((ADOPT_T1[$k] - ${ADOPT_T0[$k]:-0}))"; fi
+done | awk -v n="$ADOPT_N" -v hz="$CLK_TCK" '{ s += $1 } END { printf "%.3f", s * 1000 / hz / n }')
+echo "  $ADOPT_RATE files/s; httpd CPU $ADOPT_CPU ms per file"
+drain "the adoption" || true
+
 # ------------------------------------------------------------------ RSS
 say "peak RSS growth of httpd children: ${BIG_MIB} MiB PUT and cold GET"
 BIG=$STATE/big.bin
@@ -786,6 +812,7 @@ row "replication throughput A → B, draining the queue left by a PUT round (cop
 row "replication lag at $LAG_RATE PUT/s (${LAG_RATE_GOT:-nan}/s achieved), PUT answered → B has it: p50 / p99 (ms)" \
     "–" "${LAG_P50:-nan} / ${LAG_P99:-nan}" "–" "p99 ≤ 200 ms" "$(yes_no le "${LAG_P99:-nan}" 200)"
 row "status page of A, ?format=json: median / max of 20 (ms)" "–" "${STATUS_MS/ / \/ }" "–" "max < 1000 ms" "$(yes_no lt "${STATUS_MS#* }" 1000)"
+row "adoption in place of $ADOPT_N files of 4 KB on A, replication queued (files/s; httpd CPU ${ADOPT_CPU:-nan} ms per file)" "–" "${ADOPT_RATE:-nan}" "–" "≥ 2000" "$(yes_no ge "${ADOPT_RATE:-nan}" 2000)"
 row "peak RSS growth of an httpd child, ${BIG_MIB} MiB PUT (MiB)" "$RSS_PUT_NAT" "$RSS_PUT_MOD" "–" "< 16 MiB" "$(yes_no lt "$RSS_PUT_MOD" 16)"
 row "peak RSS growth of an httpd child, ${BIG_MIB} MiB cold GET (MiB)" "$RSS_GET_NAT" "$RSS_GET_MOD" "–" "< 16 MiB" "$(yes_no lt "$RSS_GET_MOD" 16)"
 

@@ -647,9 +647,18 @@ galera-start-member)
     gal_write_cnf "${1:?member}"; gal_start_member "$1" ;;
 galera-bootstrap)
     with_lock; gal_load_ports || die "no Galera cluster"
-    gal_root_sql "${1:?member}" "SET GLOBAL wsrep_provider_options = 'pc.bootstrap=YES'" ||
-        die "member $1 does not take pc.bootstrap"
-    wait_until 30 gal_synced "$1" || die "member $1 is not synced after pc.bootstrap" ;;
+    # A member whose peers died stays in its primary component until it
+    # has evicted them (evs timeouts): bootstrap once it is outside it,
+    # again if it falls back out, until it is a primary component, synced.
+    gal_bootstrapped() {
+        if [[ "$(gal_status "$1" wsrep_cluster_status)" == non-Primary ]]; then
+            gal_root_sql "$1" "SET GLOBAL wsrep_provider_options = 'pc.bootstrap=YES'" || true
+            return 1
+        fi
+        [[ "$(gal_status "$1" wsrep_cluster_size)" == 1 ]] && gal_synced "$1"
+    }
+    wait_until 60 gal_bootstrapped "${1:?member}" ||
+        die "member $1 is not a synced primary component of its own after pc.bootstrap" ;;
 galera-pid)
     gal_load_ports || die "no Galera cluster"; gal_pid "${1:?member}" ;;
 galera-sql)

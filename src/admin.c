@@ -289,7 +289,9 @@ static int cs_adopt(request_rec *r, cs_server_conf *sc, const char *prefix)
     dc = sub ? cs_dconf(sub) : NULL;
     if (!sub || sub->finfo.filetype != APR_DIR || !sub->filename || !dc
         || dc->enabled != 1 || dc->write != 1
-        || strncmp(sub->filename, sc->store.root, sc->store.root_len) != 0) {
+        || strncmp(sub->filename, sc->store.root, sc->store.root_len) != 0
+        || (sub->filename[sc->store.root_len] != '/'
+            && sub->filename[sc->store.root_len] != '\0')) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(141)
                       "admin: cannot adopt %s: not a directory of a "
                       "ClusterStorage On, ClusterStorageWrite On space below "

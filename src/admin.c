@@ -121,6 +121,10 @@ static const char *const cs_a_names[CS_A_N] = {
     "files", "bytes", "adopted", "known", "matched", "conflicts", "refused",
     "total" };
 
+/* Files decided together: one registry transaction, one journal commit,
+ * one PURGE per node (cs_adopt_batch()). */
+#define CS_ADOPT_GROUP 250
+
 typedef struct {
     request_rec *r;
     cs_server_conf *sc;
@@ -130,7 +134,12 @@ typedef struct {
     int status;                 /* not OK: stop and answer it */
     int waiting;                /* stopped for the replication queue */
     apr_int64_t n[CS_A_N];
-    char cursor[CS_KEY_MAX + 1];
+    char cursor[CS_KEY_MAX + 1];        /* after the last file done */
+    char walked[CS_KEY_MAX + 1];        /* after the last file visited */
+    apr_pool_t *gp;             /* the group's */
+    cs_adopt_item_t group[CS_ADOPT_GROUP];
+    const char *rels[CS_ADOPT_GROUP];
+    int ngroup;
 } cs_adopt_ctx;
 
 /* The state of the adoption of prefix: "CURSOR\nN0 N1 ...\n". */
@@ -193,20 +202,60 @@ static cs_walk_t cs_adopt_count(void *baton, apr_pool_t *p, const char *path,
     return CS_WALK_ON;
 }
 
+/* Decide the group; count what was done (in order, up to the first
+ * file that was not) and move the cursor past it. */
+static void cs_adopt_flush(cs_adopt_ctx *c)
+{
+    int i, status;
+
+    if (c->ngroup == 0) {
+        return;
+    }
+    status = cs_adopt_batch(c->r, c->sc, c->group, c->ngroup);
+    for (i = 0; i < c->ngroup && c->group[i].what != CS_ADOPT_PENDING; i++) {
+        cs_adopt_item_t *it = &c->group[i];
+        c->n[CS_A_FILES]++;
+        switch (it->what) {
+        case CS_ADOPT_NEW:
+            c->n[CS_A_NEW]++;
+            c->n[CS_A_BYTES] += (apr_int64_t)it->bytes;
+            break;
+        case CS_ADOPT_KNOWN:
+            c->n[CS_A_KNOWN]++;
+            break;
+        case CS_ADOPT_MATCHED:
+            c->n[CS_A_MATCHED]++;
+            c->n[CS_A_BYTES] += (apr_int64_t)it->bytes;
+            break;
+        case CS_ADOPT_CONFLICT:
+            c->n[CS_A_CONFLICTS]++;
+            break;
+        default:
+            c->n[CS_A_REFUSED]++;
+            break;
+        }
+        apr_cpystrn(c->cursor, c->rels[i], sizeof(c->cursor));
+    }
+    if (status != OK || i < c->ngroup) {
+        c->status = status != OK ? status : HTTP_SERVICE_UNAVAILABLE;
+    }
+    c->ngroup = 0;
+    apr_pool_clear(c->gp);
+}
+
 static cs_walk_t cs_adopt_visit(void *baton, apr_pool_t *p, const char *path,
                                 const char *rel, const struct stat *sb)
 {
     cs_adopt_ctx *c = baton;
     request_rec *r = c->r;
+    cs_adopt_item_t *it;
     const char *key;
-    cs_adopted_t what;
-    apr_uint64_t bytes = 0;
-    int status;
 
-    if (c->batch >= CS_ADOPT_BATCH || apr_time_now() >= c->until) {
+    if (c->status != OK || c->batch >= CS_ADOPT_BATCH
+        || apr_time_now() >= c->until) {
         return CS_WALK_AGAIN;
     }
-    if (c->batch % 64 == 0) {
+    if (c->ngroup == 0) {
         int jobs;
         apr_int64_t oldest;
         cs_queue_stats(p, &c->sc->store, &jobs, &oldest);
@@ -216,50 +265,29 @@ static cs_walk_t cs_adopt_visit(void *baton, apr_pool_t *p, const char *path,
         }
     }
     c->batch++;
-    c->n[CS_A_FILES]++;
-    key = apr_pstrcat(p, c->prefix, rel, NULL);
+    it = &c->group[c->ngroup];
+    c->rels[c->ngroup++] = apr_pstrdup(c->gp, rel);
+    it->key = key = apr_pstrcat(c->gp, c->prefix, rel, NULL);
+    it->path = apr_pstrdup(c->gp, path);
+    it->what = CS_ADOPT_PENDING;
+    it->bytes = 0;
     if (!S_ISREG(sb->st_mode)) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(139)
                       "adopt: not adopting %s: %s", path,
                       S_ISLNK(sb->st_mode) ? "a symbolic link"
                                            : "not a regular file");
-        c->n[CS_A_REFUSED]++;
-        return CS_WALK_ON;
+        it->what = CS_ADOPT_REFUSED;
     }
-    if (cs_key_check(key, strlen(key)) != CS_KEY_OK
-        || cs_key_is_access_file(r, key)) {
+    else if (cs_key_check(key, strlen(key)) != CS_KEY_OK
+             || cs_key_is_access_file(r, key)) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(140)
                       "adopt: not adopting %s: %s is not a key the module "
                       "takes (too long, dot segments, control bytes, or a "
                       "name httpd reads as configuration)", path, key);
-        c->n[CS_A_REFUSED]++;
-        return CS_WALK_ON;
+        it->what = CS_ADOPT_REFUSED;
     }
-    status = cs_adopt_file(r, c->sc, key, path, p, &what, &bytes);
-    if (status != OK) {
-        c->status = status;
-        c->batch--;
-        c->n[CS_A_FILES]--;
-        return CS_WALK_AGAIN;
-    }
-    switch (what) {
-    case CS_ADOPT_NEW:
-        c->n[CS_A_NEW]++;
-        c->n[CS_A_BYTES] += (apr_int64_t)bytes;
-        break;
-    case CS_ADOPT_KNOWN:
-        c->n[CS_A_KNOWN]++;
-        break;
-    case CS_ADOPT_MATCHED:
-        c->n[CS_A_MATCHED]++;
-        c->n[CS_A_BYTES] += (apr_int64_t)bytes;
-        break;
-    case CS_ADOPT_CONFLICT:
-        c->n[CS_A_CONFLICTS]++;
-        break;
-    default:
-        c->n[CS_A_REFUSED]++;
-        break;
+    if (c->ngroup == CS_ADOPT_GROUP) {
+        cs_adopt_flush(c);
     }
     return CS_WALK_ON;
 }
@@ -332,8 +360,14 @@ static int cs_adopt(request_rec *r, cs_server_conf *sc, const char *prefix)
                       prefix, dir, c->n[CS_A_TOTAL]);
     }
     c->until = apr_time_now() + apr_time_from_sec(n);
-    more = cs_store_walk(r->pool, dir, "", c->cursor, sizeof(c->cursor),
+    apr_pool_create(&c->gp, r->pool);
+    memcpy(c->walked, c->cursor, sizeof(c->walked));
+    more = cs_store_walk(r->pool, dir, "", c->walked, sizeof(c->walked),
                          cs_adopt_visit, c);
+    cs_adopt_flush(c);
+    /* A group that was not done all through is walked again from the
+     * last file done. */
+    more = more || c->status != OK;
     if (more && cs_adopt_save(r->pool, c, state) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(143)
                       "admin: cannot save where the adoption of %s is (%s)",

@@ -71,3 +71,17 @@ int cs_auth_check(request_rec *r, const char *secret, const char *key,
     *node = apr_pstrdup(r->pool, name);
     return OK;
 }
+
+apr_uint64_t cs_auth_body_digest(const char *body, apr_size_t len)
+{
+    char hex[CS_SHA256_HEX_LEN + 1];
+    apr_uint64_t v = 0;
+    int i;
+
+    cs_sha256_hex(body, len, hex);
+    for (i = 0; i < 16; i++) {
+        int c = hex[i];
+        v = (v << 4) | (apr_uint64_t)(c <= '9' ? c - '0' : c - 'a' + 10);
+    }
+    return v ? v : 1;
+}

@@ -47,4 +47,9 @@ const char *cs_auth_value(apr_pool_t *p, const char *node,
 int cs_auth_check(request_rec *r, const char *secret, const char *key,
                   apr_uint64_t version, apr_time_t now, const char **node);
 
+/* A request with a body that the MAC must cover too (a PURGE of many
+ * keys) sends as its version the first 64 bits of the body's SHA-256
+ * (never 0); the receiver checks the body against it. */
+apr_uint64_t cs_auth_body_digest(const char *body, apr_size_t len);
+
 #endif /* CS_AUTH_H */

@@ -570,6 +570,8 @@ typedef struct {
     apr_uint64_t version;
     const cs_entry_t *e;    /* a push: the version whose bytes f holds */
     apr_file_t *f;
+    const char *body;       /* or a body in memory */
+    apr_size_t body_len;
     int *status;
 } cs_status_ctx;
 
@@ -593,7 +595,14 @@ static apr_status_t cs_status_exchange(cs_conn_t *c, void *baton)
                              "Content-Length: %" APR_UINT64_T_FMT "\r\n",
                              x->e->sha256, x->e->size);
     }
+    else if (x->body) {
+        extra = apr_psprintf(c->p, "Content-Length: %" APR_SIZE_T_FMT "\r\n",
+                             x->body_len);
+    }
     rv = cs_send_head(c, x->pc, x->method, x->key, x->version, extra);
+    if (rv == APR_SUCCESS && x->body) {
+        rv = cs_send_all(c, x->body, x->body_len);
+    }
     while (rv == APR_SUCCESS && left > 0) {
         apr_size_t n = CS_IOBUF;
         if (n > left) {
@@ -674,6 +683,25 @@ apr_status_t cs_peer_purge(apr_pool_t *p, const cs_peer_conf_t *pc,
 {
     return cs_peer_status_only(p, pc, base_url, "PURGE", key, version,
                                status);
+}
+
+apr_status_t cs_peer_purge_many(apr_pool_t *p, const cs_peer_conf_t *pc,
+                                const char *base_url, const char *key,
+                                const char *keys, apr_size_t len,
+                                int *status)
+{
+    cs_status_ctx x;
+
+    memset(&x, 0, sizeof(x));
+    x.pc = pc;
+    x.method = "PURGE";
+    x.key = key;
+    x.version = cs_auth_body_digest(keys, len);
+    x.body = keys;
+    x.body_len = len;
+    x.status = status;
+    *status = 0;
+    return cs_exchange(p, pc, base_url, NULL, cs_status_exchange, &x);
 }
 
 apr_status_t cs_peer_moved(apr_pool_t *p, const cs_peer_conf_t *pc,

@@ -71,6 +71,14 @@ apr_status_t cs_peer_purge(apr_pool_t *p, const cs_peer_conf_t *pc,
                            const char *base_url, const char *key,
                            apr_uint64_t version, int *status);
 
+/* The same for many keys at once (a batch of adopted files): keys is
+ * their list, one per line, sent to key (one of them) as the body of the
+ * PURGE, which the MAC covers (cs_auth_body_digest()). */
+apr_status_t cs_peer_purge_many(apr_pool_t *p, const cs_peer_conf_t *pc,
+                                const char *base_url, const char *key,
+                                const char *keys, apr_size_t len,
+                                int *status);
+
 /* Tell base_url to apply the MOVEs queued for it (move.h) now; key is
  * one the MOVE concerns, seq its number. */
 apr_status_t cs_peer_moved(apr_pool_t *p, const cs_peer_conf_t *pc,

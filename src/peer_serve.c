@@ -256,6 +256,56 @@ int cs_check_peer(request_rec *r)
     return OK;
 }
 
+/* The longest list of keys a PURGE may carry (cs_peer_purge_many()). */
+#define CS_PURGE_BODY_MAX (1024 * 1024)
+
+/* A PURGE with a body: every key listed in it, one per line, which the
+ * MAC covers through its digest (the version). */
+static int cs_purge_many(request_rec *r, const cs_server_conf *sc,
+                         apr_uint64_t v)
+{
+    const char *cl = apr_table_get(r->headers_in, "Content-Length");
+    apr_int64_t len = cl ? apr_atoi64(cl) : -1;
+    apr_size_t got = 0;
+    char *buf, *line, *last;
+    long n;
+    int status;
+
+    if (len <= 0 || len > CS_PURGE_BODY_MAX) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(306)
+                      "PURGE from %s: a list of keys needs a Content-Length "
+                      "of 1 to %d bytes (413)",
+                      apr_table_get(r->notes, CS_NOTE_PEER),
+                      CS_PURGE_BODY_MAX);
+        return HTTP_REQUEST_ENTITY_TOO_LARGE;
+    }
+    if ((status = ap_setup_client_block(r, REQUEST_CHUNKED_ERROR)) != OK) {
+        return status;
+    }
+    buf = apr_palloc(r->pool, (apr_size_t)len + 1);
+    if (ap_should_client_block(r)) {
+        while (got < (apr_size_t)len
+               && (n = ap_get_client_block(r, buf + got,
+                                           (apr_size_t)len - got)) > 0) {
+            got += (apr_size_t)n;
+        }
+    }
+    if (got != (apr_size_t)len || cs_auth_body_digest(buf, got) != v) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(307)
+                      "PURGE from %s: its list of keys was cut short or "
+                      "does not match its MAC; nothing purged (400)",
+                      apr_table_get(r->notes, CS_NOTE_PEER));
+        return HTTP_BAD_REQUEST;
+    }
+    buf[got] = '\0';
+    for (line = apr_strtok(buf, "\n", &last); line;
+         line = apr_strtok(NULL, "\n", &last)) {
+        cs_cache_invalidate(sc->cache, line);
+    }
+    r->status = HTTP_NO_CONTENT;
+    return OK;
+}
+
 int cs_handle_peer(request_rec *r, const cs_server_conf *sc,
                    const char *key, const char *path)
 {
@@ -266,6 +316,11 @@ int cs_handle_peer(request_rec *r, const cs_server_conf *sc,
     cs_parse_u64(vh, strlen(vh), &v);
     if (strcmp(r->method, "PURGE") == 0) {
         cs_cache_invalidate(sc->cache, key);
+        const char *cl = apr_table_get(r->headers_in, "Content-Length");
+        if ((cl && strcmp(cl, "0") != 0)
+            || apr_table_get(r->headers_in, "Transfer-Encoding")) {
+            return cs_purge_many(r, sc, v);
+        }
         r->status = HTTP_NO_CONTENT;
         return OK;
     }

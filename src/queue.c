@@ -20,8 +20,9 @@ static const char *cs_queue_dir(apr_pool_t *p, const cs_store_t *st)
     return apr_pstrcat(p, st->state_dir, "/queue", NULL);
 }
 
-apr_status_t cs_queue_add(apr_pool_t *p, const cs_store_t *st,
-                          const cs_job_t *job, const char **path)
+static apr_status_t cs_job_write(apr_pool_t *p, const cs_store_t *st,
+                                 const cs_job_t *job, int sync,
+                                 const char **path)
 {
     const char *name = apr_psprintf(p, "%016" APR_UINT64_T_HEX_FMT
                                     "-%ld-%u.job",
@@ -32,11 +33,43 @@ apr_status_t cs_queue_add(apr_pool_t *p, const cs_store_t *st,
     const char *body = apr_psprintf(p, "CSJ1 %c %" APR_UINT64_T_FMT
                                     "\n%s\n%s", job->op, job->version,
                                     job->key, job->relpath);
-    apr_status_t rv = cs_store_put_small(p, st, "job", dst, body,
-                                         strlen(body));
+    apr_status_t rv = sync ? cs_store_put_small(p, st, "job", dst, body,
+                                                strlen(body))
+                           : cs_store_put_small_unsynced(p, st, "job", dst,
+                                                         body, strlen(body));
 
     if (rv == APR_SUCCESS && path) {
         *path = dst;
+    }
+    return rv;
+}
+
+apr_status_t cs_queue_add(apr_pool_t *p, const cs_store_t *st,
+                          const cs_job_t *job, const char **path)
+{
+    return cs_job_write(p, st, job, 1, path);
+}
+
+apr_status_t cs_queue_add_many(apr_pool_t *p, const cs_store_t *st,
+                               const cs_job_t *jobs, int n,
+                               const char **paths, apr_uint64_t *dev)
+{
+    apr_status_t rv = APR_SUCCESS;
+    int i, written;
+
+    for (written = 0; written < n && rv == APR_SUCCESS; written++) {
+        rv = cs_job_write(p, st, &jobs[written], 0, &paths[written]);
+    }
+    if (rv != APR_SUCCESS) {
+        written--;
+    }
+    if (rv == APR_SUCCESS) {
+        rv = cs_store_sync_fs(cs_queue_dir(p, st), dev);
+    }
+    if (rv != APR_SUCCESS) {
+        for (i = 0; i < written; i++) {
+            unlink(paths[i]);
+        }
     }
     return rv;
 }

@@ -31,6 +31,13 @@ typedef struct {
 /* Durably add a job; *path (may be NULL) receives its file name. */
 apr_status_t cs_queue_add(apr_pool_t *p, const cs_store_t *st,
                           const cs_job_t *job, const char **path);
+/* Durably add n jobs, made durable together by one syncfs() of the
+ * queue's file system (which makes whatever else is written there
+ * durable too; *dev gets its device); paths[i] receives each one's file
+ * name.  On failure none of them is left. */
+apr_status_t cs_queue_add_many(apr_pool_t *p, const cs_store_t *st,
+                               const cs_job_t *jobs, int n,
+                               const char **paths, apr_uint64_t *dev);
 
 /* Remove a job file (after confirmation, or when its commit failed). */
 apr_status_t cs_queue_remove(apr_pool_t *p, const char *path);

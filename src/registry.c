@@ -16,6 +16,7 @@
 #include "mod_dbd.h"
 
 #include <stdlib.h>
+#include <sys/uio.h>
 
 #define CS_STR_(x) #x
 #define CS_STR(x) CS_STR_(x)
@@ -1090,6 +1091,27 @@ static const char *cs_u64(apr_pool_t *p, apr_uint64_t v)
     return apr_psprintf(p, "%" APR_UINT64_T_FMT, v);
 }
 
+/* End a write transaction: commit it when status is OK, else roll it
+ * back.  A certification conflict (Galera) or a deadlock at the commit:
+ * nothing was written, and *retry says the transaction may run again;
+ * any other failure may have committed: not run again.  The status. */
+static int cs_write_commit(request_rec *r, ap_dbd_t *dbd,
+                           apr_dbd_transaction_t *txn, int status,
+                           const char *what, int *retry)
+{
+    int rc = cs_db_finish(r->pool, dbd, txn, status == OK);
+
+    if (rc != 0 && status == OK) {
+        ap_log_rerror(APLOG_MARK, CS_COMMIT_LEVEL(rc), 0, r, CSLOG(109)
+                      "registry commit for %s failed: %s", what,
+                      cs_db_error(dbd, rc));
+        cs_db_failed(r->server, dbd, rc);
+        *retry = cs_db_retryable(rc);
+        status = HTTP_SERVICE_UNAVAILABLE;
+    }
+    return status;
+}
+
 /* One write transaction: lock the key's row, ask the precondition, write
  * the new entry (and this node's replica row unless it is a tombstone),
  * let the caller prepare, commit.  Returns OK, an HTTP status, or 503. */
@@ -1102,7 +1124,7 @@ static int cs_write_txn_once(request_rec *r, const char *key,
     ap_dbd_t *dbd = cs_registry_acquire(r);
     apr_dbd_transaction_t *txn = NULL;
     apr_status_t rv;
-    int status = OK, prepared = 0, rc;
+    int status = OK, prepared = 0;
     /* The version's time by the database's clock (as this node measured
      * it), so that every node's Last-Modified is a sane one. */
     apr_time_t now = apr_time_now() + cs_clock_skew(sc);
@@ -1207,18 +1229,7 @@ done:
     if (status == HTTP_SERVICE_UNAVAILABLE) {
         *retry = 1;
     }
-    rc = cs_db_finish(r->pool, dbd, txn, status == OK);
-    if (rc != 0 && status == OK) {
-        /* A certification conflict (Galera) or a deadlock at the commit:
-         * nothing was written, and the transaction runs again.  Any other
-         * failure may have committed: not run again. */
-        ap_log_rerror(APLOG_MARK, CS_COMMIT_LEVEL(rc), 0, r, CSLOG(109)
-                      "registry commit for %s failed: %s", key,
-                      cs_db_error(dbd, rc));
-        cs_db_failed(r->server, dbd, rc);
-        *retry = cs_db_retryable(rc);
-        status = HTTP_SERVICE_UNAVAILABLE;
-    }
+    status = cs_write_commit(r, dbd, txn, status, key, retry);
     if (status != OK && prepared && ops->abort) {
         ops->abort(r, next, ops->baton);
     }
@@ -1281,6 +1292,245 @@ int cs_registry_put(request_rec *r, const char *key, const char *relpath,
     status = cs_write_txn(r, key, relpath, out, 0, ops, &cur);
     *created = (cur.version == 0 || cur.deleted);
     return status;
+}
+
+/* A statement built for one batch (its number of rows varies, so it is
+ * not prepared): its text, the literals escaped by the driver. */
+static const char *cs_sql_str(apr_pool_t *p, ap_dbd_t *dbd, const char *v)
+{
+    return apr_pstrcat(p, "'", apr_dbd_escape(dbd->driver, p, v, dbd->handle),
+                       "'", NULL);
+}
+
+static apr_status_t cs_db_text(server_rec *s, ap_dbd_t *dbd,
+                               const char *label, const char *sql)
+{
+    int nrows, rc;
+
+    rc = apr_dbd_query(dbd->driver, dbd->handle, &nrows, sql);
+    if (rc != 0) {
+        ap_log_error(APLOG_MARK, rc == CS_ER_DUP_ENTRY ? APLOG_DEBUG
+                                                       : APLOG_ERR,
+                     0, s, CSLOG(150) "registry statement %s of an adopted batch failed: %s",
+                     label, cs_db_error(dbd, rc));
+        cs_db_failed(s, dbd, rc);
+        return APR_EGENERAL;
+    }
+    return APR_SUCCESS;
+}
+
+/* Lock the rows of the batch's keys that exist; each such key is found
+ * (with its entry), the others not. */
+static apr_status_t cs_batch_lock(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
+                                  cs_batch_key_t *keys, int n)
+{
+    apr_hash_t *byname = apr_hash_make(p);
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;
+    struct iovec *v = apr_palloc(p, sizeof(*v) * (2 * n + 2));
+    const char *sql;
+    int i, rc;
+
+    v[0].iov_base = "SELECT path, " CS_ENTRY_COLS " FROM cs_files"
+                    " WHERE path IN (";
+    v[0].iov_len = strlen(v[0].iov_base);
+    for (i = 0; i < n; i++) {
+        const char *q = cs_sql_str(p, dbd, keys[i].key);
+        v[2 * i + 1].iov_base = (void *)(i ? "," : "");
+        v[2 * i + 1].iov_len = i ? 1 : 0;
+        v[2 * i + 2].iov_base = (void *)q;
+        v[2 * i + 2].iov_len = strlen(q);
+        keys[i].found = 0;
+        memset(&keys[i].e, 0, sizeof(keys[i].e));
+        apr_hash_set(byname, keys[i].key, APR_HASH_KEY_STRING, &keys[i]);
+    }
+    v[2 * n + 1].iov_base = ") FOR UPDATE";
+    v[2 * n + 1].iov_len = strlen(v[2 * n + 1].iov_base);
+    sql = apr_pstrcatv(p, v, 2 * n + 2, NULL);
+    rc = apr_dbd_select(dbd->driver, p, dbd->handle, &res, sql, 0);
+    if (rc != 0) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(151)
+                     "registry lookup of an adopted batch failed: %s",
+                     cs_db_error(dbd, rc));
+        cs_db_failed(s, dbd, rc);
+        return APR_EGENERAL;
+    }
+    while ((rc = apr_dbd_get_row(dbd->driver, p, res, &row, -1)) == 0) {
+        const char *cols[5], *path = apr_dbd_get_entry(dbd->driver, row, 0);
+        cs_batch_key_t *k = path ? apr_hash_get(byname, path,
+                                                APR_HASH_KEY_STRING) : NULL;
+        for (i = 0; i < 5; i++) {
+            const char *c = apr_dbd_get_entry(dbd->driver, row, i + 1);
+            cols[i] = c ? c : "";
+        }
+        if (k && cs_cols_to_entry(cols, &k->e) == 0) {
+            k->found = k->e.version > 0;
+        }
+    }
+    if (rc != -1) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(152)
+                     "reading the rows of an adopted batch failed: %s",
+                     cs_db_error(dbd, rc));
+        cs_db_failed(s, dbd, rc);
+        return APR_EGENERAL;
+    }
+    return APR_SUCCESS;
+}
+
+/* The new keys' rows: their files, this node as holder of each, one
+ * statement each; the collections once per directory. */
+static apr_status_t cs_batch_write(request_rec *r, ap_dbd_t *dbd,
+                                   cs_batch_key_t *keys, int n)
+{
+    cs_server_conf *sc = cs_sconf(r->server);
+    const char *node = cs_sql_str(r->pool, dbd, sc->node_name);
+    struct iovec *f = apr_palloc(r->pool, sizeof(*f) * (n + 2));
+    struct iovec *h = apr_palloc(r->pool, sizeof(*h) * (n + 2));
+    const char *parent, *last_parent = NULL;
+    apr_status_t rv = APR_SUCCESS;
+    int i, m = 0;
+
+    f[0].iov_base = "INSERT INTO cs_files (path, version, size, sha256,"
+                    " mtime, deleted, relpath, parent, acked) VALUES ";
+    h[0].iov_base = "INSERT INTO cs_replicas (path, node, version,"
+                    " stored_at) VALUES ";
+    for (i = 0; i < n; i++) {
+        cs_batch_key_t *k = &keys[i];
+        const char *q;
+        if (k->found) {
+            continue;
+        }
+        parent = cs_key_parent(r->pool, k->key);
+        q = cs_sql_str(r->pool, dbd, k->key);
+        k->e.version = 1;
+        k->e.size = k->size;
+        apr_cpystrn(k->e.sha256, k->sha256, sizeof(k->e.sha256));
+        k->e.mtime = k->mtime;
+        k->e.deleted = 0;
+        f[m + 1].iov_base = apr_psprintf(
+            r->pool, "%s(%s, 1, %" APR_UINT64_T_FMT ", %s, %" APR_INT64_T_FMT
+            ", 0, %s, %s, 1)", m ? "," : "", q, k->size,
+            cs_sql_str(r->pool, dbd, k->sha256), k->mtime,
+            cs_sql_str(r->pool, dbd, k->relpath),
+            cs_sql_str(r->pool, dbd, parent));
+        h[m + 1].iov_base = apr_psprintf(r->pool,
+                                         "%s(%s, %s, 1, UNIX_TIMESTAMP())",
+                                         m ? "," : "", q, node);
+        m++;
+        /* The keys of a directory share their collections. */
+        if (!last_parent || strcmp(parent, last_parent) != 0) {
+            rv = cs_db_exec(r->server, r->pool, dbd, CS_ST_ANCESTORS, NULL,
+                            k->key, k->key, k->key,
+                            apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
+                                         k->mtime), NULL);
+            last_parent = parent;
+            if (rv != APR_SUCCESS) {
+                return rv;
+            }
+        }
+    }
+    if (m == 0) {
+        return APR_SUCCESS;
+    }
+    h[m + 1].iov_base = " ON DUPLICATE KEY UPDATE stored_at ="
+                        " IF(VALUES(version) >= cs_replicas.version,"
+                        " VALUES(stored_at), cs_replicas.stored_at),"
+                        " version = GREATEST(cs_replicas.version,"
+                        " VALUES(version))";
+    for (i = 0; i <= m + 1; i++) {
+        if (i <= m) {
+            f[i].iov_len = strlen(f[i].iov_base);
+        }
+        h[i].iov_len = strlen(h[i].iov_base);
+    }
+    /* A key with a row but no version (a writer's placeholder) makes the
+     * insert fail as a duplicate: the batch is then done key by key. */
+    rv = cs_db_text(r->server, dbd, "cs_batch_files",
+                    apr_pstrcatv(r->pool, f, m + 1, NULL));
+    if (rv == APR_SUCCESS) {
+        rv = cs_db_text(r->server, dbd, "cs_batch_holders",
+                        apr_pstrcatv(r->pool, h, m + 2, NULL));
+    }
+    return rv;
+}
+
+/* One round of cs_registry_create_batch(): *retry set when nothing was
+ * written and another round may succeed. */
+static int cs_create_batch_once(request_rec *r, cs_batch_key_t *keys, int n,
+                                const cs_batch_ops_t *ops, int *retry)
+{
+    ap_dbd_t *dbd = cs_registry_acquire(r);
+    apr_dbd_transaction_t *txn = NULL;
+    apr_status_t rv;
+    int i, status = OK, prepared = 0, written = 0;
+
+    *retry = 0;
+    if (!dbd || !cs_stmt(r->server, dbd, CS_ST_ANCESTORS)) {
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    if (cs_db_begin(r->server, r->pool, dbd, &txn) != APR_SUCCESS) {
+        *retry = 1;
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    rv = cs_batch_lock(r->server, r->pool, dbd, keys, n);
+    if (rv == APR_SUCCESS) {
+        rv = cs_batch_write(r, dbd, keys, n);
+    }
+    for (i = 0; i < n; i++) {
+        written += !keys[i].found;
+    }
+    if (rv != APR_SUCCESS) {
+        status = cs_db_errno == CS_ER_DUP_ENTRY ? HTTP_CONFLICT
+                                                : HTTP_SERVICE_UNAVAILABLE;
+        *retry = status == HTTP_SERVICE_UNAVAILABLE
+                 && cs_db_retryable(cs_db_errno);
+    }
+    else if (written > 0 && ops->prepare) {
+        if ((rv = ops->prepare(r, keys, n, ops->baton)) != APR_SUCCESS) {
+            status = HTTP_INTERNAL_SERVER_ERROR;
+        }
+        prepared = 1;
+    }
+    cs_in_txn = 0;
+    status = cs_write_commit(r, dbd, txn, status,
+                             apr_psprintf(r->pool, "%s and %d other key(s)",
+                                          keys[0].key, n - 1), retry);
+    if (status != OK && prepared && ops->abort) {
+        ops->abort(r, keys, n, ops->baton);
+    }
+    return status;
+}
+
+int cs_registry_create_batch(request_rec *r, cs_batch_key_t *keys, int n,
+                             const cs_batch_ops_t *ops)
+{
+    cs_server_conf *sc = cs_sconf(r->server);
+    const char **mkeys;
+    cs_entry_t *ents;
+    int retry = 0, attempt, status, i, m = 0;
+
+    status = cs_create_batch_once(r, keys, n, ops, &retry);
+    for (attempt = 1; status != OK && retry && attempt < CS_WRITE_ROUNDS
+                      && !cs_dbconn_down(r->server); attempt++) {
+        apr_sleep(cs_jitter(r, attempt));
+        status = cs_create_batch_once(r, keys, n, ops, &retry);
+    }
+    if (status != OK) {
+        return status;
+    }
+    /* memcached may hold "never stored" for them (a reader's). */
+    mkeys = apr_palloc(r->pool, sizeof(*mkeys) * n);
+    ents = apr_palloc(r->pool, sizeof(*ents) * n);
+    for (i = 0; i < n; i++) {
+        if (!keys[i].found) {
+            mkeys[m] = keys[i].key;
+            ents[m++] = keys[i].e;
+        }
+    }
+    if (m > 0) {
+        cs_mc_set_many(r, sc, m, mkeys, ents);
+    }
+    return OK;
 }
 
 apr_status_t cs_registry_ack(request_rec *r, const char *key,

@@ -79,6 +79,38 @@ int cs_registry_put(request_rec *r, const char *key, const char *relpath,
                     const char *sha256, const cs_write_ops_t *ops,
                     cs_entry_t *out, int *created);
 
+/* One key of a batch of first versions (cs_registry_create_batch()). */
+typedef struct {
+    const char *key;
+    const char *relpath;        /* below ClusterStorageRoot */
+    apr_uint64_t size;
+    char sha256[CS_SHA256_HEX_LEN + 1];
+    apr_time_t mtime;           /* its Last-Modified */
+    void *baton;                /* the caller's */
+    int found;                  /* out: the registry has a version of it */
+    cs_entry_t e;               /* out: the entry written, or found */
+} cs_batch_key_t;
+
+/* Run in the batch's transaction once its rows are written (prepare:
+ * make every written key durable locally, non-APR_SUCCESS aborts), and
+ * after a commit that failed (abort: undo prepare). */
+typedef struct {
+    apr_status_t (*prepare)(request_rec *r, cs_batch_key_t *keys, int n,
+                            void *baton);
+    void (*abort)(request_rec *r, cs_batch_key_t *keys, int n, void *baton);
+    void *baton;
+} cs_batch_ops_t;
+
+/* In one transaction: version 1 of every key of keys[0..n) that the
+ * registry has never stored, acknowledged, with this node as its holder
+ * and its parents as collections (sorted keys share them: their
+ * statement runs once per directory); a key it has (a version, or a
+ * tombstone) is only marked found.  memcached learns the written ones.
+ * OK, 409 (a writer holds a row of one of them: nothing written, do
+ * them one by one), 500 (prepare failed) or 503. */
+int cs_registry_create_batch(request_rec *r, cs_batch_key_t *keys, int n,
+                             const cs_batch_ops_t *ops);
+
 /* A version that cs_registry_put() committed is not yet acknowledged:
  * until its writer calls this, just before it answers, a node that
  * cannot reach any holder of it may serve the version before it (SPEC

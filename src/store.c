@@ -695,7 +695,7 @@ int cs_store_walk(apr_pool_t *pool, const char *dir, const char *rel,
     return more;
 }
 
-apr_status_t cs_store_label_in_place(apr_pool_t *p, apr_file_t *f,
+apr_status_t cs_store_label_unsynced(apr_pool_t *p, apr_file_t *f,
                                      const char *key, const cs_entry_t *e)
 {
     apr_os_file_t fd;
@@ -704,11 +704,26 @@ apr_status_t cs_store_label_in_place(apr_pool_t *p, apr_file_t *f,
     apr_os_file_get(&fd, f);
     ts[0].tv_sec = ts[1].tv_sec = (time_t)(e->mtime / APR_USEC_PER_SEC);
     ts[0].tv_nsec = ts[1].tv_nsec = (long)(e->mtime % APR_USEC_PER_SEC) * 1000;
-    if (cs_set_meta(p, fd, key, e) != 0 || futimens(fd, ts) != 0
-        || fsync(fd) != 0) {
+    if (cs_set_meta(p, fd, key, e) != 0 || futimens(fd, ts) != 0) {
         return APR_FROM_OS_ERROR(errno);
     }
     return APR_SUCCESS;
+}
+
+apr_status_t cs_store_sync_file(apr_file_t *f)
+{
+    apr_os_file_t fd;
+
+    apr_os_file_get(&fd, f);
+    return fsync(fd) == 0 ? APR_SUCCESS : APR_FROM_OS_ERROR(errno);
+}
+
+apr_status_t cs_store_label_in_place(apr_pool_t *p, apr_file_t *f,
+                                     const char *key, const cs_entry_t *e)
+{
+    apr_status_t rv = cs_store_label_unsynced(p, f, key, e);
+
+    return rv == APR_SUCCESS ? cs_store_sync_file(f) : rv;
 }
 
 apr_status_t cs_store_unlabel(apr_file_t *f)
@@ -750,9 +765,11 @@ void cs_store_prune(const cs_store_t *st, const char *dir)
     }
 }
 
-apr_status_t cs_store_put_small(apr_pool_t *p, const cs_store_t *st,
-                                const char *prefix, const char *dst,
-                                const char *data, apr_size_t len)
+/* Write data to a temp file and rename it to dst; fsynced (file, then
+ * dst's directory) when sync is set. */
+static apr_status_t cs_put_small(apr_pool_t *p, const cs_store_t *st,
+                                 const char *prefix, const char *dst,
+                                 const char *data, apr_size_t len, int sync)
 {
     const char *slash = strrchr(dst, '/');
     const char *tmp = apr_psprintf(p, "%s/tmp/%s-%ld-%s", st->state_dir,
@@ -775,7 +792,7 @@ apr_status_t cs_store_put_small(apr_pool_t *p, const cs_store_t *st,
         data += n;
         len -= (apr_size_t)n;
     }
-    if (rv == APR_SUCCESS && fsync(fd) != 0) {
+    if (rv == APR_SUCCESS && sync && fsync(fd) != 0) {
         rv = APR_FROM_OS_ERROR(errno);
     }
     close(fd);
@@ -786,11 +803,51 @@ apr_status_t cs_store_put_small(apr_pool_t *p, const cs_store_t *st,
         unlink(tmp);
         return rv;
     }
-    rv = cs_fsync_parent(p, dst);
-    if (rv != APR_SUCCESS) {
+    if (sync && (rv = cs_fsync_parent(p, dst)) != APR_SUCCESS) {
         unlink(dst);
     }
     return rv;
+}
+
+apr_status_t cs_store_put_small(apr_pool_t *p, const cs_store_t *st,
+                                const char *prefix, const char *dst,
+                                const char *data, apr_size_t len)
+{
+    return cs_put_small(p, st, prefix, dst, data, len, 1);
+}
+
+apr_status_t cs_store_put_small_unsynced(apr_pool_t *p, const cs_store_t *st,
+                                         const char *prefix, const char *dst,
+                                         const char *data, apr_size_t len)
+{
+    return cs_put_small(p, st, prefix, dst, data, len, 0);
+}
+
+apr_status_t cs_store_sync_fs(const char *path, apr_uint64_t *dev)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    apr_status_t rv = APR_SUCCESS;
+    struct stat sb;
+
+    if (fd < 0) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    if (fstat(fd, &sb) != 0 || syncfs(fd) != 0) {
+        rv = APR_FROM_OS_ERROR(errno);
+    }
+    else if (dev) {
+        *dev = (apr_uint64_t)sb.st_dev;
+    }
+    close(fd);
+    return rv;
+}
+
+apr_status_t cs_store_sync_fs_of(apr_file_t *f)
+{
+    apr_os_file_t fd;
+
+    apr_os_file_get(&fd, f);
+    return syncfs(fd) == 0 ? APR_SUCCESS : APR_FROM_OS_ERROR(errno);
 }
 
 /* The lock stripe of key. */
@@ -856,6 +913,65 @@ apr_status_t cs_store_lock_keys(apr_pool_t *p, const cs_store_t *st,
         *l1 = NULL;
     }
     return rv;
+}
+
+struct cs_lockset_t {
+    int n;
+    apr_file_t **locks;
+};
+
+static int cs_u32_cmp(const void *a, const void *b)
+{
+    apr_uint32_t x = *(const apr_uint32_t *)a, y = *(const apr_uint32_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+apr_status_t cs_store_lock_many(apr_pool_t *p, const cs_store_t *st,
+                                const char *const *keys, int n,
+                                cs_lockset_t **out)
+{
+    cs_lockset_t *ls = apr_pcalloc(p, sizeof(*ls));
+    apr_uint32_t *stripes = apr_palloc(p, sizeof(*stripes) * (n + 1));
+    apr_status_t rv = APR_SUCCESS;
+    int i, m = 0;
+
+    for (i = 0; i < n; i++) {
+        stripes[i] = cs_stripe(keys[i]);
+    }
+    qsort(stripes, n, sizeof(*stripes), cs_u32_cmp);
+    ls->locks = apr_pcalloc(p, sizeof(*ls->locks) * (n + 1));
+    /* Each stripe once (a second flock of it would wait for the first),
+     * lowest first, as cs_store_lock_keys() takes them. */
+    for (i = 0; i < n && rv == APR_SUCCESS; i++) {
+        if (i > 0 && stripes[i] == stripes[i - 1]) {
+            continue;
+        }
+        rv = cs_lock_file(p, st, apr_psprintf(p, "%04x", stripes[i]),
+                          &ls->locks[m]);
+        if (rv == APR_SUCCESS) {
+            m++;
+        }
+    }
+    ls->n = m;
+    if (rv != APR_SUCCESS) {
+        cs_store_unlock_many(ls);
+        ls = NULL;
+    }
+    *out = ls;
+    return rv;
+}
+
+void cs_store_unlock_many(cs_lockset_t *ls)
+{
+    int i;
+
+    for (i = 0; ls && i < ls->n; i++) {
+        cs_store_unlock_key(ls->locks[i]);
+    }
+    if (ls) {
+        ls->n = 0;
+    }
 }
 
 apr_status_t cs_store_lock_named(apr_pool_t *p, const cs_store_t *st,

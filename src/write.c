@@ -26,6 +26,8 @@
 #include "http_request.h"
 #include "apr_strings.h"
 
+#include <sys/uio.h>
+
 /* One write of a key, handed to the registry's transaction callbacks. */
 typedef struct {
     const char *key;
@@ -133,48 +135,82 @@ static void cs_write_abort(request_rec *r, const cs_entry_t *next, void *b)
     }
 }
 
-/* Has node applied the invalidation of key queued for it? */
-static int cs_inv_done(request_rec *r, ap_dbd_t *dbd, const char *node,
-                       void *key)
-{
-    int queued = 1;
+/* Keys whose invalidation is queued for nodes that could not be told. */
+typedef struct {
+    const char *const *keys;
+    int n;
+} cs_inv_keys_t;
 
-    return cs_registry_inv_pending(r->server, r->pool, dbd, node, key,
-                                   &queued) == APR_SUCCESS && !queued;
+/* Has node applied the invalidations of the keys queued for it? */
+static int cs_inv_done(request_rec *r, ap_dbd_t *dbd, const char *node,
+                       void *baton)
+{
+    cs_inv_keys_t *k = baton;
+    int i, queued = 0;
+
+    for (i = 0; i < k->n && !queued; i++) {
+        queued = 1;
+        if (cs_registry_inv_pending(r->server, r->pool, dbd, node,
+                                    k->keys[i], &queued) != APR_SUCCESS) {
+            return 0;
+        }
+    }
+    return !queued;
 }
 
 /* cache.h point 2: before a write is answered, every node whose cache
- * lease may still run forgets the key, or its lease runs out. */
-static void cs_invalidate_cluster(request_rec *r, const cs_server_conf *sc,
-                                  const char *key, apr_uint64_t version)
+ * lease may still run forgets the keys (one PURGE each node, listing
+ * them all when there are several), or its lease runs out. */
+static void cs_invalidate_keys(request_rec *r, const cs_server_conf *sc,
+                               const char *const *keys,
+                               const apr_uint64_t *versions, int n)
 {
     apr_array_header_t *nodes, *pending;
     ap_dbd_t *dbd;
-    int i, left;
+    cs_inv_keys_t k;
+    const char *list = NULL;
+    apr_size_t len = 0;
+    int i, j, left;
 
-    cs_cache_invalidate(sc->cache, key);
+    for (i = 0; i < n; i++) {
+        cs_cache_invalidate(sc->cache, keys[i]);
+    }
     if (!(dbd = cs_registry_acquire(r))
         || cs_registry_nodes(r->server, r->pool, dbd, &nodes)
            != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(070)
                       "%s: cannot list the nodes to invalidate their "
-                      "caches", key);
+                      "caches", keys[0]);
         return;
+    }
+    if (n > 1) {
+        struct iovec *v = apr_palloc(r->pool, sizeof(*v) * 2 * n);
+        for (i = 0; i < n; i++) {
+            v[2 * i].iov_base = (void *)keys[i];
+            v[2 * i].iov_len = strlen(keys[i]);
+            v[2 * i + 1].iov_base = "\n";
+            v[2 * i + 1].iov_len = 1;
+        }
+        list = apr_pstrcatv(r->pool, v, 2 * n, &len);
     }
     pending = apr_array_make(r->pool, 2, sizeof(cs_node_t *));
     for (i = 0; i < nodes->nelts; i++) {
-        cs_node_t *n = &APR_ARRAY_IDX(nodes, i, cs_node_t);
+        cs_node_t *nd = &APR_ARRAY_IDX(nodes, i, cs_node_t);
         apr_pool_t *sub;
+        apr_status_t rv;
         int status = 0;
 
-        if (strcmp(n->name, sc->node_name) == 0 || n->lease <= 0
-            || n->age > n->lease + CS_LEASE_MARGIN) {
+        if (strcmp(nd->name, sc->node_name) == 0 || nd->lease <= 0
+            || nd->age > nd->lease + CS_LEASE_MARGIN) {
             continue;           /* itself, no cache, or its lease lapsed */
         }
         apr_pool_create(&sub, r->pool);
-        if (cs_peer_purge(sub, &sc->peer, n->url, key, version, &status)
-            != APR_SUCCESS || status < 200 || status >= 300) {
-            APR_ARRAY_PUSH(pending, cs_node_t *) = n;
+        rv = list ? cs_peer_purge_many(sub, &sc->peer, nd->url, keys[0],
+                                       list, len, &status)
+                  : cs_peer_purge(sub, &sc->peer, nd->url, keys[0],
+                                  versions[0], &status);
+        if (rv != APR_SUCCESS || status < 200 || status >= 300) {
+            APR_ARRAY_PUSH(pending, cs_node_t *) = nd;
         }
         apr_pool_destroy(sub);
     }
@@ -182,19 +218,31 @@ static void cs_invalidate_cluster(request_rec *r, const cs_server_conf *sc,
         return;
     }
     for (i = 0; i < pending->nelts; i++) {
-        cs_node_t *n = APR_ARRAY_IDX(pending, i, cs_node_t *);
+        cs_node_t *nd = APR_ARRAY_IDX(pending, i, cs_node_t *);
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(071)
-                      "%s: node %s could not be told to drop it from its "
-                      "cache; waiting until it has or its lease ends", key,
-                      n->name);
-        cs_registry_inv_add(r->server, r->pool, dbd, n->name, key, version);
+                      "%s%s: node %s could not be told to drop %s from its "
+                      "cache; waiting until it has or its lease ends",
+                      keys[0], n > 1 ? " and others" : "", nd->name,
+                      n > 1 ? "them" : "it");
+        for (j = 0; j < n; j++) {
+            cs_registry_inv_add(r->server, r->pool, dbd, nd->name, keys[j],
+                                versions[j]);
+        }
     }
-    if ((left = cs_wait_nodes(r, dbd, pending, cs_inv_done, (void *)key))
-        > 0) {
+    k.keys = keys;
+    k.n = n;
+    if ((left = cs_wait_nodes(r, dbd, pending, cs_inv_done, &k)) > 0) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, CSLOG(072)
-                      "%s: gave up waiting for %d node(s) to drop it from "
-                      "their caches", key, left);
+                      "%s%s: gave up waiting for %d node(s) to drop it from "
+                      "their caches", keys[0], n > 1 ? " and others" : "",
+                      left);
     }
+}
+
+static void cs_invalidate_cluster(request_rec *r, const cs_server_conf *sc,
+                                  const char *key, apr_uint64_t version)
+{
+    cs_invalidate_keys(r, sc, &key, &version, 1);
 }
 
 /* The context and transaction callbacks of one write of key. */
@@ -734,4 +782,216 @@ int cs_adopt_file(request_rec *r, const cs_server_conf *sc, const char *key,
     }
     *what = CS_ADOPT_NEW;
     return OK;
+}
+
+/* One file of an adopted batch, while the batch is decided. */
+typedef struct {
+    cs_adopt_item_t *item;
+    apr_file_t *f;
+    apr_uint64_t dev;           /* the file system it is on */
+} cs_adopt_one;
+
+typedef struct {
+    const cs_server_conf *sc;
+    const char **jobs;          /* the queued jobs' files, or NULL */
+    int njobs;
+} cs_adopt_batch_ctx;
+
+/* In the batch's transaction: every new key's file labelled, its job
+ * queued, all of it durable before the commit. */
+static apr_status_t cs_adopt_batch_prepare(request_rec *r,
+                                           cs_batch_key_t *keys, int n,
+                                           void *baton)
+{
+    cs_adopt_batch_ctx *b = baton;
+    cs_job_t *jobs = apr_palloc(r->pool, sizeof(*jobs) * n);
+    apr_status_t rv = APR_SUCCESS;
+    apr_uint64_t synced = 0;
+    int i, m = 0, have = 0;
+
+    for (i = 0; i < n && rv == APR_SUCCESS; i++) {
+        cs_adopt_one *o = keys[i].baton;
+        if (keys[i].found) {
+            continue;
+        }
+        rv = cs_store_label_unsynced(r->pool, o->f, keys[i].key, &keys[i].e);
+        if (rv != APR_SUCCESS) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(146)
+                          "adopt: cannot set the attributes of %s",
+                          o->item->path);
+            break;
+        }
+        jobs[m].op = 'P';
+        jobs[m].version = keys[i].e.version;
+        jobs[m].key = keys[i].key;
+        jobs[m].relpath = keys[i].relpath;
+        m++;
+    }
+    /* The labels and the jobs durable at once: one syncfs() of the
+     * queue's file system (the state directory is below the root, like
+     * the files, as a rule), one more for each other file system a file
+     * is on. */
+    if (rv == APR_SUCCESS && b->sc->replicas > 1 && m > 0) {
+        b->jobs = apr_palloc(r->pool, sizeof(*b->jobs) * m);
+        rv = cs_queue_add_many(r->pool, &b->sc->store, jobs, m, b->jobs,
+                               &synced);
+        if (rv != APR_SUCCESS) {
+            b->jobs = NULL;
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(147)
+                          "cannot queue the replication of %s and %d other "
+                          "key(s)", jobs[0].key, m - 1);
+            return rv;
+        }
+        b->njobs = m;
+        have = 1;
+    }
+    for (i = 0; i < n && rv == APR_SUCCESS; i++) {
+        cs_adopt_one *o = keys[i].baton;
+        if (!keys[i].found && (!have || o->dev != synced)) {
+            rv = cs_store_sync_fs_of(o->f);
+            synced = o->dev;
+            have = 1;
+        }
+    }
+    return rv;
+}
+
+static void cs_adopt_batch_abort(request_rec *r, cs_batch_key_t *keys, int n,
+                                 void *baton)
+{
+    cs_adopt_batch_ctx *b = baton;
+    int i;
+
+    for (i = 0; b->jobs && i < b->njobs; i++) {
+        cs_queue_remove(r->pool, b->jobs[i]);
+    }
+    b->jobs = NULL;
+    b->njobs = 0;
+    for (i = 0; i < n; i++) {
+        if (!keys[i].found) {   /* they stay the operator's files */
+            cs_store_unlabel(((cs_adopt_one *)keys[i].baton)->f);
+        }
+    }
+}
+
+/* Of a batch, the files the registry had (all of them: all set): one by
+ * one, as cs_adopt_file() does them; the others were adopted. */
+static int cs_adopt_one_by_one(request_rec *r, const cs_server_conf *sc,
+                               cs_batch_key_t *keys, int n, int all)
+{
+    apr_pool_t *fp;
+    int i, status = OK;
+
+    apr_pool_create(&fp, r->pool);
+    for (i = 0; i < n && status == OK; i++) {
+        cs_adopt_item_t *it = ((cs_adopt_one *)keys[i].baton)->item;
+        if (all || keys[i].found) {
+            status = cs_adopt_file(r, sc, it->key, it->path, fp, &it->what,
+                                   &it->bytes);
+            if (status != OK) {
+                it->what = CS_ADOPT_PENDING;
+            }
+            apr_pool_clear(fp);
+        }
+        else {
+            it->what = CS_ADOPT_NEW;
+        }
+    }
+    apr_pool_destroy(fp);
+    return status;
+}
+
+int cs_adopt_batch(request_rec *r, const cs_server_conf *sc,
+                   cs_adopt_item_t *items, int n)
+{
+    const char **names = apr_palloc(r->pool, sizeof(*names) * (n + 1));
+    cs_batch_key_t *keys = apr_pcalloc(r->pool, sizeof(*keys) * (n + 1));
+    apr_uint64_t *versions = apr_palloc(r->pool, sizeof(*versions) * (n + 1));
+    cs_adopt_batch_ctx b;
+    cs_batch_ops_t ops;
+    cs_lockset_t *locks;
+    apr_status_t rv;
+    int i, m = 0, nnew = 0, status, committed;
+
+    for (i = 0; i < n; i++) {
+        if (items[i].what == CS_ADOPT_PENDING) {
+            names[m++] = items[i].key;
+        }
+    }
+    if (m == 0) {
+        return OK;
+    }
+    if ((rv = cs_store_lock_many(r->pool, &sc->store, names, m, &locks))
+        != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(148)
+                      "%s %s: cannot take the key lock", r->method, names[0]);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    m = 0;
+    for (i = 0; i < n; i++) {
+        cs_adopt_item_t *it = &items[i];
+        cs_adopt_one *o;
+        apr_finfo_t fi;
+        apr_uint64_t v;
+        char sha[CS_SHA256_HEX_LEN + 1];
+
+        if (it->what != CS_ADOPT_PENDING) {
+            continue;
+        }
+        o = apr_pcalloc(r->pool, sizeof(*o));
+        o->item = it;
+        rv = cs_store_open(r->pool, it->path, it->key, 0, &o->f, &fi, &v,
+                           sha);
+        if (rv != APR_SUCCESS || v > 0) {
+            /* As in cs_adopt_file(): gone, not a regular file, another
+             * key's copy, or adopted before. */
+            it->what = rv == APR_SUCCESS ? CS_ADOPT_KNOWN : CS_ADOPT_REFUSED;
+            if (rv == APR_SUCCESS) {
+                apr_file_close(o->f);
+            }
+            continue;
+        }
+        if ((rv = cs_store_hash(r->pool, o->f, NULL, NULL, keys[m].sha256,
+                                &it->bytes)) != APR_SUCCESS) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(149)
+                          "adopt: cannot read %s", it->path);
+            it->what = CS_ADOPT_REFUSED;
+            apr_file_close(o->f);
+            continue;
+        }
+        keys[m].key = it->key;
+        keys[m].relpath = it->path + sc->store.root_len;
+        keys[m].size = it->bytes;
+        keys[m].mtime = fi.mtime;   /* its time stays its Last-Modified */
+        keys[m].baton = o;
+        o->dev = (apr_uint64_t)fi.device;
+        m++;
+    }
+    memset(&b, 0, sizeof(b));
+    b.sc = sc;
+    ops.prepare = cs_adopt_batch_prepare;
+    ops.abort = cs_adopt_batch_abort;
+    ops.baton = &b;
+    status = m > 0 ? cs_registry_create_batch(r, keys, m, &ops) : OK;
+    cs_store_unlock_many(locks);
+    for (i = 0; i < m; i++) {
+        apr_file_close(((cs_adopt_one *)keys[i].baton)->f);
+    }
+    if (status != OK && status != HTTP_CONFLICT) {
+        return status == HTTP_SERVICE_UNAVAILABLE ? cs_unavailable(r)
+                                                  : status;
+    }
+    committed = status == OK;
+    /* The other nodes may hold "never stored" for the new keys. */
+    for (i = 0; committed && i < m; i++) {
+        if (!keys[i].found) {
+            names[nnew] = keys[i].key;
+            versions[nnew++] = keys[i].e.version;
+        }
+    }
+    if (nnew > 0) {
+        cs_invalidate_keys(r, sc, names, versions, nnew);
+    }
+    /* 409: a writer's row among them, nothing was written: each alone. */
+    return cs_adopt_one_by_one(r, sc, keys, m, !committed);
 }

@@ -74,10 +74,26 @@ typedef enum {
     CS_ADOPT_KNOWN,
     CS_ADOPT_MATCHED,
     CS_ADOPT_CONFLICT,
-    CS_ADOPT_REFUSED
+    CS_ADOPT_REFUSED,
+    CS_ADOPT_PENDING            /* not done (yet) */
 } cs_adopted_t;
 int cs_adopt_file(request_rec *r, const cs_server_conf *sc, const char *key,
                   const char *path, apr_pool_t *fp, cs_adopted_t *what,
                   apr_uint64_t *bytes);
+
+/* The same for a batch of files (in walk order, so that the files of a
+ * directory come together): those the registry has never stored in one
+ * transaction, their labels and jobs made durable together, one PURGE
+ * per node for all of them; the others one by one as above.  Items
+ * whose what is not CS_ADOPT_PENDING on entry are skipped.  OK, or the
+ * status to answer: then the items still PENDING were not done. */
+typedef struct {
+    const char *key;
+    const char *path;
+    cs_adopted_t what;          /* out */
+    apr_uint64_t bytes;         /* out */
+} cs_adopt_item_t;
+int cs_adopt_batch(request_rec *r, const cs_server_conf *sc,
+                   cs_adopt_item_t *items, int n);
 
 #endif /* CS_WRITE_H */

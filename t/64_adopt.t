@@ -11,12 +11,13 @@ use strict;
 use warnings;
 use Apache::Test qw(-withtestmore);
 use lib 't/lib';
-use CSTest qw(req sql sql_str unique_key wait_for);
+use CSTest qw(req sql sql_str unique_key wait_for peer_auth);
 use CSNode;
 use Digest::SHA qw(sha256_hex);
 use File::Path qw(make_path);
 use HTTP::Date qw(time2str);
 use Time::HiRes qw(time);
+use Math::BigInt;
 
 my $A = CSNode->new('o64a', replicas => 2, admin => 1)->start;
 my $B = CSNode->new('o64b', replicas => 2)->start;
@@ -58,6 +59,13 @@ for (['d02/conflict.txt', 'other bytes on a'], ['d03/same.txt', 'same bytes']) {
 my $mtime = (stat "$dir/d05/f00005.txt")[9];
 ok $mtime, 'the tree is on a\'s disk: 10,000 files, a symbolic link out of '
     . 'the root, a .htaccess, a conflicting and a matching file';
+
+# Read before they are adopted: b and c remember "never stored" in their
+# caches, which the adoption must make them forget (one PURGE per batch).
+my @early = qw(d00/f00000.txt d07/f05007.txt d99/f09999.txt);
+is join(' ', map { req(GET => $_->[0]->url . "$key/$_->[1]")->code }
+                 map { my $n = $_; map { [$n, $_] } @early } $B, $C),
+    '404 404 404 404 404 404', 'before the adoption b and c answer 404';
 
 # ---- without credentials nothing happens -----------------------------------
 is $A->admin("adopt=$key", 'X-No' => 1)->code, 401, 'adopt without credentials: 401';
@@ -109,12 +117,33 @@ for my $rel (sort keys %body) {
 }
 is scalar(@bad), 0, 'all 10,000 files read back through b with their bytes'
     or diag join "\n", @bad;
+is join(' ', map { req(GET => $C->url . "$key/$_")->code } @early),
+    '200 200 200', 'c, which had answered 404 for some, serves them too';
 is req(GET => $B->url . "$key/d05/f00005.txt")->header('Last-Modified'),
     time2str($mtime), 'Last-Modified is the file\'s own mtime';
 ok wait_for(120, sub {
     sql('SELECT COUNT(*) FROM cs_files f WHERE f.path LIKE ' . sql_str("$key/d%/f%")
         . ' AND (SELECT COUNT(*) FROM cs_replicas r WHERE r.path = f.path) < 2') == 0 }),
     'every adopted file has 2 copies (replicated)';
+
+# ---- a PURGE listing keys is believed only with the MAC over its list --------
+{
+    my $list = "$key/d00/f00000.txt\n$key/d01/f00001.txt\n";
+    my $v = Math::BigInt->from_hex(substr(sha256_hex($list), 0, 16))->bstr;
+    my $target = "$key/d00/f00000.txt";
+    my $purge = sub {
+        my ($body) = @_;
+        req(PURGE => $C->url . $target, $body,
+            'X-ClusterStorage-Version' => $v,
+            'X-ClusterStorage-Auth' => peer_auth('PURGE', $target, $v,
+                                                 node => 'o64a'))->code;
+    };
+    is $purge->("$key/d02/f00002.txt\n"), 400,
+        'a PURGE whose list is not the one its MAC covers: 400';
+    like do { local (@ARGV, $/) = $C->error_log; <> }, qr/CS307/,
+        '... and c says so (CS307)';
+    is $purge->($list), 204, 'the list its MAC covers: 204';
+}
 
 # ---- again: nothing to do -----------------------------------------------------
 @out = qx{$tool -u $cred @{[ $A->url ]} $key 2>&1};

@@ -121,9 +121,12 @@ static const char *const cs_a_names[CS_A_N] = {
     "files", "bytes", "adopted", "known", "matched", "conflicts", "refused",
     "total" };
 
-/* Files decided together: one registry transaction, one journal commit,
- * one PURGE per node (cs_adopt_batch()). */
+/* Files decided together: one registry transaction, one syncfs(), one
+ * PURGEKEYS per node (cs_adopt_batch()); fewer when they hold more than
+ * CS_ADOPT_GROUP_BYTES, since a group's key locks are held while its
+ * files are hashed. */
 #define CS_ADOPT_GROUP 250
+#define CS_ADOPT_GROUP_BYTES (APR_INT64_C(64) * 1024 * 1024)
 
 typedef struct {
     request_rec *r;
@@ -140,6 +143,7 @@ typedef struct {
     cs_adopt_item_t group[CS_ADOPT_GROUP];
     const char *rels[CS_ADOPT_GROUP];
     int ngroup;
+    apr_int64_t gbytes;         /* the group's bytes to hash */
 } cs_adopt_ctx;
 
 /* The state of the adoption of prefix: "CURSOR\nN0 N1 ...\n". */
@@ -240,6 +244,7 @@ static void cs_adopt_flush(cs_adopt_ctx *c)
         c->status = status != OK ? status : HTTP_SERVICE_UNAVAILABLE;
     }
     c->ngroup = 0;
+    c->gbytes = 0;
     apr_pool_clear(c->gp);
 }
 
@@ -286,7 +291,10 @@ static cs_walk_t cs_adopt_visit(void *baton, apr_pool_t *p, const char *path,
                       "name httpd reads as configuration)", path, key);
         it->what = CS_ADOPT_REFUSED;
     }
-    if (c->ngroup == CS_ADOPT_GROUP) {
+    if (it->what == CS_ADOPT_PENDING) {
+        c->gbytes += (apr_int64_t)sb->st_size;
+    }
+    if (c->ngroup == CS_ADOPT_GROUP || c->gbytes >= CS_ADOPT_GROUP_BYTES) {
         cs_adopt_flush(c);
     }
     return CS_WALK_ON;

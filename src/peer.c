@@ -694,7 +694,7 @@ apr_status_t cs_peer_purge_many(apr_pool_t *p, const cs_peer_conf_t *pc,
 
     memset(&x, 0, sizeof(x));
     x.pc = pc;
-    x.method = "PURGE";
+    x.method = "PURGEKEYS";
     x.key = key;
     x.version = cs_auth_body_digest(keys, len);
     x.body = keys;

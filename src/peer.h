@@ -72,8 +72,10 @@ apr_status_t cs_peer_purge(apr_pool_t *p, const cs_peer_conf_t *pc,
                            apr_uint64_t version, int *status);
 
 /* The same for many keys at once (a batch of adopted files): keys is
- * their list, one per line, sent to key (one of them) as the body of the
- * PURGE, which the MAC covers (cs_auth_body_digest()). */
+ * their list, one per line, sent to key (one of them) as the body of a
+ * PURGEKEYS, which the MAC covers (cs_auth_body_digest()).  A node that
+ * does not know the method answers 405: the caller then queues the
+ * invalidations as for a node it could not reach. */
 apr_status_t cs_peer_purge_many(apr_pool_t *p, const cs_peer_conf_t *pc,
                                 const char *base_url, const char *key,
                                 const char *keys, apr_size_t len,

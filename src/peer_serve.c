@@ -10,7 +10,8 @@
  *   PUT     a replica: verified against the registry, stored atomically,
  *           registered as held by this node;
  *   DELETE  delete propagation: drop copies older than the tombstone;
- *   PURGE   forget the key in this node's registry cache.
+ *   PURGE   forget the key in this node's registry cache;
+ *   PURGEKEYS  the same for every key its body lists.
  */
 #include "peer_serve.h"
 #include "move.h"
@@ -259,8 +260,8 @@ int cs_check_peer(request_rec *r)
 /* The longest list of keys a PURGE may carry (cs_peer_purge_many()). */
 #define CS_PURGE_BODY_MAX (1024 * 1024)
 
-/* A PURGE with a body: every key listed in it, one per line, which the
- * MAC covers through its digest (the version). */
+/* PURGEKEYS: every key listed in its body, one per line, which the MAC
+ * covers through its digest (the version). */
 static int cs_purge_many(request_rec *r, const cs_server_conf *sc,
                          apr_uint64_t v)
 {
@@ -273,11 +274,11 @@ static int cs_purge_many(request_rec *r, const cs_server_conf *sc,
 
     if (len <= 0 || len > CS_PURGE_BODY_MAX) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(306)
-                      "PURGE from %s: a list of keys needs a Content-Length "
-                      "of 1 to %d bytes (413)",
+                      "PURGEKEYS from %s: its list of keys needs a "
+                      "Content-Length of 1 to %d bytes (%d)",
                       apr_table_get(r->notes, CS_NOTE_PEER),
-                      CS_PURGE_BODY_MAX);
-        return HTTP_REQUEST_ENTITY_TOO_LARGE;
+                      CS_PURGE_BODY_MAX, len > 0 ? 413 : 411);
+        return len > 0 ? HTTP_REQUEST_ENTITY_TOO_LARGE : HTTP_LENGTH_REQUIRED;
     }
     if ((status = ap_setup_client_block(r, REQUEST_CHUNKED_ERROR)) != OK) {
         return status;
@@ -292,7 +293,7 @@ static int cs_purge_many(request_rec *r, const cs_server_conf *sc,
     }
     if (got != (apr_size_t)len || cs_auth_body_digest(buf, got) != v) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(307)
-                      "PURGE from %s: its list of keys was cut short or "
+                      "PURGEKEYS from %s: its list of keys was cut short or "
                       "does not match its MAC; nothing purged (400)",
                       apr_table_get(r->notes, CS_NOTE_PEER));
         return HTTP_BAD_REQUEST;
@@ -314,13 +315,11 @@ int cs_handle_peer(request_rec *r, const cs_server_conf *sc,
 
     /* cs_check_peer() accepted the request only with a valid version. */
     cs_parse_u64(vh, strlen(vh), &v);
+    if (strcmp(r->method, "PURGEKEYS") == 0) {
+        return cs_purge_many(r, sc, v);
+    }
     if (strcmp(r->method, "PURGE") == 0) {
         cs_cache_invalidate(sc->cache, key);
-        const char *cl = apr_table_get(r->headers_in, "Content-Length");
-        if ((cl && strcmp(cl, "0") != 0)
-            || apr_table_get(r->headers_in, "Transfer-Encoding")) {
-            return cs_purge_many(r, sc, v);
-        }
         r->status = HTTP_NO_CONTENT;
         return OK;
     }

@@ -159,8 +159,9 @@ static int cs_inv_done(request_rec *r, ap_dbd_t *dbd, const char *node,
 }
 
 /* cache.h point 2: before a write is answered, every node whose cache
- * lease may still run forgets the keys (one PURGE each node, listing
- * them all when there are several), or its lease runs out. */
+ * lease may still run forgets the keys (one PURGE each node, or one
+ * PURGEKEYS listing them all when there are several), or its lease runs
+ * out. */
 static void cs_invalidate_keys(request_rec *r, const cs_server_conf *sc,
                                const char *const *keys,
                                const apr_uint64_t *versions, int n)
@@ -910,6 +911,7 @@ int cs_adopt_batch(request_rec *r, const cs_server_conf *sc,
     cs_adopt_batch_ctx b;
     cs_batch_ops_t ops;
     cs_lockset_t *locks;
+    apr_pool_t *bp;
     apr_status_t rv;
     int i, m = 0, nnew = 0, status, committed;
 
@@ -927,6 +929,9 @@ int cs_adopt_batch(request_rec *r, const cs_server_conf *sc,
                       "%s %s: cannot take the key lock", r->method, names[0]);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    /* The batch's files are open in bp (closed with it: the descriptor's
+     * cleanup is on the pool it was opened in). */
+    apr_pool_create(&bp, r->pool);
     m = 0;
     for (i = 0; i < n; i++) {
         cs_adopt_item_t *it = &items[i];
@@ -940,23 +945,22 @@ int cs_adopt_batch(request_rec *r, const cs_server_conf *sc,
         }
         o = apr_pcalloc(r->pool, sizeof(*o));
         o->item = it;
-        rv = cs_store_open(r->pool, it->path, it->key, 0, &o->f, &fi, &v,
-                           sha);
+        rv = cs_store_open(bp, it->path, it->key, 0, &o->f, &fi, &v, sha);
+        if (APR_STATUS_IS_EMFILE(rv) || APR_STATUS_IS_ENFILE(rv)
+            || APR_STATUS_IS_ENOMEM(rv)) {
+            continue;           /* for later: stays PENDING */
+        }
         if (rv != APR_SUCCESS || v > 0) {
             /* As in cs_adopt_file(): gone, not a regular file, another
              * key's copy, or adopted before. */
             it->what = rv == APR_SUCCESS ? CS_ADOPT_KNOWN : CS_ADOPT_REFUSED;
-            if (rv == APR_SUCCESS) {
-                apr_file_close(o->f);
-            }
             continue;
         }
-        if ((rv = cs_store_hash(r->pool, o->f, NULL, NULL, keys[m].sha256,
+        if ((rv = cs_store_hash(bp, o->f, NULL, NULL, keys[m].sha256,
                                 &it->bytes)) != APR_SUCCESS) {
             ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, CSLOG(149)
                           "adopt: cannot read %s", it->path);
             it->what = CS_ADOPT_REFUSED;
-            apr_file_close(o->f);
             continue;
         }
         keys[m].key = it->key;
@@ -974,9 +978,7 @@ int cs_adopt_batch(request_rec *r, const cs_server_conf *sc,
     ops.baton = &b;
     status = m > 0 ? cs_registry_create_batch(r, keys, m, &ops) : OK;
     cs_store_unlock_many(locks);
-    for (i = 0; i < m; i++) {
-        apr_file_close(((cs_adopt_one *)keys[i].baton)->f);
-    }
+    apr_pool_destroy(bp);
     if (status != OK && status != HTTP_CONFLICT) {
         return status == HTTP_SERVICE_UNAVAILABLE ? cs_unavailable(r)
                                                   : status;

@@ -61,7 +61,7 @@ ok $mtime, 'the tree is on a\'s disk: 10,000 files, a symbolic link out of '
     . 'the root, a .htaccess, a conflicting and a matching file';
 
 # Read before they are adopted: b and c remember "never stored" in their
-# caches, which the adoption must make them forget (one PURGE per batch).
+# caches, which the adoption must make them forget (one PURGEKEYS per batch).
 my @early = qw(d00/f00000.txt d07/f05007.txt d99/f09999.txt);
 is join(' ', map { req(GET => $_->[0]->url . "$key/$_->[1]")->code }
                  map { my $n = $_; map { [$n, $_] } @early } $B, $C),
@@ -126,20 +126,20 @@ ok wait_for(120, sub {
         . ' AND (SELECT COUNT(*) FROM cs_replicas r WHERE r.path = f.path) < 2') == 0 }),
     'every adopted file has 2 copies (replicated)';
 
-# ---- a PURGE listing keys is believed only with the MAC over its list --------
+# ---- a PURGEKEYS is believed only with the MAC over its list --------
 {
     my $list = "$key/d00/f00000.txt\n$key/d01/f00001.txt\n";
     my $v = Math::BigInt->from_hex(substr(sha256_hex($list), 0, 16))->bstr;
     my $target = "$key/d00/f00000.txt";
     my $purge = sub {
         my ($body) = @_;
-        req(PURGE => $C->url . $target, $body,
+        req(PURGEKEYS => $C->url . $target, $body,
             'X-ClusterStorage-Version' => $v,
-            'X-ClusterStorage-Auth' => peer_auth('PURGE', $target, $v,
+            'X-ClusterStorage-Auth' => peer_auth('PURGEKEYS', $target, $v,
                                                  node => 'o64a'))->code;
     };
     is $purge->("$key/d02/f00002.txt\n"), 400,
-        'a PURGE whose list is not the one its MAC covers: 400';
+        'a PURGEKEYS whose list is not the one its MAC covers: 400';
     like do { local (@ARGV, $/) = $C->error_log; <> }, qr/CS307/,
         '... and c says so (CS307)';
     is $purge->($list), 204, 'the list its MAC covers: 204';

@@ -206,6 +206,12 @@ static cs_walk_t cs_adopt_count(void *baton, apr_pool_t *p, const char *path,
     return CS_WALK_ON;
 }
 
+/* The count of each outcome of cs_adopt_batch(). */
+static const int cs_a_counter[] = {
+    [CS_ADOPT_NEW] = CS_A_NEW, [CS_ADOPT_KNOWN] = CS_A_KNOWN,
+    [CS_ADOPT_MATCHED] = CS_A_MATCHED, [CS_ADOPT_CONFLICT] = CS_A_CONFLICTS,
+    [CS_ADOPT_REFUSED] = CS_A_REFUSED, [CS_ADOPT_PENDING] = CS_A_REFUSED };
+
 /* Decide the group; count what was done (in order, up to the first
  * file that was not) and move the cursor past it. */
 static void cs_adopt_flush(cs_adopt_ctx *c)
@@ -219,24 +225,9 @@ static void cs_adopt_flush(cs_adopt_ctx *c)
     for (i = 0; i < c->ngroup && c->group[i].what != CS_ADOPT_PENDING; i++) {
         cs_adopt_item_t *it = &c->group[i];
         c->n[CS_A_FILES]++;
-        switch (it->what) {
-        case CS_ADOPT_NEW:
-            c->n[CS_A_NEW]++;
+        c->n[cs_a_counter[it->what]]++;
+        if (it->what == CS_ADOPT_NEW || it->what == CS_ADOPT_MATCHED) {
             c->n[CS_A_BYTES] += (apr_int64_t)it->bytes;
-            break;
-        case CS_ADOPT_KNOWN:
-            c->n[CS_A_KNOWN]++;
-            break;
-        case CS_ADOPT_MATCHED:
-            c->n[CS_A_MATCHED]++;
-            c->n[CS_A_BYTES] += (apr_int64_t)it->bytes;
-            break;
-        case CS_ADOPT_CONFLICT:
-            c->n[CS_A_CONFLICTS]++;
-            break;
-        default:
-            c->n[CS_A_REFUSED]++;
-            break;
         }
         apr_cpystrn(c->cursor, c->rels[i], sizeof(c->cursor));
     }

@@ -875,8 +875,9 @@ static void cs_adopt_batch_abort(request_rec *r, cs_batch_key_t *keys, int n,
     }
 }
 
-/* Of a batch, the files the registry had (all of them: all set): one by
- * one, as cs_adopt_file() does them; the others were adopted. */
+/* Of a batch, the files the registry had (or, all set, every one of
+ * them): one by one, as cs_adopt_file() does them; the others were
+ * adopted by the batch. */
 static int cs_adopt_one_by_one(request_rec *r, const cs_server_conf *sc,
                                cs_batch_key_t *keys, int n, int all)
 {

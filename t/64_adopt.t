@@ -74,6 +74,13 @@ is sql('SELECT COUNT(*) FROM cs_files WHERE path LIKE ' . sql_str("$key/%")), '2
 is $A->admin('adopt=/files/no-such-dir-' . $name)->code, 404,
     'adopt of a directory that does not exist: 404';
 
+# A row without a version (what a first writer that lost a race leaves) for
+# one of the files: its batch's insert meets it, and that batch is done
+# file by file instead.
+my $held = "$key/d04/f00104.txt";
+sql('INSERT INTO cs_files (path, version, size, sha256, mtime, deleted) VALUES ('
+    . sql_str($held) . ", 0, 0, '', 0, 0)");
+
 # ---- interrupted, then resumed ------------------------------------------------
 my $t0 = time;
 my $pid = open my $run, '-|', $tool, '-u', $cred, '-s', '1', $A->url, $key
@@ -107,6 +114,11 @@ is req(GET => $B->url . "$key/d02/conflict.txt")->content, 'the registry has the
     'the conflicting key keeps the registry\'s bytes';
 is sql('SELECT COUNT(*) FROM cs_replicas WHERE node = \'o64a\' AND path = '
        . sql_str("$key/d03/same.txt")), '1', 'a holds the matching key now';
+is sql('SELECT CONCAT(f.version, \' \', COUNT(r.node)) FROM cs_files f JOIN cs_replicas r'
+       . ' ON r.path = f.path AND r.version = f.version AND r.node = \'o64a\''
+       . ' WHERE f.path = ' . sql_str($held) . ' GROUP BY f.version'), '1 1',
+    'the file whose key had a row without a version is version 1, held by a'
+    . ' (its batch went file by file)';
 
 # ---- every file through b ---------------------------------------------------
 my @bad;

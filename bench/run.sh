@@ -43,11 +43,24 @@
 #                           B fetches each from A): keys/s with each key GET
 #                           once on B (bench/keys.lua, mode once), vs native
 #                           GETs over the same N files (mode loop)
+#   cold GET vs pull-through  the same, against what one would build by
+#                           hand (bench/pull.conf.in): mod_proxy fetching
+#                           each key once from native, mod_cache_disk
+#                           keeping it (its cache emptied before each
+#                           round); the CPU of that httpd and of native is
+#                           the pull-through's, A's, B's and mariadbd's the
+#                           module's (goals: 0.8 of its keys/s, no more CPU)
 #   PUT 4 KB                distinct paths (bench/put.lua) on A vs mod_dav_fs
 #                           (3 s runs, 1 s in --quick; A's replication queue
 #                           is drained before the next measurement, and the
 #                           drain rate is reported as replication throughput)
 # and once:
+#   cold GET latency        one client (curl, one keep-alive connection),
+#                           each key once: $LAT_N of the 121 KB keys and
+#                           $BIG16_N keys of 16 MiB, on B (its copies
+#                           deleted), on the pull-through (its cache
+#                           emptied) and on native (from disk): p50 / p99
+#                           of the time to the first byte and to the last
 #   replication lag         50 PUT/s for 10 s (6 s in --quick) on A, open
 #                           loop (8 client processes); from each 201 until the
 #                           copy appears in B's root (bench/lag.pl): p50/p99
@@ -108,9 +121,9 @@ done
 # after the start by which those waits give up, keeping the whole run
 # bounded even when replication is slow (then noted in the table).
 if ((QUICK)); then
-    ROUNDS=3 DUR=2 PUT_DUR=1 COLD_N=300 LAG_SECS=6 BIG_MIB=256 COLD_MAX=15 DRAIN_TIMEOUT=30 DRAIN_BY=120
+    ROUNDS=3 DUR=2 PUT_DUR=1 COLD_N=300 LAG_SECS=6 BIG_MIB=256 COLD_MAX=15 DRAIN_TIMEOUT=30 DRAIN_BY=120 LAT_N=100 BIG16_N=6
 else
-    ROUNDS=5 DUR=5 PUT_DUR=3 COLD_N=600 LAG_SECS=10 BIG_MIB=1024 COLD_MAX=30 DRAIN_TIMEOUT=60 DRAIN_BY=420
+    ROUNDS=5 DUR=5 PUT_DUR=3 COLD_N=600 LAG_SECS=10 BIG_MIB=1024 COLD_MAX=30 DRAIN_TIMEOUT=60 DRAIN_BY=420 LAT_N=200 BIG16_N=12
 fi
 LAG_RATE=50
 CONNS=16
@@ -133,7 +146,7 @@ note() { echo "$*" >>"$NOTES_FILE"; echo "run.sh: NOTE: $*" >&2; }
 STATE=""
 SERVICES_STARTED=0
 BG_PIDS=()
-SERVERS=(native A B)
+SERVERS=(native pull A B)
 declare -A CONF=() PORT=() DIR=()
 
 server_pid() { pidfile_pid "${DIR[$1]:-/nonexistent}/httpd.pid"; } # pid of server $1's apache2 parent, if running
@@ -243,6 +256,11 @@ mkdir -p "$N/htdocs/files/bench" "$N/htdocs/files/cold" "$N/htdocs/files/put" "$
 chown -R "$RUN_USER:$RUN_GROUP" "$N/htdocs/files/put" "$N/davlock"
 subst "$BENCH/native.conf.in" "${CONF[native]}" DIR="$N" PORT="${PORT[native]}" \
     COMMON="$COMMON" MODULES="$MODULES"
+P=${DIR[pull]}
+mkdir -p "$P/htdocs" "$P/cache"
+chown -R "$RUN_USER:$RUN_GROUP" "$P/cache"
+subst "$BENCH/pull.conf.in" "${CONF[pull]}" DIR="$P" PORT="${PORT[pull]}" \
+    COMMON="$COMMON" MODULES="$MODULES" ORIGIN="http://127.0.0.1:${PORT[native]}"
 for s in A B; do
     d=${DIR[$s]}
     mkdir -p "$d/htdocs" "$d/root/files"
@@ -256,6 +274,7 @@ done
 A_ROOT=${DIR[A]}/root
 B_ROOT=${DIR[B]}/root
 URL_N=http://127.0.0.1:${PORT[native]}
+URL_P=http://127.0.0.1:${PORT[pull]}
 URL_A=http://127.0.0.1:${PORT[A]}
 URL_B=http://127.0.0.1:${PORT[B]}
 
@@ -355,6 +374,14 @@ for f in 121k 4k; do
     cmp -s <(curl -sS --max-time 10 "$URL_A/files/bench/$f.bin") "$FILES/$f.bin" || die "GET /files/bench/$f.bin on A: wrong bytes"
     cmp -s <(curl -sS --max-time 10 "$URL_N/files/bench/$f.bin") "$FILES/$f.bin" || die "GET /files/bench/$f.bin on native: wrong bytes"
 done
+mkdir -p "$FILES/cold16" "$N/htdocs/files/cold16"
+for ((i = 1; i <= BIG16_N; i++)); do
+    k=$(printf 'b%03d.bin' "$i")
+    head -c $((16 * 1024 * 1024)) /dev/urandom >"$FILES/cold16/$k"
+    cp "$FILES/cold16/$k" "$N/htdocs/files/cold16/$k"
+    put_a "$FILES/cold16/$k" "/files/cold16/$k"
+done
+echo "PUT $BIG16_N distinct 16 MiB keys under /files/cold16/ on A"
 drain "the initial PUTs" || die "A's replication queue does not drain"
 cold_on_b() { find "$B_ROOT/files/cold" -name '*.bin' 2>/dev/null | wc -l; }
 [[ $(cold_on_b) == "$COLD_N" ]] || die "B holds $(cold_on_b) of the $COLD_N cold keys after replication"
@@ -455,11 +482,13 @@ svc_pid() { # svc_pid PIDFILE MARKER: the pid in PIDFILE if alive and its comman
 cpu_groups() { # cpu_groups SIDE: the process groups accounted on side native|module
     if [[ $1 == native ]]; then echo httpd; else echo httpd mariadbd memcached; fi
 }
+CPU_PULL=0   # 1 while the native side is the pull-through (it and its peer)
 cpu_pids() { # cpu_pids GROUP SIDE: the pids of GROUP now
     local s p servers=(native)
     case $1 in
     httpd)
         [[ $2 == module ]] && servers=(A B)
+        [[ $2 == native ]] && ((CPU_PULL)) && servers=(pull native)
         for s in "${servers[@]}"; do
             p=$(server_pid "$s") || continue
             echo "$p"
@@ -563,10 +592,18 @@ measure() { # measure NAME SIDE: one run of measure NAME on side native|module
     hit121) v=$(wrk_rate 2xx "$url/files/bench/121k.bin") ;;
     hit4) v=$(wrk_rate 2xx "$url/files/bench/4k.bin") ;;
     404) v=$(wrk_rate 404 "$url/files/bench/absent-$ROUND.bin") ;;
-    cold)
-        if [[ $side == native ]]; then
+    cold | pull)
+        # cold: native GETs the files from its disk; pull: the same keys
+        # once each through the pull-through (its cache emptied first).
+        # The module's side of both: each key once on B, fetched from A.
+        if [[ $side == native && $m == cold ]]; then
             cpu_begin "$side" || true
             v=$(wrk_rate 2xx "$URL_N" "$BENCH/keys.lua" "$COLDLIST" loop 0 -)
+        elif [[ $side == native ]]; then
+            find "$P/cache" -mindepth 1 -delete
+            CPU_PULL=1
+            cpu_begin "$side" || true
+            v=$(wrk_keys "$URL_P")
         else
             find "$B_ROOT/files/cold" -name '*.bin' -delete
             [[ $(cold_on_b) == 0 ]] || die "could not delete B's cold copies"
@@ -574,6 +611,7 @@ measure() { # measure NAME SIDE: one run of measure NAME on side native|module
             v=$(wrk_keys "$URL_B")
         fi
         cpu_end "$m" "$side" "$v" || true
+        CPU_PULL=0
         ;;
     put)
         local prefix=/files/put/r$ROUND-$side/
@@ -604,7 +642,7 @@ done
 DUR=$SAVE_DUR
 VALS=()
 
-MEASURES=(hit121 hit4 404 cold put)
+MEASURES=(hit121 hit4 404 cold pull put)
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     say "round $ROUND of $ROUNDS ($( ((ROUND % 2)) && echo 'native first' || echo 'module first'))"
     for m in "${MEASURES[@]}"; do
@@ -661,6 +699,58 @@ if ((PERF)); then
         note "--perf: perf not found (apt-get install linux-perf)"
     fi
 fi
+
+# ------------------------------------------------ cold GET latency, 1 client
+# One client, one key after the other over one keep-alive connection
+# (curl, on CPU 1), each key once: curl's time to the first byte of the
+# body and to its last, per key; p50 / p99 over the keys.  Module: B,
+# its copies deleted first, so each GET fetches from A.  Pull-through: its
+# cache emptied first, so each GET goes to native.  Native: the same files
+# from its disk (the floor).
+lat_run() { # lat_run NAME BASEURL LIST: "p50first p99first p50total p99total" (ms)
+    local cfg=$STATE/lat-$1.curl out=$LOGS/lat-$1.txt
+    : >"$cfg"
+    while read -r k; do
+        printf 'url = "%s%s"\noutput = "/dev/null"\n' "$2" "$k" >>"$cfg"
+    done <"$3"
+    taskset -c 1 curl -sS --max-time 300 -w '%{http_code} %{time_starttransfer} %{time_total}\n' \
+        -K "$cfg" >"$out" 2>"$out.err" || note "curl failed during latency run $1 ($(tail -n 1 "$out.err"))"
+    local bad
+    bad=$(awk '$1 != 200' "$out" | wc -l)
+    ((bad == 0)) || note "latency run $1: $bad answers were not 200"
+    echo "$(lat_pct 2 "$out") $(lat_pct 3 "$out")"
+}
+lat_pct() { # lat_pct COLUMN FILE: "p50 p99" in ms of that column of the 200s
+    awk -v c="$1" '$1 == 200 { print $c * 1000 }' "$2" | sort -g | awk '
+        { v[NR] = $1 }
+        END {
+            if (NR == 0) { print "nan nan"; exit }
+            i50 = int((NR + 1) / 2); i99 = int(NR * 0.99 + 0.999); if (i99 > NR) i99 = NR
+            printf "%.1f %.1f", v[i50], v[i99]
+        }'
+}
+LATLIST=$STATE/lat121.list
+head -n "$LAT_N" "$COLDLIST" >"$LATLIST"
+LAT16LIST=$STATE/lat16.list
+for ((i = 1; i <= BIG16_N; i++)); do printf '/files/cold16/b%03d.bin\n' "$i"; done >"$LAT16LIST"
+declare -A LAT=()
+say "cold GET latency, 1 client: $LAT_N keys of 121 KB, $BIG16_N of 16 MiB, each once"
+find "$B_ROOT/files/cold" "$B_ROOT/files/cold16" -name '*.bin' -delete
+find "$P/cache" -mindepth 1 -delete
+LOGTAG=latency; quiesce || true
+LAT[121/module]=$(lat_run m121 "$URL_B" "$LATLIST")
+LAT[121/pull]=$(lat_run p121 "$URL_P" "$LATLIST")
+LAT[121/native]=$(lat_run n121 "$URL_N" "$LATLIST")
+LOGTAG=latency; quiesce || true
+LAT[16/module]=$(lat_run m16 "$URL_B" "$LAT16LIST")
+LAT[16/pull]=$(lat_run p16 "$URL_P" "$LAT16LIST")
+LAT[16/native]=$(lat_run n16 "$URL_N" "$LAT16LIST")
+for k in 121/module 121/pull 121/native 16/module 16/pull 16/native; do
+    echo "  $k: first byte p50 p99, whole p50 p99 (ms): ${LAT[$k]}"
+done
+latv() { # latv SIZE/SIDE FIELD(1-4)
+    awk -v i="$2" '{ print $i }' <<<"${LAT[$1]:-nan nan nan nan}"
+}
 
 # -------------------------------------------------------- replication lag
 say "replication lag: $LAG_RATE PUT/s of 4 KB for ${LAG_SECS}s on A, until B has each copy"
@@ -790,8 +880,9 @@ ROWS=()
 row() { ROWS+=("| $1 | $2 | $3 | $4 | $5 | $6 |"); }
 declare -A LABEL=([hit121]="GET hit 121 KB (req/s)" [hit4]="GET hit 4 KB (req/s)"
     [404]="GET absent key, 404 (req/s)" [cold]="cold GET 121 KB on B, each of $COLD_N keys once (keys/s)"
+    [pull]="cold GET 121 KB on B vs a pull-through (mod_proxy + mod_cache_disk) from native, each key once (keys/s)"
     [put]="PUT 4 KB, replicas 2 vs mod_dav_fs (req/s)")
-declare -A GOAL=([hit121]=0.97 [hit4]=0.97 [404]=0.90 [cold]=0.30 [put]=0.70)
+declare -A GOAL=([hit121]=0.97 [hit4]=0.97 [404]=0.90 [cold]=0.30 [pull]=0.80 [put]=0.70)
 paired_ratio() { # median over the rounds of module/native of the same round
     local nv mv i rr=""
     read -r -a nv <<<"${VALS[$1/native]:-}"
@@ -807,6 +898,22 @@ for m in "${MEASURES[@]}"; do
     r=$(paired_ratio "$m")
     row "${LABEL[$m]}" "$(fmt "$nat")" "$(fmt "$mod")" "$r" "≥ ${GOAL[$m]}" "$(yes_no ge "$r" "${GOAL[$m]}")"
 done
+PULL_CPU=$(median <<<"${VALS[cpu-pull-httpd/native]:-}")
+MOD_CPU=$(awk -v h="$(median <<<"${VALS[cpu-pull-httpd/module]:-}")" \
+    -v d="$(median <<<"${VALS[cpu-pull-mariadbd/module]:-}")" \
+    'BEGIN { if (h ~ /^[0-9.]+$/ && d ~ /^[0-9.]+$/) printf "%.3f", h + d; else print "nan" }')
+row "cold GET 121 KB, CPU per key: pull-through (its httpd + the peer's) vs module (httpd A+B + mariadbd) (ms)" \
+    "$PULL_CPU" "$MOD_CPU" "$(ratio "$PULL_CPU" "$MOD_CPU")" "module ≤ pull-through" "$(yes_no le "$MOD_CPU" "${PULL_CPU:-nan}")"
+lat_row() { # lat_row SIZE WHAT FIELD_P50 FIELD_P99
+    local size="121 KB ($LAT_N keys)"
+    [[ $1 == 16 ]] && size="16 MiB ($BIG16_N keys)"
+    row "cold GET $size, 1 client, each key once: $2 p50 / p99 (ms), pull-through vs module (native from disk: $(latv "$1/native" "$3") / $(latv "$1/native" "$4"))" \
+        "$(latv "$1/pull" "$3") / $(latv "$1/pull" "$4")" "$(latv "$1/module" "$3") / $(latv "$1/module" "$4")" \
+        "$(ratio "$(latv "$1/pull" "$3")" "$(latv "$1/module" "$3")")" "reported" "–"
+}
+lat_row 121 "whole answer" 3 4
+lat_row 16 "first byte" 1 2
+lat_row 16 "whole answer" 3 4
 row "replication throughput A → B, draining the queue left by a PUT round (copies/s)" "–" \
     "$(fmt "$(median <<<"${VALS[drain/module]:-}")")" "–" "–" "–"
 row "replication lag at $LAG_RATE PUT/s (${LAG_RATE_GOT:-nan}/s achieved), PUT answered → B has it: p50 / p99 (ms)" \
@@ -822,6 +929,9 @@ CPU_ROWS=(
     "cold GET module httpd (A+B)|cold-httpd/module"
     "cold GET mariadbd|cold-mariadbd/module"
     "cold GET memcached|cold-memcached/module"
+    "cold GET pull-through httpd (proxy + its peer)|pull-httpd/native"
+    "cold GET module httpd (A+B), run beside the pull-through|pull-httpd/module"
+    "cold GET mariadbd, run beside the pull-through|pull-mariadbd/module"
     "PUT 4 KB native httpd (mod_dav_fs)|put-httpd/native"
     "PUT 4 KB module httpd (A+B)|put-httpd/module"
     "PUT 4 KB mariadbd|put-mariadbd/module"

@@ -20,7 +20,7 @@ exec perl -e '
         [qw(config)],                           # the configuration
         [qw(dbconn mcache)],                    # database connections; memcached
         [qw(registry)],                         # MariaDB, cluster queries
-        [qw(names replicate request scrub)],    # namespace; engine; helpers; scrub
+        [qw(names replicate request scrub holders)], # namespace; engine; helpers; scrub; fetched holders
         [qw(read move)],                        # GET, the fetch; MOVE
         [qw(write peer_serve status)],          # PUT/DELETE, peers, status
         [qw(drive dav_lock admin)],             # watchdog threads; DAV locks; admin

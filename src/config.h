@@ -55,6 +55,7 @@
                                    and peer MACs would be refused) */
 
 struct cs_cache_t;
+struct cs_holders_t;
 
 /* One server context = one node. */
 typedef struct {
@@ -81,6 +82,7 @@ typedef struct {
     struct cs_cache_t *cache;   /* node-local registry cache (cache.h) */
     /* Per child, set in child_init (children are forked copies). */
     struct cs_mc_t *mc;         /* memcached client (mcache.c), per child */
+    struct cs_holders_t *holders; /* fetched copies to register (holders.c) */
 } cs_server_conf;
 
 typedef struct {

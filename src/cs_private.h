@@ -18,7 +18,8 @@
  *   registry             MariaDB through mod_dbd, cluster queries
  *   names                the namespace: collections, properties, locks
  *   replicate            queue drain, pushes, delete propagation, repair
- *   scrub                the background re-hash of every copy
+ *   scrub, holders       the background re-hash of every copy; the
+ *                        batched registration of fetched copies
  *   request              what the request handlers share
  *   read, move           GET/HEAD, the fetch of a copy from a peer;
  *                        MOVE as one transaction and a rename per node

@@ -8,6 +8,7 @@
 #include "move.h"
 #include "cache.h"
 #include "config.h"
+#include "holders.h"
 #include "registry.h"
 #include "replicate.h"
 #include "scrub.h"
@@ -24,6 +25,7 @@ static APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *cs_wd_register;
 #define CS_WD_QUEUE     "_clusterstorage_queue_"
 #define CS_WD_SCRUB     "_clusterstorage_scrub_"
 #define CS_WD_REPAIR    "_clusterstorage_repair_"
+#define CS_WD_HOLDERS   "_clusterstorage_holders_"
 
 /* The child's exit and the background threads.  mod_watchdog (built into
  * httpd) sets itself up in each child before mod_dbd does, so it is torn
@@ -87,14 +89,20 @@ static apr_status_t cs_bg_child_exit(void *data)
         }
     }
     apr_thread_mutex_unlock(cs_bg_mutex);
-    if (!hb || apr_pool_create(&tp, NULL) != APR_SUCCESS) {
+    if (apr_pool_create(&tp, NULL) != APR_SUCCESS) {
         return APR_SUCCESS;
     }
-    /* Writers need not wait for this node's lease any more (best effort:
-     * if the registry cannot be told, the lease ages out). */
     for (vs = s; vs; vs = vs->next) {
         cs_server_conf *sc = cs_sconf(vs);
-        if (sc->cache && sc->store.state_dir) {
+        if (!sc->store.state_dir) {
+            continue;
+        }
+        /* The fetched copies this child has not registered yet. */
+        cs_holders_stop(vs);
+        cs_holders_flush(vs, tp);
+        /* Writers need not wait for this node's lease any more (best
+         * effort: if the registry cannot be told, the lease ages out). */
+        if (hb && sc->cache) {
             cs_registry_drop_lease(vs, tp);
         }
     }
@@ -113,6 +121,11 @@ static apr_status_t cs_bg_forget(void *data)
 void cs_drive_child_init(apr_pool_t *pchild, server_rec *s)
 {
     if (cs_bg_mutex) {
+        if (cs_holders_child_init(pchild, s) != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, CSLOG(156)
+                         "no mutex for the list of copies to "
+                         "register: each fetch registers its copy alone");
+        }
         apr_pool_pre_cleanup_register(pchild, s, cs_bg_child_exit);
     }
 }
@@ -320,6 +333,17 @@ static apr_status_t cs_wd_repair(int state, void *data, apr_pool_t *pool)
     return APR_SUCCESS;
 }
 
+/* Holders thread, in every child, every tick (100 ms): this child's
+ * fetched copies made durable and registered, in one batch (holders.h). */
+static apr_status_t cs_wd_holders(int state, void *data, apr_pool_t *pool)
+{
+    if (state == AP_WATCHDOG_STATE_RUNNING && cs_bg_enter()) {
+        cs_holders_flush(data, pool);
+        cs_bg_leave();
+    }
+    return APR_SUCCESS;
+}
+
 /* The scrub stops what it reads as soon as the child begins to exit. */
 static int cs_bg_stopping(void)
 {
@@ -348,6 +372,7 @@ int cs_drive_start(apr_pool_t *p, server_rec *s,
                    const apr_array_header_t *nodes)
 {
     ap_watchdog_t *wd_hb = NULL, *wd_q = NULL, *wd_s = NULL, *wd_r = NULL;
+    ap_watchdog_t *wd_h = NULL;
     int i;
 
     cs_bg_exiting = cs_bg_active = cs_hb_here = 0;
@@ -363,7 +388,10 @@ int cs_drive_start(apr_pool_t *p, server_rec *s,
     if (cs_wd_get_instance(&wd_hb, CS_WD_HEARTBEAT, 0, 1, p) != APR_SUCCESS
         || cs_wd_get_instance(&wd_q, CS_WD_QUEUE, 0, 1, p) != APR_SUCCESS
         || cs_wd_get_instance(&wd_r, CS_WD_REPAIR, 0, 1, p) != APR_SUCCESS
-        || cs_wd_get_instance(&wd_s, CS_WD_SCRUB, 0, 1, p) != APR_SUCCESS) {
+        || cs_wd_get_instance(&wd_s, CS_WD_SCRUB, 0, 1, p) != APR_SUCCESS
+        /* and one in every child, for its fetched copies */
+        || cs_wd_get_instance(&wd_h, CS_WD_HOLDERS, 0, 0, p)
+           != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, CSLOG(006)
                      "cannot create the watchdog threads");
         return !OK;
@@ -379,6 +407,7 @@ int cs_drive_start(apr_pool_t *p, server_rec *s,
         if (cs_wd_register(wd_hb, sc->heartbeat, ns, cs_wd_heartbeat)
             || cs_wd_register(wd_q, AP_WD_TM_SLICE, ns, cs_wd_queue)
             || cs_wd_register(wd_r, sc->heartbeat, ns, cs_wd_repair)
+            || cs_wd_register(wd_h, AP_WD_TM_SLICE, ns, cs_wd_holders)
             || (sc->scrub_rate > 0
                 && cs_wd_register(wd_s, apr_time_from_sec(1), ns,
                                   cs_wd_scrub))) {

@@ -11,6 +11,7 @@
  */
 #include "read.h"
 #include "cache.h"
+#include "holders.h"
 #include "peer.h"
 #include "registry.h"
 #include "request.h"
@@ -36,7 +37,7 @@ static int cs_fetch(request_rec *r, const cs_server_conf *sc, const char *key,
     char sha[CS_SHA256_HEX_LEN + 1];
     ap_dbd_t *dbd;
     apr_status_t rv;
-    int pass, i, status, tried = 0;
+    int pass, i, status, tried = 0, later = 0;
     apr_time_t t0 = apr_time_now();
 
     if ((status = cs_lock_key(r, sc, key, &lock)) != OK) {
@@ -91,20 +92,29 @@ static int cs_fetch(request_rec *r, const cs_server_conf *sc, const char *key,
                                    &cause);
             }
             if (rv == APR_SUCCESS) {
+                /* Made durable and registered later, with the other
+                 * copies this child fetches meanwhile (holders.h), if
+                 * there is room for it; else now. */
+                later = cs_holders_room(sc);
                 why = "cannot store the verified copy";
                 cause = CS_FETCH_LOCAL;
-                rv = cs_store_tmp_seal(tmp, key, e);
+                rv = later ? cs_store_tmp_seal_unsynced(tmp, key, e)
+                           : cs_store_tmp_seal(tmp, key, e);
                 if (rv == APR_SUCCESS) {
-                    rv = cs_store_install(tmp, path);
+                    rv = later ? cs_store_install_unsynced(tmp, path)
+                               : cs_store_install(tmp, path);
                 }
             }
             if (rv == APR_SUCCESS) {
                 apr_pool_destroy(sub);
                 CS_COUNT(sc, peer_fetches, 1);
                 CS_COUNT(sc, fetch_bytes, e->size);
-                if (cs_registry_add_replica(r->server, r->pool, dbd, key,
-                                            e->version, NULL)
-                    != APR_SUCCESS) {
+                if (later) {
+                    cs_holders_add(sc, key, path, e->version);
+                }
+                else if (cs_registry_add_replica(r->server, r->pool, dbd,
+                                                 key, e->version, NULL)
+                         != APR_SUCCESS) {
                     CS_COUNT(sc, registry_errors, 1);
                 }
                 cs_store_unlock_key(lock);

@@ -1818,6 +1818,48 @@ apr_status_t cs_registry_add_replica(server_rec *s, apr_pool_t *p,
     return rv;
 }
 
+apr_status_t cs_registry_add_replicas(server_rec *s, apr_pool_t *p,
+                                      ap_dbd_t *dbd, const char *const *keys,
+                                      const apr_uint64_t *versions, int n,
+                                      const char **why)
+{
+    cs_server_conf *sc = cs_sconf(s);
+    struct iovec *v;
+    int i, nrows, rc;
+
+    if (n <= 0) {
+        return APR_SUCCESS;
+    }
+    v = apr_palloc(p, sizeof(*v) * (n + 2));
+    v[0].iov_base = apr_pstrcat(
+        p, "INSERT INTO cs_replicas (path, node, version, stored_at)"
+        " SELECT path, ", cs_sql_str(p, dbd, sc->node_name), ", version,"
+        " UNIX_TIMESTAMP() FROM cs_files WHERE deleted = 0 AND (", NULL);
+    for (i = 0; i < n; i++) {
+        v[i + 1].iov_base = apr_psprintf(p, "%s(path = %s AND version = %"
+                                         APR_UINT64_T_FMT ")",
+                                         i ? " OR " : "",
+                                         cs_sql_str(p, dbd, keys[i]),
+                                         versions[i]);
+    }
+    v[n + 1].iov_base = ") ON DUPLICATE KEY UPDATE stored_at ="
+                        " IF(VALUES(version) >= cs_replicas.version,"
+                        " VALUES(stored_at), cs_replicas.stored_at),"
+                        " version = GREATEST(cs_replicas.version,"
+                        " VALUES(version))";
+    for (i = 0; i < n + 2; i++) {
+        v[i].iov_len = strlen(v[i].iov_base);
+    }
+    rc = apr_dbd_query(dbd->driver, dbd->handle, &nrows,
+                       apr_pstrcatv(p, v, n + 2, NULL));
+    if (rc != 0) {
+        *why = apr_pstrdup(p, cs_db_error(dbd, rc));
+        cs_db_failed(s, dbd, rc);
+        return APR_EGENERAL;
+    }
+    return APR_SUCCESS;
+}
+
 apr_status_t cs_registry_under_replicated(server_rec *s, apr_pool_t *p,
                                           ap_dbd_t *dbd, const char *node,
                                           const char *after, int draining,

@@ -178,6 +178,14 @@ apr_status_t cs_registry_nodes(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
 apr_status_t cs_registry_add_replica(server_rec *s, apr_pool_t *p,
                                      ap_dbd_t *dbd, const char *key,
                                      apr_uint64_t version, int *added);
+/* cs_registry_add_replica() for n keys at once (one statement, not
+ * prepared: its length varies): s's node becomes a holder of each
+ * keys[i] whose current version is still versions[i].  Not logged: on
+ * failure *why says what the database said (the caller logs it). */
+apr_status_t cs_registry_add_replicas(server_rec *s, apr_pool_t *p,
+                                      ap_dbd_t *dbd, const char *const *keys,
+                                      const apr_uint64_t *versions, int n,
+                                      const char **why);
 /* Rows of the registry one repair statement reads at most. */
 #define CS_REPAIR_PAGE 500
 

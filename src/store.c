@@ -8,6 +8,7 @@
 
 #include "httpd.h"
 #include "unixd.h"
+#include "apr_hash.h"
 #include "apr_strings.h"
 
 #include <dirent.h>
@@ -179,9 +180,17 @@ apr_status_t cs_store_init_root(apr_pool_t *p, const char *root,
     return APR_SUCCESS;
 }
 
-static apr_status_t cs_close_fd(void *data)
+/* The close of a copy opened by cs_store_open_file(), when its pool goes:
+ * unless apr_file_close() closed it already (APR then leaves -1 in the
+ * apr_file_t), so a caller that closes it early closes it once. */
+static apr_status_t cs_close_file(void *data)
 {
-    close((int)(apr_uintptr_t)data);
+    apr_os_file_t fd = -1;
+
+    apr_os_file_get(&fd, data);
+    if (fd >= 0) {
+        close(fd);
+    }
     return APR_SUCCESS;
 }
 
@@ -197,15 +206,16 @@ apr_status_t cs_store_open_file(apr_pool_t *p, const char *path,
         return (errno == ENOENT || errno == ELOOP || errno == ENOTDIR)
                ? APR_ENOENT : APR_FROM_OS_ERROR(errno);
     }
-    apr_pool_cleanup_register(p, (void *)(apr_uintptr_t)fd, cs_close_fd,
-                              apr_pool_cleanup_null);
     osf = fd;
     rv = apr_os_file_put(f, &osf, flags | APR_FOPEN_READ, p);
-    if (rv == APR_SUCCESS) {
-        rv = apr_file_info_get(fi, APR_FINFO_NORM, *f);
-        if (rv == APR_INCOMPLETE) {
-            rv = APR_SUCCESS;
-        }
+    if (rv != APR_SUCCESS) {
+        close(fd);
+        return rv;
+    }
+    apr_pool_cleanup_register(p, *f, cs_close_file, apr_pool_cleanup_null);
+    rv = apr_file_info_get(fi, APR_FINFO_NORM, *f);
+    if (rv == APR_INCOMPLETE) {
+        rv = APR_SUCCESS;
     }
     if (rv != APR_SUCCESS) {
         return rv;
@@ -486,8 +496,8 @@ static int cs_set_meta(apr_pool_t *p, int fd, const char *key,
     return 0;
 }
 
-apr_status_t cs_store_tmp_seal(cs_tmp_t *t, const char *key,
-                               const cs_entry_t *e)
+static apr_status_t cs_seal(cs_tmp_t *t, const char *key,
+                            const cs_entry_t *e, int sync)
 {
     apr_os_file_t fd;
     struct timespec ts[2];
@@ -503,10 +513,22 @@ apr_status_t cs_store_tmp_seal(cs_tmp_t *t, const char *key,
     }
     ts[0].tv_sec = ts[1].tv_sec = (time_t)(e->mtime / APR_USEC_PER_SEC);
     ts[0].tv_nsec = ts[1].tv_nsec = (long)(e->mtime % APR_USEC_PER_SEC) * 1000;
-    if (futimens(fd, ts) != 0 || fsync(fd) != 0) {
+    if (futimens(fd, ts) != 0 || (sync && fsync(fd) != 0)) {
         return APR_FROM_OS_ERROR(errno);
     }
     return APR_SUCCESS;
+}
+
+apr_status_t cs_store_tmp_seal(cs_tmp_t *t, const char *key,
+                               const cs_entry_t *e)
+{
+    return cs_seal(t, key, e, 1);
+}
+
+apr_status_t cs_store_tmp_seal_unsynced(cs_tmp_t *t, const char *key,
+                                        const cs_entry_t *e)
+{
+    return cs_seal(t, key, e, 0);
 }
 
 /* Remove dir if it holds nothing but (recursively) empty directories:
@@ -589,13 +611,20 @@ static apr_status_t cs_fsync_parent(apr_pool_t *p, const char *path)
     return rv;
 }
 
-apr_status_t cs_store_install(cs_tmp_t *t, const char *path)
+apr_status_t cs_store_install_unsynced(cs_tmp_t *t, const char *path)
 {
     if (rename(t->path, path) != 0) {
         return APR_FROM_OS_ERROR(errno);
     }
     t->installed = 1;
-    return cs_fsync_parent(t->pool, path);
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_store_install(cs_tmp_t *t, const char *path)
+{
+    apr_status_t rv = cs_store_install_unsynced(t, path);
+
+    return rv == APR_SUCCESS ? cs_fsync_parent(t->pool, path) : rv;
 }
 
 apr_status_t cs_store_remove(apr_pool_t *p, const char *path)
@@ -862,9 +891,11 @@ static apr_uint32_t cs_stripe(const char *key)
     return h % CS_LOCK_STRIPES;
 }
 
-/* Take the exclusive flock of the lock file name in the locks dir. */
-static apr_status_t cs_lock_file(apr_pool_t *p, const cs_store_t *st,
-                                 const char *name, apr_file_t **lock)
+/* Take the exclusive flock of the lock file name in the locks dir (nb:
+ * APR_EBUSY at once if someone holds it). */
+static apr_status_t cs_lock_file_nb(apr_pool_t *p, const cs_store_t *st,
+                                    const char *name, int nb,
+                                    apr_file_t **lock)
 {
     const char *path = apr_pstrcat(p, st->state_dir, "/locks/", name, NULL);
     apr_os_file_t fd;
@@ -878,14 +909,20 @@ static apr_status_t cs_lock_file(apr_pool_t *p, const cs_store_t *st,
     apr_os_file_get(&fd, *lock);
     /* flock, not fcntl: each open file description is its own owner, so
      * two threads of one process exclude each other too. */
-    while (flock(fd, LOCK_EX) != 0) {
+    while (flock(fd, nb ? LOCK_EX | LOCK_NB : LOCK_EX) != 0) {
         if (errno != EINTR) {
-            rv = APR_FROM_OS_ERROR(errno);
+            rv = errno == EWOULDBLOCK ? APR_EBUSY : APR_FROM_OS_ERROR(errno);
             apr_file_close(*lock);
             return rv;
         }
     }
     return APR_SUCCESS;
+}
+
+static apr_status_t cs_lock_file(apr_pool_t *p, const cs_store_t *st,
+                                 const char *name, apr_file_t **lock)
+{
+    return cs_lock_file_nb(p, st, name, 0, lock);
 }
 
 apr_status_t cs_store_lock_key(apr_pool_t *p, const cs_store_t *st,
@@ -954,6 +991,44 @@ apr_status_t cs_store_lock_many(apr_pool_t *p, const cs_store_t *st,
         }
     }
     ls->n = m;
+    if (rv != APR_SUCCESS) {
+        cs_store_unlock_many(ls);
+        ls = NULL;
+    }
+    *out = ls;
+    return rv;
+}
+
+apr_status_t cs_store_trylock_many(apr_pool_t *p, const cs_store_t *st,
+                                   const char *const *keys, int n,
+                                   int *busy, cs_lockset_t **out)
+{
+    cs_lockset_t *ls = apr_pcalloc(p, sizeof(*ls));
+    apr_hash_t *seen = apr_hash_make(p);
+    apr_status_t rv = APR_SUCCESS;
+    int i;
+
+    ls->locks = apr_pcalloc(p, sizeof(*ls->locks) * (n + 1));
+    /* Nothing waits here, so the order does not matter; each stripe is
+     * tried once and its answer holds for all its keys. */
+    for (i = 0; i < n && rv == APR_SUCCESS; i++) {
+        const char *name = apr_psprintf(p, "%04x", cs_stripe(keys[i]));
+        int *state = apr_hash_get(seen, name, APR_HASH_KEY_STRING);
+        if (!state) {
+            apr_status_t lrv;
+            state = apr_palloc(p, sizeof(*state));
+            lrv = cs_lock_file_nb(p, st, name, 1, &ls->locks[ls->n]);
+            if (lrv == APR_SUCCESS) {
+                ls->n++;
+            }
+            else if (lrv != APR_EBUSY) {
+                rv = lrv;
+            }
+            *state = lrv != APR_SUCCESS;
+            apr_hash_set(seen, name, APR_HASH_KEY_STRING, state);
+        }
+        busy[i] = *state;
+    }
     if (rv != APR_SUCCESS) {
         cs_store_unlock_many(ls);
         ls = NULL;

@@ -5,7 +5,8 @@
 #
 # PUTs BODYFILE to BASE_URL.KEY_PREFIX."kN.bin" (N = 1, 2, ...) at a steady
 # RATE per second for SECONDS (open loop: PUT N is sent at t0 + (N-1)/RATE
-# by one of 8 worker processes, each with its own keep-alive connection, so
+# by one of 8 worker processes (one per 10 PUT/s above 80/s), each with its
+# own keep-alive connection, so
 # a slow answer does not lower the rate) and records the moment each 2xx
 # answer arrived.  This process meanwhile watches PEER_DIR (the second
 # node's copy of KEY_PREFIX inside its ClusterStorageRoot): a copy appears
@@ -27,7 +28,9 @@ my ($base, $prefix, $peerdir, $rate, $secs, $bodyfile) = @ARGV;
 die "usage: $0 BASE_URL KEY_PREFIX PEER_DIR RATE SECONDS BODYFILE\n"
     unless defined $bodyfile;
 my $n = int($rate * $secs);
-my $workers = 8;
+# One worker per 10 PUT/s (at least 8): a PUT answered in up to 80 ms
+# still leaves each worker on time for its next one.
+my $workers = $rate / 10 > 8 ? int($rate / 10 + 0.999) : 8;
 my $settle = 20;    # seconds to wait for stragglers after the last answer
 
 sub now { clock_gettime(CLOCK_MONOTONIC) }

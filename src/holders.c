@@ -273,7 +273,7 @@ void cs_holders_flush(server_rec *s, apr_pool_t *p)
     rv = cs_store_sync_fs(sc->store.state_dir, NULL);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, CSLOG(154)
-                     "syncfs() of %s failed: %d fetched or received copies "
+                     "syncfs() of %s failed: %d fetched copies "
                      "are kept, but this node is not registered as their "
                      "holder",
                      sc->store.state_dir, n);
@@ -302,7 +302,7 @@ void cs_holders_flush(server_rec *s, apr_pool_t *p)
     if (!dbd || why) {
         if (!h->failing) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, CSLOG(153)
-                         "%d fetched or received copies could not be "
+                         "%d fetched copies could not be "
                          "registered (%s); kept for the next try, and "
                          "not logged again until a batch is registered",
                          n - done, dbd ? why : "the registry is unreachable");
@@ -313,7 +313,7 @@ void cs_holders_flush(server_rec *s, apr_pool_t *p)
     else {
         h->failing = 0;
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, CSLOG(155)
-                     "registered %d fetched or received copies in %"
+                     "registered %d fetched copies in %"
                      APR_TIME_T_FMT
                      " ms; %d no longer there, %d waiting for their key "
                      "lock", registered, apr_time_as_msec(apr_time_now()

@@ -1,23 +1,24 @@
 /* Licensed under the Apache License, Version 2.0 (see LICENSE). */
 
 /*
- * holders.h - the holder rows of fetched copies and received replicas,
- * written in batches.
+ * holders.h - the holder rows of fetched copies, written in batches.
  *
  * A GET that fetches a copy from a peer serves it as soon as it is
- * verified and renamed into place, and a replication PUT is answered 201
- * then; that this node holds the copy is written to the registry
- * afterwards, for all the copies a child stored meanwhile at once.  A
- * holder registered late only lets the repair and other fetchers do a
- * little more: a read checks the registry's version, not its holders, so
- * the copy is served here from the start; a replica's sender ends its job
- * with the 201, and a copy lost before it is registered is one the
- * repair sees missing (SPEC promise 6).
+ * verified and renamed into place; that this node holds it is written to
+ * the registry afterwards, for all the copies a child fetched meanwhile
+ * at once.  A holder registered late only lets the repair and other
+ * fetchers do a little more: a read checks the registry's version, not
+ * its holders, so the copy is served here from the start.
+ *
+ * Not for received replicas: their sender ends its job with the 201, and
+ * the repair finds the keys to restore through the rows of the nodes that
+ * died, so a replica whose registration a crash lost would be one nobody
+ * restores.  A replica is registered before its 201 (peer_serve.c).
  *
  * Promises:
  *   - the registry never names this node as the holder of a copy a crash
  *     could take: the copies of a batch are made durable first, by one
- *     syncfs() of the state directory's file system (where every such
+ *     syncfs() of the state directory's file system (where every fetched
  *     copy is, since it was renamed there from the temp directory), and
  *     only then registered, by one statement (cs_registry_add_replicas,
  *     which registers a key only at the version that is still current);
@@ -31,12 +32,11 @@
  *     first copy, on a thread of each child; whatever is left when the
  *     child exits is written by its exit;
  *   - the pending copies are bounded (CS_HOLDERS_MAX per child): with no
- *     room, or with no thread to write them, the fetch or the replica
- *     makes its copy durable and registers it itself, as before;
+ *     room, or with no thread to write them, the fetch makes its copy
+ *     durable and registers it itself, as before;
  *   - a batch the registry refuses is kept for the next tick (within the
  *     bound); one whose syncfs() fails is not registered (CS154), so
- *     those copies are served but not offered to other nodes (the repair
- *     counts them missing and pushes them again).
+ *     those copies are served but not offered to other nodes.
  *
  * Thread-safe: one mutex per node and child around the pending list.
  */

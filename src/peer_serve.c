@@ -14,7 +14,6 @@
  *   PURGEKEYS  the same for every key its body lists.
  */
 #include "peer_serve.h"
-#include "holders.h"
 #include "move.h"
 #include "auth.h"
 #include "cache.h"
@@ -107,8 +106,7 @@ static int cs_answer_peer_get(request_rec *r, const cs_server_conf *sc,
     return cs_serve(r, f, &fi, &local, 0);
 }
 
-/* A replication PUT: verify, store atomically, register (now or with the
- * next batch, holders.h); never pass on. */
+/* A replication PUT: verify, store atomically, register; never pass on. */
 static int cs_store_replica(request_rec *r, const cs_server_conf *sc,
                             const char *key, const char *path,
                             apr_uint64_t version)
@@ -123,7 +121,7 @@ static int cs_store_replica(request_rec *r, const cs_server_conf *sc,
     char sha[CS_SHA256_HEX_LEN + 1];
     ap_dbd_t *dbd;
     apr_status_t rv;
-    int status, added = 0, later;
+    int status, added = 0;
 
     if (!sha_h || !cs_is_sha256_hex(sha_h, strlen(sha_h))) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(042)
@@ -161,11 +159,6 @@ static int cs_store_replica(request_rec *r, const cs_server_conf *sc,
         lock = NULL;
         v = 0;
     }
-    /* Made durable and registered later, with the other copies this
-     * child receives or fetches meanwhile (holders.h), if there is room;
-     * else now.  The sender's job ends with the 201 either way: a copy
-     * lost before it is registered is one the repair sees missing. */
-    later = cs_holders_room(sc);
     if (!(v == version && sha[0])) {
         if ((status = cs_prepare_dir(r, sc, key, path)) != OK) {
             return status;
@@ -203,11 +196,9 @@ static int cs_store_replica(request_rec *r, const cs_server_conf *sc,
                           " already", key, version, peer, v);
             return HTTP_CONFLICT;
         }
-        rv = later ? cs_store_tmp_seal_unsynced(tmp, key, &e)
-                   : cs_store_tmp_seal(tmp, key, &e);
+        rv = cs_store_tmp_seal(tmp, key, &e);
         if (rv == APR_SUCCESS) {
-            rv = later ? cs_store_install_unsynced(tmp, path)
-                       : cs_store_install(tmp, path);
+            rv = cs_store_install(tmp, path);
         }
         cs_store_unlock_key(lock);
         if (rv != APR_SUCCESS) {
@@ -217,13 +208,9 @@ static int cs_store_replica(request_rec *r, const cs_server_conf *sc,
         }
         CS_COUNT(sc, replicas_received, 1);
     }
-    if (later) {
-        cs_holders_add(sc, key, path, version);
-        added = 1;
-    }
-    else if (!(dbd = cs_registry_acquire(r))
-             || cs_registry_add_replica(r->server, r->pool, dbd, key,
-                                        version, &added) != APR_SUCCESS) {
+    if (!(dbd = cs_registry_acquire(r))
+        || cs_registry_add_replica(r->server, r->pool, dbd, key, version,
+                                   &added) != APR_SUCCESS) {
         CS_COUNT(sc, registry_errors, 1);
         return cs_unavailable(r);
     }

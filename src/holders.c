@@ -11,17 +11,26 @@
 #include "apr_strings.h"
 #include "apr_thread_mutex.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Keys one statement registers at most. */
 #define CS_HOLDERS_BATCH 256
 
 typedef struct {
     apr_uint64_t version;
+    apr_uint64_t inode;         /* of the file fetched (0: not known) */
+    apr_time_t added;
+    int synced;                 /* a syncfs() since it was added */
     const char *path;           /* the copy's file: after key in buf */
     char key[];
 } cs_pending_t;
+
+/* A copy the registry has refused this long is given up (CS157). */
+#define CS_HOLDERS_MAX_AGE apr_time_from_sec(60)
 
 struct cs_holders_t {
     apr_thread_mutex_t *mu;
@@ -29,6 +38,7 @@ struct cs_holders_t {
     int n, cap;
     int stopped;                /* no thread writes them any more */
     int failing;                /* the last write failed (logged once) */
+    int syncfd;                 /* the state directory, for syncfs() */
 };
 
 static apr_status_t cs_holders_free(void *data)
@@ -42,6 +52,10 @@ static apr_status_t cs_holders_free(void *data)
     free(h->v);
     h->v = NULL;
     h->n = h->cap = 0;
+    if (h->syncfd >= 0) {
+        close(h->syncfd);
+        h->syncfd = -1;
+    }
     return APR_SUCCESS;
 }
 
@@ -76,6 +90,11 @@ apr_status_t cs_holders_child_init(apr_pool_t *pchild, server_rec *s)
         if (rv != APR_SUCCESS) {
             return rv;      /* sc->holders NULL: fetches register alone */
         }
+        /* Kept open: a syncfs() reports the write errors that happened
+         * since its descriptor was opened, so one opened at each flush
+         * would miss those of the writes before. */
+        h->syncfd = open(sc->store.state_dir,
+                         O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         apr_pool_cleanup_register(pchild, h, cs_holders_free,
                                   apr_pool_cleanup_null);
         sc->holders = h;
@@ -116,7 +135,8 @@ static int cs_push(struct cs_holders_t *h, cs_pending_t *e)
 }
 
 void cs_holders_add(const cs_server_conf *sc, const char *key,
-                    const char *path, apr_uint64_t version)
+                    const char *path, apr_uint64_t version,
+                    apr_uint64_t inode)
 {
     struct cs_holders_t *h = sc->holders;
     size_t len = strlen(key), plen = strlen(path);
@@ -127,6 +147,9 @@ void cs_holders_add(const cs_server_conf *sc, const char *key,
         return;     /* the copy stays unregistered (holders.h) */
     }
     e->version = version;
+    e->inode = inode;
+    e->added = apr_time_now();
+    e->synced = 0;
     memcpy(e->key, key, len + 1);
     memcpy(e->key + len + 1, path, plen + 1);
     e->path = e->key + len + 1;
@@ -219,7 +242,8 @@ static int cs_register_some(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
          * there; closing it by hand would close it twice). */
         apr_pool_create(&fp, p);
         if (cs_store_open(fp, v[i]->path, v[i]->key, 0, &f, &fi, &ver, sha)
-            == APR_SUCCESS && ver == v[i]->version) {
+            == APR_SUCCESS && ver == v[i]->version
+            && (!v[i]->inode || (apr_uint64_t)fi.inode == v[i]->inode)) {
             ok[m] = v[i]->key;
             versions[m++] = v[i]->version;
         }
@@ -268,9 +292,17 @@ void cs_holders_flush(server_rec *s, apr_pool_t *p)
         return;
     }
     t0 = apr_time_now();
-    /* Durable first: every fetched copy is on the state directory's file
-     * system (renamed there from its temp directory). */
-    rv = cs_store_sync_fs(sc->store.state_dir, NULL);
+    /* The renames durable first: every fetched copy is on the state
+     * directory's file system (renamed there from its temp directory);
+     * not again for copies a previous tick synced already. */
+    for (i = 0; i < n && v[i]->synced; i++) {
+    }
+    rv = APR_SUCCESS;
+    if (i < n) {
+        rv = h->syncfd >= 0 ? (syncfs(h->syncfd) == 0
+                               ? APR_SUCCESS : APR_FROM_OS_ERROR(errno))
+                            : cs_store_sync_fs(sc->store.state_dir, NULL);
+    }
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, CSLOG(154)
                      "syncfs() of %s failed: %d fetched copies "
@@ -282,6 +314,9 @@ void cs_holders_flush(server_rec *s, apr_pool_t *p)
         }
         free(v);
         return;
+    }
+    for (i = 0; i < n; i++) {
+        v[i]->synced = 1;
     }
     apr_pool_create(&sub, p);
     dbd = cs_registry_open(s, sub);
@@ -322,7 +357,24 @@ void cs_holders_flush(server_rec *s, apr_pool_t *p)
     }
     apr_pool_destroy(sub);
     /* Those not decided (their key was locked, or the registry failed)
-     * wait for the next tick. */
+     * wait for the next tick, unless they have waited too long. */
+    if (!dbd || why) {
+        int old = 0;
+        for (i = 0; i < n; i++) {
+            if (v[i] && t0 - v[i]->added > CS_HOLDERS_MAX_AGE) {
+                free(v[i]);
+                v[i] = NULL;
+                old++;
+            }
+        }
+        if (old) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, CSLOG(157)
+                         "%d fetched copies given up unregistered after %d s"
+                         " of failed registrations (served here; not offered "
+                         "to other nodes)", old,
+                         (int)apr_time_sec(CS_HOLDERS_MAX_AGE));
+        }
+    }
     cs_requeue(h, v, n);
     free(v);
 }

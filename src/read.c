@@ -32,7 +32,7 @@ static int cs_fetch(request_rec *r, const cs_server_conf *sc, const char *key,
                     apr_array_header_t *holders)
 {
     apr_file_t *lock = NULL, *f;
-    apr_finfo_t fi;
+    apr_finfo_t fi, ifi;
     apr_uint64_t v;
     char sha[CS_SHA256_HEX_LEN + 1];
     ap_dbd_t *dbd;
@@ -92,17 +92,24 @@ static int cs_fetch(request_rec *r, const cs_server_conf *sc, const char *key,
                                    &cause);
             }
             if (rv == APR_SUCCESS) {
-                /* Made durable and registered later, with the other
-                 * copies this child fetches meanwhile (holders.h), if
-                 * there is room for it; else now. */
+                /* The bytes are fsynced now; the rename is made durable
+                 * and the copy registered later, with the other copies
+                 * this child fetches meanwhile (holders.h), if there is
+                 * room for it; else now. */
                 later = cs_holders_room(sc);
                 why = "cannot store the verified copy";
                 cause = CS_FETCH_LOCAL;
-                rv = later ? cs_store_tmp_seal_unsynced(tmp, key, e)
-                           : cs_store_tmp_seal(tmp, key, e);
+                rv = cs_store_tmp_seal(tmp, key, e);
                 if (rv == APR_SUCCESS) {
                     rv = later ? cs_store_install_unsynced(tmp, path)
                                : cs_store_install(tmp, path);
+                }
+                /* The batch registers this very file (not one that
+                 * replaced it meanwhile): its inode, under the lock. */
+                if (rv == APR_SUCCESS && later
+                    && apr_stat(&ifi, path, APR_FINFO_INODE, sub)
+                       != APR_SUCCESS) {
+                    ifi.inode = 0;
                 }
             }
             if (rv == APR_SUCCESS) {
@@ -110,7 +117,8 @@ static int cs_fetch(request_rec *r, const cs_server_conf *sc, const char *key,
                 CS_COUNT(sc, peer_fetches, 1);
                 CS_COUNT(sc, fetch_bytes, e->size);
                 if (later) {
-                    cs_holders_add(sc, key, path, e->version);
+                    cs_holders_add(sc, key, path, e->version,
+                                   (apr_uint64_t)ifi.inode);
                 }
                 else if (cs_registry_add_replica(r->server, r->pool, dbd,
                                                  key, e->version, NULL)

@@ -474,24 +474,13 @@ static int cs_db_session_galera(server_rec *s, ap_dbd_t *dbd)
     return rv;
 }
 
-/* The prepared statement `id` on this connection, preparing it on first use.
- * Statements live in the connection's pool (mod_dbd destroys it with the
- * connection), so a reconnect re-prepares them. */
-static apr_dbd_prepared_t *cs_db_stmt(server_rec *s, ap_dbd_t *dbd,
-                                      const cs_sql_t *q)
+/* First use of a connection: our transactions lock rows, not gaps
+ * (concurrent writers of different keys must not deadlock).  0 or the
+ * error (logged, in cs_db_errno). */
+static int cs_db_session(server_rec *s, ap_dbd_t *dbd)
 {
-    cs_prepared_t *ps;
-    apr_dbd_prepared_t *stmt = NULL;
-    apr_pool_t *sub;
     int rv, nrows;
 
-    cs_db_t0 = apr_time_now();  /* the statement is run right after */
-    ps = apr_hash_get(dbd->prepared, q->label, APR_HASH_KEY_STRING);
-    if (ps) {
-        return ps->stmt;
-    }
-    /* First use of this connection: our transactions lock rows, not gaps
-     * (concurrent writers of different keys must not deadlock). */
     if (!apr_hash_get(dbd->prepared, CS_SESSION_LABEL, APR_HASH_KEY_STRING)) {
         /* A row lock is waited for less long than the connection's read
          * timeout (dbconn.h), so that a busy row is a retry, not a
@@ -515,10 +504,32 @@ static apr_dbd_prepared_t *cs_db_stmt(server_rec *s, ap_dbd_t *dbd,
                          "wait and causal reads: %s",
                          cs_db_error(dbd, rv));
             cs_db_errno = rv;
-            return NULL;
+            return rv;
         }
         apr_hash_set(dbd->prepared, CS_SESSION_LABEL, APR_HASH_KEY_STRING,
                      dbd);
+    }
+    return 0;
+}
+
+/* The prepared statement `id` on this connection, preparing it on first use.
+ * Statements live in the connection's pool (mod_dbd destroys it with the
+ * connection), so a reconnect re-prepares them. */
+static apr_dbd_prepared_t *cs_db_stmt(server_rec *s, ap_dbd_t *dbd,
+                                      const cs_sql_t *q)
+{
+    cs_prepared_t *ps;
+    apr_dbd_prepared_t *stmt = NULL;
+    apr_pool_t *sub;
+    int rv;
+
+    cs_db_t0 = apr_time_now();  /* the statement is run right after */
+    ps = apr_hash_get(dbd->prepared, q->label, APR_HASH_KEY_STRING);
+    if (ps) {
+        return ps->stmt;
+    }
+    if (cs_db_session(s, dbd) != 0) {
+        return NULL;
     }
     apr_pool_create(&sub, dbd->pool);
     rv = apr_dbd_prepare(dbd->driver, sub, dbd->handle, q->sql,
@@ -1850,8 +1861,12 @@ apr_status_t cs_registry_add_replicas(server_rec *s, apr_pool_t *p,
     for (i = 0; i < n + 2; i++) {
         v[i].iov_len = strlen(v[i].iov_base);
     }
-    rc = apr_dbd_query(dbd->driver, dbd->handle, &nrows,
-                       apr_pstrcatv(p, v, n + 2, NULL));
+    cs_db_errno = 0;
+    cs_db_t0 = apr_time_now();
+    if ((rc = cs_db_session(s, dbd)) == 0) {
+        rc = apr_dbd_query(dbd->driver, dbd->handle, &nrows,
+                           apr_pstrcatv(p, v, n + 2, NULL));
+    }
     if (rc != 0) {
         *why = apr_pstrdup(p, cs_db_error(dbd, rc));
         cs_db_failed(s, dbd, rc);

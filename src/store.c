@@ -180,17 +180,15 @@ apr_status_t cs_store_init_root(apr_pool_t *p, const char *root,
     return APR_SUCCESS;
 }
 
-/* The close of a copy opened by cs_store_open_file(), when its pool goes:
- * unless apr_file_close() closed it already (APR then leaves -1 in the
- * apr_file_t), so a caller that closes it early closes it once. */
-static apr_status_t cs_close_file(void *data)
+/* The close of a copy opened by cs_store_open_file(), by its number, when
+ * its pool goes.  Never apr_file_close() such a file: that closes the
+ * number first, and this would close it again (maybe another thread's
+ * descriptor by then).  The number, not the apr_file_t: the core output
+ * filter may set the file aside (apr_file_setaside() leaves -1 in the
+ * original and gives the copy no cleanup of its own). */
+static apr_status_t cs_close_fd(void *data)
 {
-    apr_os_file_t fd = -1;
-
-    apr_os_file_get(&fd, data);
-    if (fd >= 0) {
-        close(fd);
-    }
+    close((int)(apr_uintptr_t)data);
     return APR_SUCCESS;
 }
 
@@ -206,16 +204,15 @@ apr_status_t cs_store_open_file(apr_pool_t *p, const char *path,
         return (errno == ENOENT || errno == ELOOP || errno == ENOTDIR)
                ? APR_ENOENT : APR_FROM_OS_ERROR(errno);
     }
+    apr_pool_cleanup_register(p, (void *)(apr_uintptr_t)fd, cs_close_fd,
+                              apr_pool_cleanup_null);
     osf = fd;
     rv = apr_os_file_put(f, &osf, flags | APR_FOPEN_READ, p);
-    if (rv != APR_SUCCESS) {
-        close(fd);
-        return rv;
-    }
-    apr_pool_cleanup_register(p, *f, cs_close_file, apr_pool_cleanup_null);
-    rv = apr_file_info_get(fi, APR_FINFO_NORM, *f);
-    if (rv == APR_INCOMPLETE) {
-        rv = APR_SUCCESS;
+    if (rv == APR_SUCCESS) {
+        rv = apr_file_info_get(fi, APR_FINFO_NORM, *f);
+        if (rv == APR_INCOMPLETE) {
+            rv = APR_SUCCESS;
+        }
     }
     if (rv != APR_SUCCESS) {
         return rv;
@@ -496,8 +493,8 @@ static int cs_set_meta(apr_pool_t *p, int fd, const char *key,
     return 0;
 }
 
-static apr_status_t cs_seal(cs_tmp_t *t, const char *key,
-                            const cs_entry_t *e, int sync)
+apr_status_t cs_store_tmp_seal(cs_tmp_t *t, const char *key,
+                               const cs_entry_t *e)
 {
     apr_os_file_t fd;
     struct timespec ts[2];
@@ -513,22 +510,10 @@ static apr_status_t cs_seal(cs_tmp_t *t, const char *key,
     }
     ts[0].tv_sec = ts[1].tv_sec = (time_t)(e->mtime / APR_USEC_PER_SEC);
     ts[0].tv_nsec = ts[1].tv_nsec = (long)(e->mtime % APR_USEC_PER_SEC) * 1000;
-    if (futimens(fd, ts) != 0 || (sync && fsync(fd) != 0)) {
+    if (futimens(fd, ts) != 0 || fsync(fd) != 0) {
         return APR_FROM_OS_ERROR(errno);
     }
     return APR_SUCCESS;
-}
-
-apr_status_t cs_store_tmp_seal(cs_tmp_t *t, const char *key,
-                               const cs_entry_t *e)
-{
-    return cs_seal(t, key, e, 1);
-}
-
-apr_status_t cs_store_tmp_seal_unsynced(cs_tmp_t *t, const char *key,
-                                        const cs_entry_t *e)
-{
-    return cs_seal(t, key, e, 0);
 }
 
 /* Remove dir if it holds nothing but (recursively) empty directories:

@@ -126,13 +126,9 @@ apr_status_t cs_store_tmp_append_tmp(cs_tmp_t *t, cs_tmp_t *src);
 /* Size and hex SHA-256 of everything written so far (once, at the end). */
 void cs_store_tmp_digest(cs_tmp_t *t, apr_uint64_t *size,
                          char sha256[CS_SHA256_HEX_LEN + 1]);
-/* Flush the data, set xattrs and mtime from e, fsync.  The _unsynced
- * form leaves the fsync out: for a copy made durable later, with others,
- * by cs_store_sync_fs() (a fetched copy, holders.h). */
+/* Flush the data, set xattrs and mtime from e, fsync. */
 apr_status_t cs_store_tmp_seal(cs_tmp_t *t, const char *key,
                                const cs_entry_t *e);
-apr_status_t cs_store_tmp_seal_unsynced(cs_tmp_t *t, const char *key,
-                                        const cs_entry_t *e);
 /* Create the missing parent directories of path (inside st's root)
  * without following symlinks.  CS_STORE_EUNSAFE for a path outside the
  * root or through a symlink, APR_ENOTDIR when a parent is a file, EISDIR
@@ -142,8 +138,9 @@ apr_status_t cs_store_tmp_seal_unsynced(cs_tmp_t *t, const char *key,
 apr_status_t cs_store_make_parents(apr_pool_t *p, const cs_store_t *st,
                                    const char *path);
 /* Atomically rename the sealed temp file to path and fsync the directory
- * (the _unsynced form: no fsync; the temp directory and path are on the
- * state directory's file system, as rename() requires). */
+ * (the _unsynced form: no fsync of the directory, for a rename made
+ * durable later by a syncfs() of the state directory's file system,
+ * which path is on as rename() requires: a fetched copy, holders.h). */
 apr_status_t cs_store_install(cs_tmp_t *t, const char *path);
 apr_status_t cs_store_install_unsynced(cs_tmp_t *t, const char *path);
 /* Remove path (a missing file is not an error) and fsync its directory. */

@@ -27,6 +27,17 @@
     "(UNIX_TIMESTAMP() - " t "heartbeat <= " CS_STR(CS_ALIVE_PERIODS) \
     " * " t "period)"
 
+/* SQL, ending an insert into cs_replicas: a holder row only ever moves
+ * forward in version (a registration that read an older current version
+ * before it waited for the row lock must not overwrite the newer row a
+ * writer committed meanwhile; stored_at first: assignments run left to
+ * right). */
+#define CS_SQL_REPLICA_UPSERT \
+    " ON DUPLICATE KEY UPDATE stored_at =" \
+    " IF(VALUES(version) >= cs_replicas.version, VALUES(stored_at)," \
+    " cs_replicas.stored_at)," \
+    " version = GREATEST(cs_replicas.version, VALUES(version))"
+
 /* SQL: does the node's copy count towards ClusterStorageReplicas?  Up
  * and not draining. */
 #define CS_SQL_KEEPS(t) "(" CS_SQL_ALIVE(t) " AND " t "draining = 0)"
@@ -244,17 +255,9 @@ static const cs_sql_t cs_stmts[CS_ST_COUNT] = {
       " SELECT p, " CS_SQL_PARENT("p") ", %s FROM a WHERE p <> ''" },
     { "cs_drop_replicas",
       "DELETE FROM cs_replicas WHERE path = %s" },
-    /* A holder row only ever moves forward in version: a registration
-     * that read an older current version before it waited for the row
-     * lock must not overwrite the newer row a writer committed meanwhile
-     * (stored_at first: assignments run left to right). */
     { "cs_add_replica",
       "INSERT INTO cs_replicas (path, node, version, stored_at)"
-      " VALUES (%s, %s, %s, UNIX_TIMESTAMP())"
-      " ON DUPLICATE KEY UPDATE stored_at ="
-      " IF(VALUES(version) >= cs_replicas.version, VALUES(stored_at),"
-      " cs_replicas.stored_at),"
-      " version = GREATEST(cs_replicas.version, VALUES(version))" },
+      " VALUES (%s, %s, %s, UNIX_TIMESTAMP())" CS_SQL_REPLICA_UPSERT },
     { "cs_heartbeat",
       "INSERT INTO cs_nodes (name, url, heartbeat, period, lease, started)"
       " VALUES (%s, %s, UNIX_TIMESTAMP(), %s, %s, UNIX_TIMESTAMP())"
@@ -280,10 +283,7 @@ static const cs_sql_t cs_stmts[CS_ST_COUNT] = {
       "INSERT INTO cs_replicas (path, node, version, stored_at)"
       " SELECT path, %s, version, UNIX_TIMESTAMP() FROM cs_files"
       " WHERE path = %s AND version = %s AND deleted = 0"
-      " ON DUPLICATE KEY UPDATE stored_at ="
-      " IF(VALUES(version) >= cs_replicas.version, VALUES(stored_at),"
-      " cs_replicas.stored_at),"
-      " version = GREATEST(cs_replicas.version, VALUES(version))" },
+      CS_SQL_REPLICA_UPSERT },
     { "cs_nodes",
       "SELECT name, url, " CS_SQL_ALIVE("") ","
       " UNIX_TIMESTAMP() - heartbeat, period, lease, draining FROM cs_nodes"
@@ -1443,11 +1443,7 @@ static apr_status_t cs_batch_write(request_rec *r, ap_dbd_t *dbd,
     if (m == 0) {
         return APR_SUCCESS;
     }
-    h[m + 1].iov_base = " ON DUPLICATE KEY UPDATE stored_at ="
-                        " IF(VALUES(version) >= cs_replicas.version,"
-                        " VALUES(stored_at), cs_replicas.stored_at),"
-                        " version = GREATEST(cs_replicas.version,"
-                        " VALUES(version))";
+    h[m + 1].iov_base = CS_SQL_REPLICA_UPSERT;
     for (i = 0; i <= m + 1; i++) {
         if (i <= m) {
             f[i].iov_len = strlen(f[i].iov_base);
@@ -1853,11 +1849,7 @@ apr_status_t cs_registry_add_replicas(server_rec *s, apr_pool_t *p,
                                          cs_sql_str(p, dbd, keys[i]),
                                          versions[i]);
     }
-    v[n + 1].iov_base = ") ON DUPLICATE KEY UPDATE stored_at ="
-                        " IF(VALUES(version) >= cs_replicas.version,"
-                        " VALUES(stored_at), cs_replicas.stored_at),"
-                        " version = GREATEST(cs_replicas.version,"
-                        " VALUES(version))";
+    v[n + 1].iov_base = ")" CS_SQL_REPLICA_UPSERT;
     for (i = 0; i < n + 2; i++) {
         v[i].iov_len = strlen(v[i].iov_base);
     }

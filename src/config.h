@@ -80,6 +80,7 @@ typedef struct {
     cs_peer_conf_t peer;        /* what the node-to-node client needs */
     cs_counters_t *counters;    /* this node's block in shared memory */
     struct cs_cache_t *cache;   /* node-local registry cache (cache.h) */
+    struct cs_queue_bell_t *bell; /* wakes the queue's drain (queue.h) */
     /* Per child, set in child_init (children are forked copies). */
     struct cs_mc_t *mc;         /* memcached client (mcache.c), per child */
     struct cs_holders_t *holders; /* fetched copies to register (holders.c) */

@@ -15,6 +15,7 @@
 #include "store.h"
 
 #include "mod_watchdog.h"
+#include "ap_mpm.h"
 #include "apr_thread_cond.h"
 #include "apr_thread_mutex.h"
 
@@ -311,11 +312,25 @@ static apr_status_t cs_wd_heartbeat(int state, void *data, apr_pool_t *pool)
     return APR_SUCCESS;
 }
 
-/* Queue thread, every 100 ms: replication and delete jobs. */
+/* A drain that waits on its bell stops when the child begins to exit,
+ * or when the MPM tells it to stop (a graceful restart: the next
+ * generation's drain takes over). */
+static int cs_queue_stopping(void)
+{
+    int state = AP_MPMQ_RUNNING;
+
+    return cs_bg_exiting
+           || (ap_mpm_query(AP_MPMQ_MPM_STATE, &state) == APR_SUCCESS
+               && state == AP_MPMQ_STOPPING);
+}
+
+/* Queue thread, one per node: replication and delete jobs, each as soon
+ * as its writer rings the bell, and the whole queue every 100 ms; the
+ * callback returns only when the child stops. */
 static apr_status_t cs_wd_queue(int state, void *data, apr_pool_t *pool)
 {
     if (state == AP_WATCHDOG_STATE_RUNNING && cs_bg_enter()) {
-        cs_replicate_drain(data, pool);
+        cs_replicate_run(data, pool, cs_queue_stopping);
         cs_bg_leave();
     }
     return APR_SUCCESS;
@@ -384,9 +399,8 @@ int cs_drive_start(apr_pool_t *p, server_rec *s,
                      "cannot create the background threads' mutex");
         return !OK;
     }
-    /* Four singleton threads per httpd, in one child. */
+    /* Three singleton threads per httpd, in one child, */
     if (cs_wd_get_instance(&wd_hb, CS_WD_HEARTBEAT, 0, 1, p) != APR_SUCCESS
-        || cs_wd_get_instance(&wd_q, CS_WD_QUEUE, 0, 1, p) != APR_SUCCESS
         || cs_wd_get_instance(&wd_r, CS_WD_REPAIR, 0, 1, p) != APR_SUCCESS
         || cs_wd_get_instance(&wd_s, CS_WD_SCRUB, 0, 1, p) != APR_SUCCESS
         /* and one in every child, for its fetched copies */
@@ -403,6 +417,16 @@ int cs_drive_start(apr_pool_t *p, server_rec *s,
         cs_server_conf *sc = cs_sconf(ns);
         if (sc->peer_timeout + apr_time_from_sec(2) > cs_exit_wait) {
             cs_exit_wait = sc->peer_timeout + apr_time_from_sec(2);
+        }
+        /* and one per node for its queue (its callback never returns
+         * while the child runs, so each node has a thread of its own). */
+        if (cs_wd_get_instance(&wd_q, apr_psprintf(p, "%s%d", CS_WD_QUEUE,
+                                                   i), 0, 1, p)
+            != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, ns, CSLOG(216)
+                         "node %s: cannot create its queue's watchdog "
+                         "thread", sc->node_name);
+            return !OK;
         }
         if (cs_wd_register(wd_hb, sc->heartbeat, ns, cs_wd_heartbeat)
             || cs_wd_register(wd_q, AP_WD_TM_SLICE, ns, cs_wd_queue)

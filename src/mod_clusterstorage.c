@@ -23,6 +23,7 @@
 #include "drive.h"
 #include "peer.h"
 #include "peer_serve.h"
+#include "queue.h"
 #include "read.h"
 #include "registry.h"
 #include "request.h"
@@ -119,14 +120,28 @@ static int cs_post_config(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, CSLOG(007)
                      "no shared memory for counters; status shows none");
     }
+    /* Each node's queue bell: a pipe every child of this generation
+     * inherits (queue.h). */
+    for (i = 0; i < node_servers->nelts; i++) {
+        server_rec *ns = APR_ARRAY_IDX(node_servers, i, server_rec *);
+        cs_server_conf *nsc = cs_sconf(ns);
+        if ((rv = cs_queue_bell_create(p, &nsc->bell)) != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, ns, CSLOG(158)
+                         "node %s: cannot create its queue's pipe",
+                         nsc->node_name);
+            return !OK;
+        }
+    }
     for (vs = s; vs; vs = vs->next) {
         cs_server_conf *sc = cs_sconf(vs);
-        for (i = 0; blocks && sc->store.state_dir && i < node_servers->nelts;
-             i++) {
+        for (i = 0; sc->store.state_dir && i < node_servers->nelts; i++) {
             server_rec *ns = APR_ARRAY_IDX(node_servers, i, server_rec *);
             if (strcmp(cs_sconf(ns)->store.root, sc->store.root) == 0) {
-                sc->counters = &blocks[i];
-                sc->peer.counters = sc->counters;
+                sc->bell = cs_sconf(ns)->bell;
+                if (blocks) {
+                    sc->counters = &blocks[i];
+                    sc->peer.counters = sc->counters;
+                }
             }
         }
     }

@@ -7,9 +7,12 @@
 
 #include "apr_atomic.h"
 #include "apr_file_info.h"
+#include "apr_lib.h"
 #include "apr_strings.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -166,6 +169,110 @@ apr_array_header_t *cs_queue_list(apr_pool_t *p, const cs_store_t *st)
         *n = apr_pstrcat(p, dir, "/", *n, NULL);
     }
     return names;
+}
+
+struct cs_queue_bell_t {
+    int fd[2];                  /* read end, write end; both non-blocking */
+};
+
+static apr_status_t cs_bell_close(void *data)
+{
+    cs_queue_bell_t *b = data;
+
+    close(b->fd[0]);
+    close(b->fd[1]);
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_queue_bell_create(apr_pool_t *p, cs_queue_bell_t **bell)
+{
+    cs_queue_bell_t *b = apr_pcalloc(p, sizeof(*b));
+
+    /* Not inherited by what the children exec (CGI, piped logs). */
+    if (pipe2(b->fd, O_NONBLOCK | O_CLOEXEC) != 0) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    apr_pool_cleanup_register(p, b, cs_bell_close, apr_pool_cleanup_null);
+    *bell = b;
+    return APR_SUCCESS;
+}
+
+/* A job file's name as cs_job_write() makes it ("HEX-PID-SEQ.job"). */
+static int cs_job_name_ok(const char *n, apr_size_t len)
+{
+    apr_size_t i;
+
+    if (len < 5 || len > 64 || memcmp(n + len - 4, ".job", 4) != 0) {
+        return 0;
+    }
+    for (i = 0; i < len - 4; i++) {
+        if (!apr_isxdigit(n[i]) && n[i] != '-') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+void cs_queue_ring(cs_queue_bell_t *bell, const char *path)
+{
+    const char *name = strrchr(path, '/');
+    char msg[72];
+    apr_size_t n;
+
+    name = name ? name + 1 : path;
+    n = strlen(name);
+    if (!bell || !cs_job_name_ok(name, n)) {
+        return;
+    }
+    memcpy(msg, name, n);
+    msg[n++] = '\n';
+    /* One write below PIPE_BUF: never interleaved with another child's.
+     * EAGAIN (the pipe is full) loses nothing but promptness. */
+    if (write(bell->fd[1], msg, n) < 0) {
+        return;
+    }
+}
+
+apr_array_header_t *cs_queue_wait(apr_pool_t *p, const cs_store_t *st,
+                                  cs_queue_bell_t *bell,
+                                  apr_interval_time_t timeout)
+{
+    apr_array_header_t *paths = apr_array_make(p, 8, sizeof(const char *));
+    const char *dir = cs_queue_dir(p, st);
+    struct pollfd pfd;
+    char buf[4096];
+    apr_size_t have = 0;
+    ssize_t got;
+
+    if (!bell) {
+        apr_sleep(timeout);
+        return paths;
+    }
+    pfd.fd = bell->fd[0];
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    if (poll(&pfd, 1, (int)((timeout + 999) / 1000)) <= 0) {
+        return paths;
+    }
+    /* Read until the pipe is empty.  Rings are whole writes, but a read
+     * may end inside one: the rest of it starts the next read. */
+    while ((got = read(bell->fd[0], buf + have, sizeof(buf) - have)) > 0) {
+        char *line = buf, *end = buf + have + got, *nl;
+
+        while (line < end && (nl = memchr(line, '\n', end - line))) {
+            if (cs_job_name_ok(line, nl - line)) {
+                APR_ARRAY_PUSH(paths, const char *) = apr_pstrcat(p, dir,
+                    "/", apr_pstrmemdup(p, line, nl - line), NULL);
+            }
+            line = nl + 1;
+        }
+        have = end - line;
+        if (have >= sizeof(buf) / 2) {
+            have = 0;           /* no ring is this long: not one of ours */
+        }
+        memmove(buf, line, have);
+    }
+    return paths;
 }
 
 void cs_queue_stats(apr_pool_t *p, const cs_store_t *st, int *jobs,

@@ -53,6 +53,23 @@ apr_array_header_t *cs_queue_list(apr_pool_t *p, const cs_store_t *st);
  * malformed, or why it could not be read (it may be gone already). */
 apr_status_t cs_queue_read(apr_pool_t *p, const char *path, cs_job_t *job);
 
+/* The queue's bell: a pipe made in post_config, before the children are
+ * forked, so every child of the generation holds both ends.  A writer
+ * rings it with its job's file name once the write is committed; the
+ * drain (one thread, in one child) waits on it between its passes over
+ * the whole queue, so a new job is pushed at once rather than at the next
+ * pass.  Ringing never blocks and may be lost (a full pipe): every job is
+ * still found by the next whole pass. */
+typedef struct cs_queue_bell_t cs_queue_bell_t;
+apr_status_t cs_queue_bell_create(apr_pool_t *p, cs_queue_bell_t **bell);
+/* Ring with the job file `path` (its name alone is sent). */
+void cs_queue_ring(cs_queue_bell_t *bell, const char *path);
+/* Wait up to timeout for rings: the job files rung since the last call
+ * (full paths below st's queue, in ring order; none on a timeout). */
+apr_array_header_t *cs_queue_wait(apr_pool_t *p, const cs_store_t *st,
+                                  cs_queue_bell_t *bell,
+                                  apr_interval_time_t timeout);
+
 /* Number of jobs waiting and the age (seconds) of the oldest. */
 void cs_queue_stats(apr_pool_t *p, const cs_store_t *st, int *jobs,
                     apr_int64_t *oldest);

@@ -359,7 +359,76 @@ static void cs_backoff_keep(cs_node_bg_t *nb, apr_array_header_t *waiting)
     nb->backoff = nh;
 }
 
-void cs_replicate_drain(server_rec *s, apr_pool_t *p)
+/* One job of s's queue (the file at path), unless its backoff says not
+ * yet: removed once done, else left waiting (in *waiting, if given) and
+ * its next try set.  *dbd is opened on first use; -1 when the registry
+ * is down (the job stays, and the caller stops: the queue pauses). */
+static int cs_drain_one(server_rec *s, cs_node_bg_t *nb, apr_pool_t *p,
+                        ap_dbd_t **dbd, const char *path, apr_time_t now,
+                        apr_array_header_t *waiting)
+{
+    cs_backoff_t *bo = apr_hash_get(nb->backoff, path, APR_HASH_KEY_STRING);
+    apr_pool_t *sub;
+    cs_job_t job;
+    cs_job_result res;
+    apr_status_t rv;
+
+    if (cs_stopping || (bo && bo->next > now)) {
+        if (waiting) {
+            APR_ARRAY_PUSH(waiting, const char *) = path;
+        }
+        return 0;
+    }
+    apr_pool_create(&sub, p);
+    rv = cs_queue_read(sub, path, &job);
+    if (rv == APR_EINVAL) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(406)
+                     "removing malformed queue job %s", path);
+        cs_queue_remove(sub, path);
+    }
+    if (rv != APR_SUCCESS) {
+        apr_pool_destroy(sub);
+        return 0;               /* gone already (done by another pass) */
+    }
+    if (!*dbd && !(*dbd = cs_registry_open(s, p))) {
+        apr_pool_destroy(sub);
+        return -1;
+    }
+    res = job.op == 'P'
+          ? cs_replicate(s, sub, *dbd, job.key, job.relpath, job.version, 0)
+          : cs_propagate_delete(s, sub, *dbd, &job);
+    apr_pool_destroy(sub);
+    if (res == CS_JOB_DONE) {
+        cs_queue_remove(p, path);
+        if (bo) {
+            apr_hash_set(nb->backoff, path, APR_HASH_KEY_STRING, NULL);
+        }
+        return 0;
+    }
+    if (waiting) {
+        APR_ARRAY_PUSH(waiting, const char *) = path;
+    }
+    if (res == CS_JOB_DB_DOWN) {
+        cs_registry_close(s, *dbd);
+        *dbd = NULL;
+        return -1;
+    }
+    if (!bo) {
+        bo = apr_pcalloc(nb->pool, sizeof(*bo));
+        apr_hash_set(nb->backoff, apr_pstrdup(nb->pool, path),
+                     APR_HASH_KEY_STRING, bo);
+    }
+    bo->attempts++;
+    bo->next = now + apr_time_from_msec(
+        100 * (1 << (bo->attempts < 9 ? bo->attempts : 9)));
+    if (bo->next > now + apr_time_from_sec(30)) {
+        bo->next = now + apr_time_from_sec(30);
+    }
+    return 0;
+}
+
+/* Drain s's queue once: jobs oldest first. */
+static void cs_replicate_drain(server_rec *s, apr_pool_t *p)
 {
     cs_server_conf *sc = cs_sconf(s);
     cs_node_bg_t *nb = cs_bg_of(s);
@@ -371,66 +440,10 @@ void cs_replicate_drain(server_rec *s, apr_pool_t *p)
     paths = cs_queue_list(p, &sc->store);
     waiting = apr_array_make(p, 4, sizeof(const char *));
     for (i = 0; i < paths->nelts; i++) {
-        const char *path = APR_ARRAY_IDX(paths, i, const char *);
-        cs_backoff_t *bo = apr_hash_get(nb->backoff, path,
-                                        APR_HASH_KEY_STRING);
-        apr_pool_t *sub;
-        cs_job_t job;
-        cs_job_result res;
-        apr_status_t rv;
-
-        if (cs_stopping || (bo && bo->next > now)) {
-            APR_ARRAY_PUSH(waiting, const char *) = path;
-            continue;
-        }
-        apr_pool_create(&sub, p);
-        rv = cs_queue_read(sub, path, &job);
-        if (rv == APR_EINVAL) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(406)
-                         "removing malformed queue job %s", path);
-            cs_queue_remove(sub, path);
-        }
-        if (rv != APR_SUCCESS) {
-            apr_pool_destroy(sub);
-            continue;
-        }
-        if (!dbd && !(dbd = cs_registry_open(s, p))) {
-            apr_pool_destroy(sub);
+        if (cs_drain_one(s, nb, p, &dbd, APR_ARRAY_IDX(paths, i,
+                                                       const char *),
+                         now, waiting) < 0) {
             /* registry down: pause, jobs stay queued */
-            for (; i < paths->nelts; i++) {
-                APR_ARRAY_PUSH(waiting, const char *) =
-                    APR_ARRAY_IDX(paths, i, const char *);
-            }
-            break;
-        }
-        res = job.op == 'P'
-              ? cs_replicate(s, sub, dbd, job.key, job.relpath, job.version, 0)
-              : cs_propagate_delete(s, sub, dbd, &job);
-        apr_pool_destroy(sub);
-        if (res == CS_JOB_DONE) {
-            cs_queue_remove(p, path);
-            if (bo) {
-                apr_hash_set(nb->backoff, path, APR_HASH_KEY_STRING, NULL);
-            }
-            continue;
-        }
-        APR_ARRAY_PUSH(waiting, const char *) = path;
-        if (res == CS_JOB_RETRY) {
-            if (!bo) {
-                bo = apr_pcalloc(nb->pool, sizeof(*bo));
-                apr_hash_set(nb->backoff, apr_pstrdup(nb->pool, path),
-                             APR_HASH_KEY_STRING, bo);
-            }
-            bo->attempts++;
-            bo->next = now + apr_time_from_msec(
-                100 * (1 << (bo->attempts < 9 ? bo->attempts : 9)));
-            if (bo->next > now + apr_time_from_sec(30)) {
-                bo->next = now + apr_time_from_sec(30);
-            }
-        }
-        else {
-            cs_registry_close(s, dbd);
-            dbd = NULL;
             for (i++; i < paths->nelts; i++) {
                 APR_ARRAY_PUSH(waiting, const char *) =
                     APR_ARRAY_IDX(paths, i, const char *);
@@ -440,6 +453,43 @@ void cs_replicate_drain(server_rec *s, apr_pool_t *p)
     }
     cs_registry_close(s, dbd);
     cs_backoff_keep(nb, waiting);
+}
+
+void cs_replicate_run(server_rec *s, apr_pool_t *p, int (*stop)(void))
+{
+    cs_server_conf *sc = cs_sconf(s);
+    cs_node_bg_t *nb = cs_bg_of(s);
+    apr_interval_time_t pass = apr_time_from_msec(100);
+    apr_time_t last = 0;
+    apr_pool_t *sub;
+
+    apr_pool_create(&sub, p);
+    while (!cs_stopping && !stop()) {
+        apr_array_header_t *rung;
+        apr_time_t now = apr_time_now();
+        ap_dbd_t *dbd = NULL;
+        int i;
+
+        apr_pool_clear(sub);
+        if (now - last >= pass) {
+            /* The whole queue: jobs retried, jobs of other generations,
+             * rings that were lost. */
+            cs_replicate_drain(s, sub);
+            last = now;
+            continue;
+        }
+        rung = cs_queue_wait(sub, &sc->store, sc->bell, last + pass - now);
+        now = apr_time_now();
+        for (i = 0; i < rung->nelts && !cs_stopping; i++) {
+            if (cs_drain_one(s, nb, sub, &dbd, APR_ARRAY_IDX(rung, i,
+                                                             const char *),
+                             now, NULL) < 0) {
+                break;          /* registry down: the next pass retries */
+            }
+        }
+        cs_registry_close(s, dbd);
+    }
+    apr_pool_destroy(sub);
 }
 
 /* The repair's state of each node, touched by the repair's watchdog

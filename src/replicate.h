@@ -1,11 +1,13 @@
 /* Licensed under the Apache License, Version 2.0 (see LICENSE). */
 
 /*
- * replicate.h - the replication engine, run by a singleton mod_watchdog
- * thread per httpd (drive.c): it makes ClusterStorageReplicas live nodes
+ * replicate.h - the replication engine, run by singleton mod_watchdog
+ * threads (drive.c): it makes ClusterStorageReplicas live nodes
  * hold each current version and tells the others to drop deleted ones.
  *
  * Promises:
+ *   - a job is looked at as soon as its writer rings the queue's bell,
+ *     and every job at least every 100 ms;
  *   - a queued job (queue.h) is removed only once its work is confirmed:
  *     enough live holders of its version, or every live node told of the
  *     tombstone; a version that was superseded, or never committed, ends
@@ -24,8 +26,10 @@
 
 #include "httpd.h"
 
-/* Drain s's queue once: jobs oldest first. */
-void cs_replicate_drain(server_rec *s, apr_pool_t *p);
+/* Drain s's queue until stop() says so (checked at least every 100 ms):
+ * a job rung on the queue's bell (queue.h) at once, and the whole queue
+ * every 100 ms. */
+void cs_replicate_run(server_rec *s, apr_pool_t *p, int (*stop)(void));
 
 /* One step of the repair sweep for s's node. */
 void cs_replicate_repair(server_rec *s, apr_pool_t *p);

@@ -295,12 +295,13 @@ static int cs_client_mtime(request_rec *r, const char *key, apr_time_t *t)
 }
 
 /* The transaction ended with status (and, under the key lock, the file
- * was put in place or removed): release the lock; a committed write is
- * then dropped from the other nodes' caches before it is answered.  OK,
- * or the status to answer. */
+ * was put in place or removed): release the lock; a committed write
+ * rings the queue's bell with its job (if it queued one) and is dropped
+ * from the other nodes' caches before it is answered.  OK, or the status
+ * to answer. */
 static int cs_write_end(request_rec *r, const cs_server_conf *sc,
                         const char *key, apr_file_t *lock, int status,
-                        const cs_entry_t *e)
+                        const cs_entry_t *e, const char *job)
 {
     cs_store_unlock_key(lock);
     if (status == HTTP_SERVICE_UNAVAILABLE) {
@@ -308,6 +309,9 @@ static int cs_write_end(request_rec *r, const cs_server_conf *sc,
     }
     if (status != OK) {
         return status;
+    }
+    if (job) {
+        cs_queue_ring(sc->bell, job);   /* its job can start now */
     }
     cs_invalidate_cluster(r, sc, key, e->version);
     return OK;
@@ -425,7 +429,8 @@ int cs_upload_commit_locked(cs_upload_t *up, apr_file_t *lock, cs_entry_t *e,
             status = HTTP_INTERNAL_SERVER_ERROR;
         }
     }
-    if ((status = cs_write_end(r, up->sc, key, lock, status, e)) != OK) {
+    if ((status = cs_write_end(r, up->sc, key, lock, status, e,
+                               up->w.job)) != OK) {
         return status;
     }
     /* The last step before the answer: from now on no node may serve an
@@ -507,7 +512,7 @@ int cs_delete_key(request_rec *r, const cs_server_conf *sc, const char *key,
                           "not be removed; it will not be served", key, path);
         }
     }
-    if ((status = cs_write_end(r, sc, key, lock, status, e)) != OK) {
+    if ((status = cs_write_end(r, sc, key, lock, status, e, w.job)) != OK) {
         return status;
     }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(040)
@@ -771,7 +776,8 @@ int cs_adopt_file(request_rec *r, const cs_server_conf *sc, const char *key,
     ops.mtime = fi.mtime;       /* its time stays its Last-Modified */
     status = cs_registry_put(r, key, w.relpath, *bytes, sha, &ops, &e,
                              &created);
-    if ((status = cs_write_end(r, sc, key, lock, status, &e)) != OK) {
+    if ((status = cs_write_end(r, sc, key, lock, status, &e, w.job))
+        != OK) {
         if (status == HTTP_CONFLICT) {
             *what = CS_ADOPT_CONFLICT;  /* written meanwhile */
             return OK;

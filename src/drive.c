@@ -82,6 +82,13 @@ static apr_status_t cs_bg_child_exit(void *data)
         apr_thread_cond_timedwait(cs_bg_cond, cs_bg_mutex,
                                   apr_time_from_msec(100));
     }
+    if (cs_bg_active > 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, CSLOG(217)
+                     "child exiting with %d background task(s) still "
+                     "running after %" APR_TIME_T_FMT " ms; they end with "
+                     "it (their work is picked up again by the next child)",
+                     cs_bg_active, apr_time_as_msec(cs_exit_wait));
+    }
     hb = cs_hb_here;
     for (vs = s; hb && vs; vs = vs->next) {
         cs_server_conf *sc = cs_sconf(vs);

@@ -446,9 +446,30 @@ typedef struct {
     const char *key;
     const cs_entry_t *e;
     struct cs_tmp_t *tmp;
+    cs_fetch_tee_fn tee;
+    void *baton;
+    apr_uint64_t got;       /* body bytes written to tmp */
     const char **why;
     cs_fetch_cause_t *cause;
 } cs_fetch_ctx;
+
+/* n more body bytes: into the temp file, then to the tee. */
+static apr_status_t cs_fetch_keep(cs_fetch_ctx *x, const char *buf,
+                                  apr_size_t n)
+{
+    apr_status_t rv = cs_store_tmp_write(x->tmp, buf, n);
+
+    if (rv != APR_SUCCESS) {
+        *x->why = "cannot write the temp file";
+        *x->cause = CS_FETCH_LOCAL;
+        return rv;
+    }
+    if (x->tee) {
+        x->tee(x->baton, buf, n, x->got);
+    }
+    x->got += n;
+    return APR_SUCCESS;
+}
 
 static void cs_fetch_connecting(void *baton)
 {
@@ -503,10 +524,7 @@ static apr_status_t cs_fetch_exchange(cs_conn_t *c, void *baton)
         if ((apr_int64_t)n > left) {
             n = (apr_size_t)left;
         }
-        if ((rv = cs_store_tmp_write(x->tmp, c->buf + c->pos, n))
-            != APR_SUCCESS) {
-            *x->why = "cannot write the temp file";
-            *x->cause = CS_FETCH_LOCAL;
+        if ((rv = cs_fetch_keep(x, c->buf + c->pos, n)) != APR_SUCCESS) {
             return rv;
         }
         c->pos += n;
@@ -519,10 +537,8 @@ static apr_status_t cs_fetch_exchange(cs_conn_t *c, void *baton)
         }
         rv = apr_socket_recv(c->sock, c->buf, &n);
         if (n > 0) {
-            apr_status_t wrv = cs_store_tmp_write(x->tmp, c->buf, n);
+            apr_status_t wrv = cs_fetch_keep(x, c->buf, n);
             if (wrv != APR_SUCCESS) {
-                *x->why = "cannot write the temp file";
-                *x->cause = CS_FETCH_LOCAL;
                 return wrv;
             }
             left -= (apr_int64_t)n;
@@ -547,10 +563,14 @@ static apr_status_t cs_fetch_exchange(cs_conn_t *c, void *baton)
 apr_status_t cs_peer_fetch(apr_pool_t *p, const cs_peer_conf_t *pc,
                            const char *base_url, const char *key,
                            const cs_entry_t *e, struct cs_tmp_t *tmp,
+                           cs_fetch_tee_fn tee, void *baton,
                            const char **why, cs_fetch_cause_t *cause)
 {
     cs_fetch_ctx x;
 
+    x.tee = tee;
+    x.baton = baton;
+    x.got = 0;
     x.pc = pc;
     x.key = key;
     x.e = e;

@@ -49,9 +49,15 @@ void cs_peer_child_init(apr_pool_t *pchild);
 /* Fetch version e of key from the node at base_url into tmp: a GET with
  * X-ClusterStorage-Version, answered from the peer's local copy only.
  * APR_SUCCESS, or an error with *why saying what was wrong. */
+/* tee (may be NULL) is given the body's bytes as they arrive, each piece
+ * once it is written to tmp, with its offset in the body: bytes not yet
+ * verified (the SHA-256 is known only at the end). */
+typedef void (*cs_fetch_tee_fn)(void *baton, const char *buf, apr_size_t n,
+                                apr_uint64_t offset);
 apr_status_t cs_peer_fetch(apr_pool_t *p, const cs_peer_conf_t *pc,
                            const char *base_url, const char *key,
                            const cs_entry_t *e, struct cs_tmp_t *tmp,
+                           cs_fetch_tee_fn tee, void *baton,
                            const char **why, cs_fetch_cause_t *cause);
 
 /* Push this node's copy (path, version e) of key to base_url (replication

@@ -11,6 +11,7 @@
  */
 #include "read.h"
 #include "cache.h"
+#include "crypto.h"
 #include "holders.h"
 #include "peer.h"
 #include "registry.h"
@@ -19,17 +20,213 @@
 
 #include "http_core.h"
 #include "http_protocol.h"
+#include "apr_poll.h"
 #include "apr_strings.h"
 
 /* cs_fetch(): no holder could give this version (logged, not answered). */
 #define CS_NO_HOLDER (-2)
+
+/* A large copy fetched for a GET goes to the client while it arrives, so
+ * its first byte does not wait for the whole file; but it never reaches
+ * the client as a complete answer before it was verified:
+ *   - only a plain GET (no Range, no conditions) of at least
+ *     CS_STREAM_MIN bytes is streamed, with the head cs_serve() sends;
+ *   - the last CS_STREAM_HOLD bytes are held back until the whole copy
+ *     matched its SHA-256 and is in place; they, and whatever was not sent
+ *     yet, then go from that file;
+ *   - if no holder can give a copy that matches, the connection is closed
+ *     short of the Content-Length (CS160): every HTTP client reports such
+ *     an answer as failed, never as a file;
+ *   - when a holder fails mid-way and another one takes over, the bytes
+ *     already sent stand only if the new transfer's first bytes have the
+ *     same SHA-256 (checked as they arrive), else the answer is cut;
+ *   - a client whose writes held the transfer up for CS_STREAM_SLOW in
+ *     all is fed from it no more (the key lock and the peer connection
+ *     are not held at its pace); it gets the rest from the file. */
+#define CS_STREAM_MIN  (1024 * 1024)
+#define CS_STREAM_HOLD (64 * 1024)
+#define CS_STREAM_SLOW apr_time_from_msec(100)
+#define CS_STREAM_PIECE (16 * 1024)
+
+typedef struct {
+    request_rec *r;
+    const cs_entry_t *e;
+    apr_bucket_brigade *bb;
+    apr_uint64_t sent;          /* body bytes passed to the client */
+    apr_uint64_t limit;         /* the most that may go before the end */
+    apr_interval_time_t blocked; /* time the client's writes took */
+    apr_pollfd_t pfd;           /* the client's socket, for POLLOUT */
+    int feeding;                /* bytes still go to the client as they come */
+    int broken;                 /* what was sent cannot be vouched for */
+    /* After a transfer failed with bytes sent: the next transfer's first
+     * `sent` bytes must hash to prefix. */
+    int verifying;
+    char prefix[CS_SHA256_HEX_LEN + 1];
+    cs_sha256_t *vsha;
+    apr_uint64_t vgot;
+} cs_stream_t;
+
+/* Whether r's answer may be streamed (above) for version e. */
+static int cs_stream_fits(request_rec *r, const cs_entry_t *e)
+{
+    static const char *const no[] = { "Range", "If-Match", "If-None-Match",
+        "If-Modified-Since", "If-Unmodified-Since", "If-Range", NULL };
+    int i;
+
+    if (r->header_only || r->method_number != M_GET
+        || e->size < CS_STREAM_MIN) {
+        return 0;
+    }
+    for (i = 0; no[i]; i++) {
+        if (apr_table_get(r->headers_in, no[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The fetch's tee (cs_fetch_tee_fn): the bytes at off of a transfer. */
+static void cs_stream_tee(void *baton, const char *buf, apr_size_t n,
+                          apr_uint64_t off)
+{
+    cs_stream_t *st = baton;
+    request_rec *r = st->r;
+    apr_uint64_t end = off + n, from, to;
+    apr_bucket *b;
+    apr_time_t t0;
+    apr_status_t rv;
+
+    if (st->broken) {
+        return;
+    }
+    if (st->verifying) {
+        char sha[CS_SHA256_HEX_LEN + 1];
+        apr_uint64_t take;
+
+        if (off == 0) {         /* the next transfer begins */
+            st->vgot = 0;
+            if (cs_sha256_start(r->pool, &st->vsha) != APR_SUCCESS) {
+                st->vsha = NULL;
+            }
+        }
+        if (!st->vsha || off != st->vgot) {
+            st->broken = 1;
+            return;
+        }
+        take = end < st->sent ? n : st->sent - off;
+        cs_sha256_update(st->vsha, buf, (size_t)take);
+        st->vgot += take;
+        if (st->vgot < st->sent) {
+            return;
+        }
+        cs_sha256_final_hex(st->vsha, sha);
+        st->vsha = NULL;
+        if (strcmp(sha, st->prefix) != 0) {
+            st->broken = 1;
+            return;
+        }
+        st->verifying = 0;      /* the bytes sent were these: go on */
+    }
+    from = off > st->sent ? off : st->sent;
+    to = end < st->limit ? end : st->limit;
+    if (st->sent == 0 && st->feeding && to > from) {
+        cs_serve_head(r, st->e, (apr_off_t)st->e->size, apr_time_now(), 0);
+        cs_plain_bytes(r);
+    }
+    /* In pieces well below the core output filter's 64 KiB threshold
+     * (above it, it writes blocking), each only once the client's socket
+     * can take more: a client that stopped reading never blocks this. */
+    while (st->feeding && from < to) {
+        apr_size_t piece = to - from > CS_STREAM_PIECE ? CS_STREAM_PIECE
+                                                        : (apr_size_t)(to - from);
+        apr_int32_t ready = 0;
+
+        st->pfd.rtnevents = 0;
+        if (st->sent > 0 && (apr_poll(&st->pfd, 1, &ready, 0) != APR_SUCCESS
+                             || ready == 0)) {
+            st->feeding = 0;
+            break;
+        }
+        b = apr_bucket_transient_create(buf + (from - off), piece,
+                                        r->connection->bucket_alloc);
+        APR_BRIGADE_INSERT_TAIL(st->bb, b);
+        t0 = apr_time_now();
+        rv = ap_pass_brigade(r->output_filters, st->bb);
+        apr_brigade_cleanup(st->bb);
+        st->blocked += apr_time_now() - t0;
+        from += piece;
+        st->sent = from;
+        if (rv != APR_SUCCESS || r->connection->aborted
+            || st->blocked > CS_STREAM_SLOW) {
+            st->feeding = 0;
+        }
+    }
+}
+
+/* A transfer failed after bytes of it were sent (tmp holds them): the
+ * next transfer must begin with the same bytes. */
+static void cs_stream_failed(cs_stream_t *st, apr_pool_t *p, cs_tmp_t *tmp)
+{
+    if (!st || st->sent == 0 || st->verifying || st->broken) {
+        return;
+    }
+    if (cs_store_tmp_prefix_sha(p, tmp, st->sent, st->prefix)
+        == APR_SUCCESS) {
+        st->verifying = 1;
+    }
+    else {
+        st->broken = 1;
+    }
+}
+
+/* The end of a streamed answer (st->sent > 0): the rest of the copy now
+ * at path, or, when the fetch ended with status instead or what was sent
+ * cannot be vouched for, the connection closed short (an error bucket,
+ * as mod_proxy does when its backend breaks). */
+static int cs_stream_finish(request_rec *r, cs_stream_t *st,
+                            const char *key, const char *path,
+                            apr_int32_t flags, int status)
+{
+    apr_bucket_alloc_t *ba = r->connection->bucket_alloc;
+    apr_file_t *f;
+    apr_finfo_t fi;
+    apr_uint64_t v;
+    char sha[CS_SHA256_HEX_LEN + 1];
+
+    if (status == OK && !st->broken && !st->verifying
+        && cs_store_open(r->pool, path, key, flags, &f, &fi, &v, sha)
+           == APR_SUCCESS
+        && v == st->e->version && strcmp(sha, st->e->sha256) == 0
+        && (apr_uint64_t)fi.size == st->e->size) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(159)
+                      "%s: %" APR_UINT64_T_FMT " of %" APR_UINT64_T_FMT
+                      " bytes went to the client as they arrived, the rest "
+                      "from the verified copy", key, st->sent, st->e->size);
+        apr_brigade_insert_file(st->bb, f, (apr_off_t)st->sent,
+                                (apr_off_t)(st->e->size - st->sent), r->pool);
+    }
+    else {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(160)
+                      "%s: %" APR_UINT64_T_FMT " bytes were sent while the "
+                      "copy arrived, and %s; closing the connection short of "
+                      "the %" APR_UINT64_T_FMT " bytes announced", key,
+                      st->sent, status != OK ? "no holder could finish it"
+                      : "they do not match the verified copy", st->e->size);
+        r->connection->keepalive = AP_CONN_CLOSE;
+        APR_BRIGADE_INSERT_TAIL(st->bb, ap_bucket_error_create(
+            HTTP_BAD_GATEWAY, NULL, r->pool, ba));
+    }
+    APR_BRIGADE_INSERT_TAIL(st->bb, apr_bucket_eos_create(ba));
+    ap_pass_brigade(r->output_filters, st->bb);
+    return OK;
+}
 
 /* Fetch version e of key from a holder into this node's store: one
  * transfer per key and node (the key lock), live holders first, every
  * transfer verified (peer.c) before it is renamed into place. */
 static int cs_fetch(request_rec *r, const cs_server_conf *sc, const char *key,
                     const char *path, const cs_entry_t *e,
-                    apr_array_header_t *holders)
+                    apr_array_header_t *holders, cs_stream_t *st)
 {
     apr_file_t *lock = NULL, *f;
     apr_finfo_t fi, ifi;
@@ -76,7 +273,7 @@ static int cs_fetch(request_rec *r, const cs_server_conf *sc, const char *key,
         for (i = 0; i < holders->nelts; i++) {
             cs_node_t *h = &APR_ARRAY_IDX(holders, i, cs_node_t);
             apr_pool_t *sub;
-            cs_tmp_t *tmp;
+            cs_tmp_t *tmp = NULL;
             const char *why = "cannot create a temp file";
             cs_fetch_cause_t cause = CS_FETCH_LOCAL;
 
@@ -88,7 +285,8 @@ static int cs_fetch(request_rec *r, const cs_server_conf *sc, const char *key,
             apr_pool_create(&sub, r->pool);
             rv = cs_store_tmp_create(sub, &sc->store, "fetch", &tmp);
             if (rv == APR_SUCCESS) {
-                rv = cs_peer_fetch(sub, &sc->peer, h->url, key, e, tmp, &why,
+                rv = cs_peer_fetch(sub, &sc->peer, h->url, key, e, tmp,
+                                   st ? cs_stream_tee : NULL, st, &why,
                                    &cause);
             }
             if (rv == APR_SUCCESS) {
@@ -137,6 +335,9 @@ static int cs_fetch(request_rec *r, const cs_server_conf *sc, const char *key,
                               APR_UINT64_T_FMT " bytes) from %s", key,
                               e->version, e->size, h->name);
                 return OK;
+            }
+            if (tmp) {
+                cs_stream_failed(st, sub, tmp);
             }
             apr_pool_destroy(sub);      /* removes the temp file */
             CS_COUNT(sc, fetch_failures, 1);
@@ -201,7 +402,7 @@ static int cs_previous_or_503(request_rec *r, const cs_server_conf *sc,
 int cs_ensure_local(request_rec *r, const cs_server_conf *sc,
                     const char *key, const char *path, const cs_entry_t *e)
 {
-    int status = cs_fetch(r, sc, key, path, e, NULL);
+    int status = cs_fetch(r, sc, key, path, e, NULL, NULL);
 
     return status == CS_NO_HOLDER ? cs_unavailable(r) : status;
 }
@@ -219,6 +420,7 @@ int cs_handle_get(request_rec *r, const cs_server_conf *sc, const char *key,
     apr_uint64_t v = 0;
     apr_status_t rv, lrv;
     const char *damage;
+    cs_stream_t st;
     int status, round, by_identity = 0;
 
     memset(&local, 0, sizeof(local));
@@ -318,10 +520,26 @@ int cs_handle_get(request_rec *r, const cs_server_conf *sc, const char *key,
      * holders may move on to a newer version while this request asks for
      * the one it read (a holder then answers 404): read the registry
      * again and fetch that (SPEC promise 11), five times at most. */
+    memset(&st, 0, sizeof(st));
+    st.r = r;
+    st.e = &e;
+    st.feeding = 1;
+    if (cs_stream_fits(r, &e)
+        && (st.pfd.desc.s = ap_get_conn_socket(r->connection)) != NULL) {
+        st.limit = e.size - CS_STREAM_HOLD;
+        st.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+        st.pfd.p = r->pool;
+        st.pfd.desc_type = APR_POLL_SOCKET;
+        st.pfd.reqevents = APR_POLLOUT;
+    }
     for (round = 0;
-         (status = cs_fetch(r, sc, key, path, &e, holders)) == CS_NO_HOLDER;
+         (status = cs_fetch(r, sc, key, path, &e, holders,
+                            st.bb ? &st : NULL)) == CS_NO_HOLDER;
          round++) {
         cs_entry_t db;
+        if (st.sent > 0) {
+            break;              /* its head is out: no other version now */
+        }
         if (round >= 5
             || cs_registry_get_db_holders(r, key, &db, &holders)
                != APR_SUCCESS
@@ -338,6 +556,16 @@ int cs_handle_get(request_rec *r, const cs_server_conf *sc, const char *key,
                       APR_UINT64_T_FMT " while it was fetched; fetching "
                       "that", key, e.version, db.version);
         e = db;
+        if (!cs_stream_fits(r, &e) || !st.pfd.desc.s) {
+            st.bb = NULL;
+        }
+        else if (!st.bb) {
+            st.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+        }
+        st.limit = e.size > CS_STREAM_HOLD ? e.size - CS_STREAM_HOLD : 0;
+    }
+    if (st.sent > 0) {
+        return cs_stream_finish(r, &st, key, path, flags, status);
     }
     if (status != OK) {
         return status;

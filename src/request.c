@@ -36,11 +36,7 @@ int cs_key_is_access_file(request_rec *r, const char *key)
     return 0;
 }
 
-/* Take the filters that would change a stored file's bytes off r: every
- * resource filter (mod_include's INCLUDES, SUBSTITUTE, sed, ...).  Later
- * ones (content codings, security filters that inspect, the protocol's
- * byteranges) stay. */
-static void cs_plain_bytes(request_rec *r)
+void cs_plain_bytes(request_rec *r)
 {
     ap_filter_t *f = r->output_filters;
 
@@ -137,18 +133,13 @@ void cs_version_headers(request_rec *r, const cs_entry_t *e)
                    apr_pstrmemdup(r->pool, etag + 1, strcspn(etag + 1, "-")));
 }
 
-int cs_serve(request_rec *r, apr_file_t *f, const apr_finfo_t *fi,
-             const cs_entry_t *e, int unverified)
+void cs_serve_head(request_rec *r, const cs_entry_t *e, apr_off_t size,
+                   apr_time_t mtime, int unverified)
 {
-    apr_bucket_brigade *bb;
-    apr_status_t rv;
-    int status;
-
-    r->finfo = *fi;
     /* The registry's time, as it is: ap_set_last_modified() would put a
      * time ahead of this node's clock back to the request's time, and
      * nodes would then disagree. */
-    r->mtime = e->mtime ? (apr_time_t)e->mtime : fi->mtime;
+    r->mtime = e->mtime ? (apr_time_t)e->mtime : mtime;
     {
         char *lm = apr_palloc(r->pool, APR_RFC822_DATE_LEN);
         apr_rfc822_date(lm, r->mtime);
@@ -160,7 +151,18 @@ int cs_serve(request_rec *r, apr_file_t *f, const apr_finfo_t *fi,
         apr_table_setn(r->headers_out, "X-ClusterStorage-Unverified", "1");
     }
     ap_set_accept_ranges(r);
-    ap_set_content_length(r, fi->size);
+    ap_set_content_length(r, size);
+}
+
+int cs_serve(request_rec *r, apr_file_t *f, const apr_finfo_t *fi,
+             const cs_entry_t *e, int unverified)
+{
+    apr_bucket_brigade *bb;
+    apr_status_t rv;
+    int status;
+
+    r->finfo = *fi;
+    cs_serve_head(r, e, fi->size, fi->mtime, unverified);
     if ((status = ap_meets_conditions(r)) != OK) {
         r->status = status;
         return status;

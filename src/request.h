@@ -52,6 +52,15 @@ void cs_version_headers(request_rec *r, const cs_entry_t *e);
  * unverified: the registry could not be asked (SPEC promise 7). */
 int cs_serve(request_rec *r, apr_file_t *f, const apr_finfo_t *fi,
              const cs_entry_t *e, int unverified);
+/* cs_serve()'s response headers for version e of size bytes (mtime: the
+ * file's, when the registry has none), without the body. */
+void cs_serve_head(request_rec *r, const cs_entry_t *e, apr_off_t size,
+                   apr_time_t mtime, int unverified);
+/* Take the filters that would change a stored file's bytes off r: every
+ * resource filter (mod_include's INCLUDES, SUBSTITUTE, sed, ...).  Later
+ * ones (content codings, security filters that inspect, the protocol's
+ * byteranges) stay. */
+void cs_plain_bytes(request_rec *r);
 
 /* The answer to a failed store operation: 403 for an unsafe path, 409 for
  * a file or directory in the way, 507 for a full disk, else 500. */

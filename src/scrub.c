@@ -170,7 +170,8 @@ static int cs_scrub_refetch(apr_pool_t *p, cs_scrub_ctx *c, ap_dbd_t *dbd,
         apr_pool_create(&sub, p);
         if (cs_store_tmp_create(sub, &c->sc->store, "fetch", &tmp)
             == APR_SUCCESS
-            && cs_peer_fetch(sub, &c->sc->peer, h->url, key, &e, tmp, &why,
+            && cs_peer_fetch(sub, &c->sc->peer, h->url, key, &e, tmp, NULL,
+                             NULL, &why,
                              &cause) == APR_SUCCESS
             && cs_store_make_parents(sub, &c->sc->store, path)
                == APR_SUCCESS

@@ -469,6 +469,42 @@ apr_status_t cs_store_tmp_append_tmp(cs_tmp_t *t, cs_tmp_t *src)
     return cs_store_tmp_append_file(t, src->file, 0, (apr_off_t)src->size);
 }
 
+apr_status_t cs_store_tmp_prefix_sha(apr_pool_t *p, cs_tmp_t *t,
+                                     apr_uint64_t len,
+                                     char sha256[CS_SHA256_HEX_LEN + 1])
+{
+    char buf[65536];
+    cs_sha256_t *h;
+    apr_os_file_t fd;
+    apr_uint64_t off = 0;
+    apr_status_t rv;
+
+    if (len > t->size) {
+        return APR_EOF;
+    }
+    if ((rv = apr_file_flush(t->file)) != APR_SUCCESS
+        || (rv = apr_os_file_get(&fd, t->file)) != APR_SUCCESS
+        || (rv = cs_sha256_start(p, &h)) != APR_SUCCESS) {
+        return rv;
+    }
+    /* pread: the file's position (where the next write goes) stays. */
+    while (off < len) {
+        size_t want = len - off > sizeof(buf) ? sizeof(buf)
+                                              : (size_t)(len - off);
+        ssize_t got = pread(fd, buf, want, (off_t)off);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got <= 0) {
+            return got < 0 ? APR_FROM_OS_ERROR(errno) : APR_EOF;
+        }
+        cs_sha256_update(h, buf, (size_t)got);
+        off += (apr_uint64_t)got;
+    }
+    cs_sha256_final_hex(h, sha256);
+    return APR_SUCCESS;
+}
+
 void cs_store_tmp_digest(cs_tmp_t *t, apr_uint64_t *size,
                          char sha256[CS_SHA256_HEX_LEN + 1])
 {

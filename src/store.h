@@ -123,6 +123,11 @@ apr_status_t cs_store_tmp_append_file(cs_tmp_t *t, apr_file_t *f,
                                       apr_off_t from, apr_off_t len);
 /* Append every byte written to src so far. */
 apr_status_t cs_store_tmp_append_tmp(cs_tmp_t *t, cs_tmp_t *src);
+/* The hex SHA-256 of the first len bytes written to t (APR_EOF: fewer
+ * were written); what is written after them does not change. */
+apr_status_t cs_store_tmp_prefix_sha(apr_pool_t *p, cs_tmp_t *t,
+                                     apr_uint64_t len,
+                                     char sha256[CS_SHA256_HEX_LEN + 1]);
 /* Size and hex SHA-256 of everything written so far (once, at the end). */
 void cs_store_tmp_digest(cs_tmp_t *t, apr_uint64_t *size,
                          char sha256[CS_SHA256_HEX_LEN + 1]);

@@ -244,6 +244,14 @@ apr_array_header_t *cs_queue_wait(apr_pool_t *p, const cs_store_t *st,
     apr_size_t have = 0;
     ssize_t got;
 
+    /* At most a second: the caller looks at its stop condition between
+     * waits. */
+    if (timeout < 0) {
+        timeout = 0;
+    }
+    if (timeout > apr_time_from_sec(1)) {
+        timeout = apr_time_from_sec(1);
+    }
     if (!bell) {
         apr_sleep(timeout);
         return paths;

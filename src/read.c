@@ -56,6 +56,10 @@ typedef struct {
     apr_uint64_t limit;         /* the most that may go before the end */
     apr_interval_time_t blocked; /* time the client's writes took */
     apr_pollfd_t pfd;           /* the client's socket, for POLLOUT */
+    apr_int32_t flags;          /* how the copy is opened (sendfile) */
+    apr_file_t *f;              /* the verified copy, opened under the
+                                 * key lock once it is in place */
+    apr_finfo_t fi;
     int feeding;                /* bytes still go to the client as they come */
     int broken;                 /* what was sent cannot be vouched for */
     /* After a transfer failed with bytes sent: the next transfer's first
@@ -71,11 +75,23 @@ static int cs_stream_fits(request_rec *r, const cs_entry_t *e)
 {
     static const char *const no[] = { "Range", "If-Match", "If-None-Match",
         "If-Modified-Since", "If-Unmodified-Since", "If-Range", NULL };
+
+    ap_filter_t *f;
     int i;
 
+    /* Not over HTTP/2 (flow control the client's socket does not show),
+     * and only where the cut is seen: a filter that changes the bytes
+     * on their way (mod_deflate) drops the Content-Length, and can close
+     * what it was given as a whole answer. */
     if (r->header_only || r->method_number != M_GET
-        || e->size < CS_STREAM_MIN) {
+        || e->size < CS_STREAM_MIN || r->connection->master) {
         return 0;
+    }
+    for (f = r->output_filters; f; f = f->next) {
+        if (f->frec->ftype >= AP_FTYPE_CONTENT_SET
+            && f->frec->ftype < AP_FTYPE_PROTOCOL) {
+            return 0;
+        }
     }
     for (i = 0; no[i]; i++) {
         if (apr_table_get(r->headers_in, no[i])) {
@@ -141,8 +157,12 @@ static void cs_stream_tee(void *baton, const char *buf, apr_size_t n,
                                                         : (apr_size_t)(to - from);
         apr_int32_t ready = 0;
 
+        /* Bytes still waiting in the core's filter, or a socket that
+         * takes no more: the client is behind. */
         st->pfd.rtnevents = 0;
-        if (st->sent > 0 && (apr_poll(&st->pfd, 1, &ready, 0) != APR_SUCCESS
+        if (st->sent > 0 && (r->connection->data_in_output_filters
+                             || apr_poll(&st->pfd, 1, &ready, 0)
+                                != APR_SUCCESS
                              || ready == 0)) {
             st->feeding = 0;
             break;
@@ -179,30 +199,36 @@ static void cs_stream_failed(cs_stream_t *st, apr_pool_t *p, cs_tmp_t *tmp)
     }
 }
 
+/* The copy just put in place at path, opened under its key lock for
+ * the rest of a streamed answer (a write after the lock cannot swap it). */
+static void cs_stream_keep(cs_stream_t *st, const char *key, const char *path)
+{
+    apr_uint64_t v;
+    char sha[CS_SHA256_HEX_LEN + 1];
+
+    if (cs_store_open(st->r->pool, path, key, st->flags, &st->f, &st->fi, &v,
+                      sha) != APR_SUCCESS
+        || v != st->e->version || strcmp(sha, st->e->sha256) != 0
+        || (apr_uint64_t)st->fi.size != st->e->size) {
+        st->f = NULL;
+    }
+}
+
 /* The end of a streamed answer (st->sent > 0): the rest of the copy now
  * at path, or, when the fetch ended with status instead or what was sent
  * cannot be vouched for, the connection closed short (an error bucket,
  * as mod_proxy does when its backend breaks). */
 static int cs_stream_finish(request_rec *r, cs_stream_t *st,
-                            const char *key, const char *path,
-                            apr_int32_t flags, int status)
+                            const char *key, int status)
 {
     apr_bucket_alloc_t *ba = r->connection->bucket_alloc;
-    apr_file_t *f;
-    apr_finfo_t fi;
-    apr_uint64_t v;
-    char sha[CS_SHA256_HEX_LEN + 1];
 
-    if (status == OK && !st->broken && !st->verifying
-        && cs_store_open(r->pool, path, key, flags, &f, &fi, &v, sha)
-           == APR_SUCCESS
-        && v == st->e->version && strcmp(sha, st->e->sha256) == 0
-        && (apr_uint64_t)fi.size == st->e->size) {
+    if (status == OK && !st->broken && !st->verifying && st->f) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(159)
                       "%s: %" APR_UINT64_T_FMT " of %" APR_UINT64_T_FMT
                       " bytes went to the client as they arrived, the rest "
                       "from the verified copy", key, st->sent, st->e->size);
-        apr_brigade_insert_file(st->bb, f, (apr_off_t)st->sent,
+        apr_brigade_insert_file(st->bb, st->f, (apr_off_t)st->sent,
                                 (apr_off_t)(st->e->size - st->sent), r->pool);
     }
     else {
@@ -211,8 +237,15 @@ static int cs_stream_finish(request_rec *r, cs_stream_t *st,
                       "copy arrived, and %s; closing the connection short of "
                       "the %" APR_UINT64_T_FMT " bytes announced", key,
                       st->sent, status != OK ? "no holder could finish it"
-                      : "they do not match the verified copy", st->e->size);
+                      : st->broken || st->verifying
+                      ? "they do not match the verified copy"
+                      : "the verified copy could not be opened",
+                      st->e->size);
         r->connection->keepalive = AP_CONN_CLOSE;
+        r->no_cache = 1;        /* as mod_proxy does when its backend breaks */
+        if (r->main) {
+            r->main->no_cache = 1;
+        }
         APR_BRIGADE_INSERT_TAIL(st->bb, ap_bucket_error_create(
             HTTP_BAD_GATEWAY, NULL, r->pool, ba));
     }
@@ -314,6 +347,9 @@ static int cs_fetch(request_rec *r, const cs_server_conf *sc, const char *key,
                 apr_pool_destroy(sub);
                 CS_COUNT(sc, peer_fetches, 1);
                 CS_COUNT(sc, fetch_bytes, e->size);
+                if (st && st->sent > 0) {
+                    cs_stream_keep(st, key, path);
+                }
                 if (later) {
                     cs_holders_add(sc, key, path, e->version,
                                    (apr_uint64_t)ifi.inode);
@@ -524,6 +560,7 @@ int cs_handle_get(request_rec *r, const cs_server_conf *sc, const char *key,
     st.r = r;
     st.e = &e;
     st.feeding = 1;
+    st.flags = flags;
     if (cs_stream_fits(r, &e)
         && (st.pfd.desc.s = ap_get_conn_socket(r->connection)) != NULL) {
         st.limit = e.size - CS_STREAM_HOLD;
@@ -565,7 +602,7 @@ int cs_handle_get(request_rec *r, const cs_server_conf *sc, const char *key,
         st.limit = e.size > CS_STREAM_HOLD ? e.size - CS_STREAM_HOLD : 0;
     }
     if (st.sent > 0) {
-        return cs_stream_finish(r, &st, key, path, flags, status);
+        return cs_stream_finish(r, &st, key, status);
     }
     if (status != OK) {
         return status;

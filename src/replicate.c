@@ -14,6 +14,9 @@
 #include "apr_strings.h"
 #include "apr_tables.h"
 
+#include <pthread.h>
+#include <time.h>
+
 typedef enum { CS_JOB_DONE, CS_JOB_RETRY, CS_JOB_DB_DOWN } cs_job_result;
 
 /* The member named name, or NULL. */
@@ -308,11 +311,16 @@ void cs_replicate_stop(void)
     cs_stopping = 1;
 }
 
+/* Each node's queue has a thread of its own, and they start together:
+ * the table of their states is made and grown under this lock. */
+static pthread_mutex_t cs_bg_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static cs_node_bg_t *cs_bg_of(server_rec *s)
 {
     const char *name = cs_sconf(s)->node_name;
     cs_node_bg_t *nb;
 
+    pthread_mutex_lock(&cs_bg_lock);
     if (!cs_bg_pool) {
         apr_pool_create(&cs_bg_pool, s->process->pool);
         apr_pool_tag(cs_bg_pool, "clusterstorage-background");
@@ -326,6 +334,7 @@ static cs_node_bg_t *cs_bg_of(server_rec *s)
         apr_hash_set(cs_node_bg, apr_pstrdup(cs_bg_pool, name),
                      APR_HASH_KEY_STRING, nb);
     }
+    pthread_mutex_unlock(&cs_bg_lock);
     return nb;
 }
 
@@ -342,7 +351,9 @@ static void cs_backoff_keep(cs_node_bg_t *nb, apr_array_header_t *waiting)
         nb->backoff = apr_hash_make(nb->pool);
         return;
     }
+    pthread_mutex_lock(&cs_bg_lock);    /* cs_bg_pool is shared */
     apr_pool_create(&np, cs_bg_pool);
+    pthread_mutex_unlock(&cs_bg_lock);
     nh = apr_hash_make(np);
     for (i = 0; i < waiting->nelts; i++) {
         const char *path = APR_ARRAY_IDX(waiting, i, const char *);
@@ -354,7 +365,9 @@ static void cs_backoff_keep(cs_node_bg_t *nb, apr_array_header_t *waiting)
                          copy);
         }
     }
+    pthread_mutex_lock(&cs_bg_lock);
     apr_pool_destroy(nb->pool);
+    pthread_mutex_unlock(&cs_bg_lock);
     nb->pool = np;
     nb->backoff = nh;
 }
@@ -428,10 +441,10 @@ static int cs_drain_one(server_rec *s, cs_node_bg_t *nb, apr_pool_t *p,
 }
 
 /* Drain s's queue once: jobs oldest first. */
-static void cs_replicate_drain(server_rec *s, apr_pool_t *p)
+static void cs_replicate_drain(server_rec *s, cs_node_bg_t *nb,
+                               apr_pool_t *p)
 {
     cs_server_conf *sc = cs_sconf(s);
-    cs_node_bg_t *nb = cs_bg_of(s);
     apr_array_header_t *paths, *waiting;
     ap_dbd_t *dbd = NULL;
     apr_time_t now = apr_time_now();
@@ -455,6 +468,16 @@ static void cs_replicate_drain(server_rec *s, apr_pool_t *p)
     cs_backoff_keep(nb, waiting);
 }
 
+/* Microseconds of the monotonic clock: the drain's intervals do not
+ * stretch or shrink when the wall clock is stepped. */
+static apr_time_t cs_mono_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (apr_time_t)ts.tv_sec * APR_USEC_PER_SEC + ts.tv_nsec / 1000;
+}
+
 void cs_replicate_run(server_rec *s, apr_pool_t *p, int (*stop)(void))
 {
     cs_server_conf *sc = cs_sconf(s);
@@ -466,20 +489,22 @@ void cs_replicate_run(server_rec *s, apr_pool_t *p, int (*stop)(void))
     apr_pool_create(&sub, p);
     while (!cs_stopping && !stop()) {
         apr_array_header_t *rung;
-        apr_time_t now = apr_time_now();
+        apr_time_t now = cs_mono_now();
         ap_dbd_t *dbd = NULL;
         int i;
 
         apr_pool_clear(sub);
-        if (now - last >= pass) {
+        if (last == 0 || now - last >= pass) {
             /* The whole queue: jobs retried, jobs of other generations,
-             * rings that were lost. */
-            cs_replicate_drain(s, sub);
-            last = now;
+             * rings that were lost.  The next one 100 ms after this one
+             * ended, so that rings are read in between however long a
+             * pass takes. */
+            cs_replicate_drain(s, nb, sub);
+            last = cs_mono_now();
             continue;
         }
         rung = cs_queue_wait(sub, &sc->store, sc->bell, last + pass - now);
-        now = apr_time_now();
+        now = apr_time_now();   /* backoff times are wall-clock ones */
         for (i = 0; i < rung->nelts && !cs_stopping; i++) {
             if (cs_drain_one(s, nb, sub, &dbd, APR_ARRAY_IDX(rung, i,
                                                              const char *),

@@ -162,6 +162,24 @@ for my $case (qw(plain tail early)) {
         'slow: part streamed, the rest from the file (CS159)';
 }
 
+# Behind a filter that changes the bytes (mod_deflate drops the
+# Content-Length, and would close a cut answer as if it were whole), a
+# copy is not streamed: the answer waits for the verified copy.
+{
+    my $deflate = sub { $_[0] .= "\nLoadModule deflate_module "
+        . "$ENV{CS_APACHE_MODULES}/mod_deflate.so\nSetOutputFilter DEFLATE\n"
+        . "ClusterStorageScrubRate Off\n" };
+    my $D = CSNode->new('r67d', replicas => 1, edit => $deflate)->start;
+    my $k = $key{plain}{key};
+    my $r = req(GET => $D->url . $k, undef, 'Accept-Encoding' => 'gzip');
+    is $r->code, 200, 'deflate: 200';
+    is $r->header('Content-Encoding'), 'gzip', 'deflate: gzip encoded';
+    is sha256_hex($r->decoded_content(charset => 'none')), $key{plain}{sha},
+        'deflate: the right bytes once decoded';
+    unlike log_of($D), qr/CS159/, 'deflate: not streamed';
+    $D->stop;
+}
+
 # A GET with a Range is not streamed: it is answered from the copy.
 {
     my $k = '/files/' . unique_key('big-range') . '.bin';

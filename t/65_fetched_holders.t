@@ -81,19 +81,24 @@ ok unlink($B->root . $gone), "that copy leaves B's disk";
 unblock();
 ok wait_for(20, sub { b_holds_all(@many) == 40 }),
     'once the registry takes them, B is the holder of all 40';
-# B runs two children; each wrote what it had kept in one statement.
+# B runs two children; each wrote what it had kept in a few statements,
+# not one per copy.  A key whose lock stripe the other child's statement
+# holds at that moment waits for its next one (the locks are only tried),
+# so a child's copies may take more than one.
 sub batches {
     my @l = log_of($B) =~ /CS155: registered (\d+) fetched copies in \d+ ms; (\d+) no longer there/g;
-    my ($sum, $max, $gone_n) = (0, 0, 0);
+    my ($sum, $max, $gone_n, $stmts) = (0, 0, 0, 0);
     while (my ($reg, $no) = splice @l, 0, 2) {
         $sum += $reg; $gone_n += $no; $max = $reg if $reg > $max;
+        $stmts++ if $reg > 0;
     }
-    return ($sum, $max, $gone_n);
+    return ($sum, $max, $gone_n, $stmts);
 }
 wait_for(10, sub { (batches())[0] >= 40 });
-my ($sum, $max, $gone_n) = batches();
+my ($sum, $max, $gone_n, $stmts) = batches();
 is $sum, 40, 'the batches registered the 40 copies that waited';
-ok $max >= 20, "at least 20 of them in one statement ($max)";
+ok $stmts <= 10 && $max >= 10,
+    "in a few statements ($stmts, the largest $max), not one per copy";
 is $gone_n, 1, 'the copy that left the disk was left out (1 no longer there)';
 is b_holds($gone), 0, 'B is not named for the copy it no longer has';
 

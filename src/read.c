@@ -40,9 +40,11 @@
  *   - when a holder fails mid-way and another one takes over, the bytes
  *     already sent stand only if the new transfer's first bytes have the
  *     same SHA-256 (checked as they arrive), else the answer is cut;
- *   - a client whose writes held the transfer up for CS_STREAM_SLOW in
- *     all is fed from it no more (the key lock and the peer connection
- *     are not held at its pace); it gets the rest from the file. */
+ *   - a client that falls behind (its socket takes no more, bytes wait
+ *     in the core's output filter, or its writes took CS_STREAM_SLOW in
+ *     all) is fed from the transfer no more, so the key lock and the peer
+ *     connection are not held at its pace; it gets the rest from the
+ *     file. */
 #define CS_STREAM_MIN  (1024 * 1024)
 #define CS_STREAM_HOLD (64 * 1024)
 #define CS_STREAM_SLOW apr_time_from_msec(100)
@@ -75,7 +77,6 @@ static int cs_stream_fits(request_rec *r, const cs_entry_t *e)
 {
     static const char *const no[] = { "Range", "If-Match", "If-None-Match",
         "If-Modified-Since", "If-Unmodified-Since", "If-Range", NULL };
-
     ap_filter_t *f;
     int i;
 

@@ -127,7 +127,6 @@ static apr_status_t cs_move_txn(request_rec *r, const cs_server_conf *sc,
     const char *a_queue[7] = { S, D, m->srel, m->drel, m->tree ? "1" : "0",
                                me, me };
     apr_array_header_t *rows;
-    apr_dbd_transaction_t *txn;
     apr_status_t rv;
 
     /* Each CS_AT_DST takes (dst, src); the moved key's own parent is
@@ -146,7 +145,7 @@ static apr_status_t cs_move_txn(request_rec *r, const cs_server_conf *sc,
     *src = *dst = NULL;
     *seq = 0;
     *retry = 1;
-    if (cs_db_begin(s, p, dbd, &txn) != APR_SUCCESS) {
+    if (cs_db_begin(s, p, dbd) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     rv = m->tree ? cs_db_select(s, p, dbd, &cs_m_lockdir, 1, &rows, 1, a_s)
@@ -156,7 +155,7 @@ static apr_status_t cs_move_txn(request_rec *r, const cs_server_conf *sc,
     }
     if (rv == APR_SUCCESS && !m->tree && (*src)->nelts == 0) {
         /* The file went away meanwhile: nothing to move. */
-        cs_db_end(s, p, dbd, txn, 0, retry);
+        cs_db_end(s, p, dbd, 0, retry);
         *retry = 0;
         return APR_ENOENT;
     }
@@ -197,7 +196,7 @@ static apr_status_t cs_move_txn(request_rec *r, const cs_server_conf *sc,
     if (rv == APR_SUCCESS) {
         rv = cs_db_select(s, p, dbd, &cs_m_dst, 5, dst, 3, a_d);
     }
-    return cs_db_end(s, p, dbd, txn, rv == APR_SUCCESS, retry);
+    return cs_db_end(s, p, dbd, rv == APR_SUCCESS, retry);
 }
 
 /* The five columns of cs_m_dst / cs_m_held as an entry. */

@@ -789,15 +789,19 @@ static apr_status_t cs_db_exec(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
     return cs_db_exec_args(s, p, dbd, id, nrows, n, args);
 }
 
-apr_status_t cs_db_begin(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
-                         apr_dbd_transaction_t **txn)
+/* The transaction statements are sent as they are, not through
+ * apr_dbd_transaction_start/end(): those cost four round trips (SET
+ * autocommit=0, COMMIT, and SET autocommit=1 again, besides the COMMIT
+ * below), these two. */
+apr_status_t cs_db_begin(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd)
 {
-    int rc;
+    int rc, nrows;
 
-    *txn = NULL;
+    (void)p;
     cs_db_errno = 0;
     cs_db_t0 = apr_time_now();
-    rc = apr_dbd_transaction_start(dbd->driver, p, dbd->handle, txn);
+    rc = apr_dbd_query(dbd->driver, dbd->handle, &nrows,
+                       "START TRANSACTION");
     if (rc != 0) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CSLOG(108)
                      "cannot start a registry transaction: %s",
@@ -813,37 +817,34 @@ apr_status_t cs_db_begin(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
  * errors. */
 #define CS_COMMIT_LEVEL(rc) (cs_db_retryable(rc) ? APLOG_INFO : APLOG_ERR)
 
-/* End txn: commit it (rollback false) or roll it back.  The commit is a
- * COMMIT statement of its own, so that a failure carries the server's
- * error number (Galera reports a certification conflict there, as 1213);
- * apr_dbd_transaction_end() only says that mysql_commit() failed.
- * 0 or the error. */
-static int cs_db_finish(apr_pool_t *p, ap_dbd_t *dbd,
-                        apr_dbd_transaction_t *txn, int commit)
+/* End the transaction: commit it (commit 1) or roll it back.  A failed
+ * COMMIT carries the server's error number (Galera reports a
+ * certification conflict there, as 1213).  0 or the error. */
+static int cs_db_finish(ap_dbd_t *dbd, int commit)
 {
-    int rc = 0, end, nrows;
+    int rc = 0, nrows;
 
     cs_db_t0 = apr_time_now();
     if (commit) {
         rc = apr_dbd_query(dbd->driver, dbd->handle, &nrows, "COMMIT");
     }
     if (!commit || rc != 0) {
-        apr_dbd_transaction_mode_set(dbd->driver, txn,
-                                     APR_DBD_TRANSACTION_ROLLBACK);
+        /* A failed COMMIT may leave the transaction open: the
+         * connection goes back to mod_dbd with none. */
+        apr_dbd_query(dbd->driver, dbd->handle, &nrows, "ROLLBACK");
     }
-    end = apr_dbd_transaction_end(dbd->driver, p, txn);
-    return rc ? rc : commit ? end : 0;
+    return rc;
 }
 
 apr_status_t cs_db_end(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
-                       apr_dbd_transaction_t *txn, int commit,
-                       int *retryable)
+                       int commit, int *retryable)
 {
     int rc;
 
     cs_in_txn = 0;
     *retryable = cs_db_errno == 0 || cs_db_retryable(cs_db_errno);
-    rc = cs_db_finish(p, dbd, txn, commit);
+    (void)p;
+    rc = cs_db_finish(dbd, commit);
     if (rc != 0 && commit) {
         ap_log_error(APLOG_MARK, CS_COMMIT_LEVEL(rc), 0, s, CSLOG(086)
                      "registry commit failed: %s", cs_db_error(dbd, rc));
@@ -1106,11 +1107,10 @@ static const char *cs_u64(apr_pool_t *p, apr_uint64_t v)
  * back.  A certification conflict (Galera) or a deadlock at the commit:
  * nothing was written, and *retry says the transaction may run again;
  * any other failure may have committed: not run again.  The status. */
-static int cs_write_commit(request_rec *r, ap_dbd_t *dbd,
-                           apr_dbd_transaction_t *txn, int status,
+static int cs_write_commit(request_rec *r, ap_dbd_t *dbd, int status,
                            const char *what, int *retry)
 {
-    int rc = cs_db_finish(r->pool, dbd, txn, status == OK);
+    int rc = cs_db_finish(dbd, status == OK);
 
     if (rc != 0 && status == OK) {
         ap_log_rerror(APLOG_MARK, CS_COMMIT_LEVEL(rc), 0, r, CSLOG(109)
@@ -1133,7 +1133,6 @@ static int cs_write_txn_once(request_rec *r, const char *key,
 {
     cs_server_conf *sc = cs_sconf(r->server);
     ap_dbd_t *dbd = cs_registry_acquire(r);
-    apr_dbd_transaction_t *txn = NULL;
     apr_status_t rv;
     int status = OK, prepared = 0;
     /* The version's time by the database's clock (as this node measured
@@ -1155,7 +1154,7 @@ static int cs_write_txn_once(request_rec *r, const char *key,
         return HTTP_SERVICE_UNAVAILABLE;
     }
     *retry = 0;
-    if (cs_db_begin(r->server, r->pool, dbd, &txn) != APR_SUCCESS) {
+    if (cs_db_begin(r->server, r->pool, dbd) != APR_SUCCESS) {
         *retry = 1;
         return HTTP_SERVICE_UNAVAILABLE;
     }
@@ -1240,7 +1239,7 @@ done:
     if (status == HTTP_SERVICE_UNAVAILABLE) {
         *retry = 1;
     }
-    status = cs_write_commit(r, dbd, txn, status, key, retry);
+    status = cs_write_commit(r, dbd, status, key, retry);
     if (status != OK && prepared && ops->abort) {
         ops->abort(r, next, ops->baton);
     }
@@ -1467,7 +1466,6 @@ static int cs_create_batch_once(request_rec *r, cs_batch_key_t *keys, int n,
                                 const cs_batch_ops_t *ops, int *retry)
 {
     ap_dbd_t *dbd = cs_registry_acquire(r);
-    apr_dbd_transaction_t *txn = NULL;
     apr_status_t rv;
     int i, status = OK, prepared = 0, written = 0;
 
@@ -1475,7 +1473,7 @@ static int cs_create_batch_once(request_rec *r, cs_batch_key_t *keys, int n,
     if (!dbd || !cs_stmt(r->server, dbd, CS_ST_ANCESTORS)) {
         return HTTP_SERVICE_UNAVAILABLE;
     }
-    if (cs_db_begin(r->server, r->pool, dbd, &txn) != APR_SUCCESS) {
+    if (cs_db_begin(r->server, r->pool, dbd) != APR_SUCCESS) {
         *retry = 1;
         return HTTP_SERVICE_UNAVAILABLE;
     }
@@ -1499,7 +1497,7 @@ static int cs_create_batch_once(request_rec *r, cs_batch_key_t *keys, int n,
         prepared = 1;
     }
     cs_in_txn = 0;
-    status = cs_write_commit(r, dbd, txn, status,
+    status = cs_write_commit(r, dbd, status,
                              apr_psprintf(r->pool, "%s and %d other key(s)",
                                           keys[0].key, n - 1), retry);
     if (status != OK && prepared && ops->abort) {

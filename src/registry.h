@@ -289,11 +289,9 @@ apr_status_t cs_db_run(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
  * or rolls back; APR_SUCCESS only for a commit that went through, and
  * *retryable says whether the whole transaction may simply run again (a
  * deadlock, a lock wait timeout, a lost race for a new row). */
-apr_status_t cs_db_begin(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
-                         apr_dbd_transaction_t **txn);
+apr_status_t cs_db_begin(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd);
 apr_status_t cs_db_end(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
-                       apr_dbd_transaction_t *txn, int commit,
-                       int *retryable);
+                       int commit, int *retryable);
 /* The parent collection of key ("" for a key just below "/"). */
 const char *cs_key_parent(apr_pool_t *p, const char *key);
 

@@ -194,7 +194,7 @@ static apr_status_t cs_adopt_save(apr_pool_t *p, cs_adopt_ctx *c,
                             c->n[i]);
     }
     data = apr_pstrcat(p, data, "\n", NULL);
-    return cs_store_put_small(p, &c->sc->store, "adopt", file, data,
+    return cs_store_put_small(p, &c->sc->store, "adopt", file, NULL, data,
                               strlen(data));
 }
 

@@ -23,9 +23,53 @@ static const char *cs_queue_dir(apr_pool_t *p, const cs_store_t *st)
     return apr_pstrcat(p, st->state_dir, "/queue", NULL);
 }
 
+struct cs_queue_bell_t {
+    int fd[2];                  /* read end, write end; both non-blocking */
+    int sp[2];                  /* the spare job files' names, likewise */
+};
+
+/* A spare's name travels as one record of this many bytes (NUL-padded):
+ * a read of one record never gets part of another. */
+#define CS_SPARE_REC 32
+/* The spare files a node keeps at most: the records its pipe holds, 128
+ * to a page, here 16 pages: about 2,000 files of one block each (8 MiB),
+ * as many jobs as a burst of writes leaves for the drain in a few
+ * seconds.  (A page takes records until its end, even when reads have
+ * emptied most of it, and is reused once read to its end: the pipe takes
+ * 15 to 16 pages of records.) */
+#define CS_SPARE_PIPE (16 * 4096)
+
+static const char *cs_spare_dir(apr_pool_t *p, const cs_store_t *st)
+{
+    return apr_pstrcat(p, st->state_dir, "/spare", NULL);
+}
+
+/* A spare job file's name ("spare-PID-SEQ", swept like a temp file once
+ * PID is gone) is taken from the bell, or NULL. */
+static const char *cs_spare_take(apr_pool_t *p, const cs_store_t *st,
+                                 cs_queue_bell_t *bell)
+{
+    char rec[CS_SPARE_REC + 1];
+    apr_size_t i;
+
+    if (!bell || read(bell->sp[0], rec, CS_SPARE_REC) != CS_SPARE_REC) {
+        return NULL;
+    }
+    rec[CS_SPARE_REC] = '\0';
+    if (strncmp(rec, "spare-", 6) != 0) {
+        return NULL;
+    }
+    for (i = 6; rec[i]; i++) {
+        if (!apr_isdigit(rec[i]) && rec[i] != '-') {
+            return NULL;
+        }
+    }
+    return apr_pstrcat(p, cs_spare_dir(p, st), "/", rec, NULL);
+}
+
 static apr_status_t cs_job_write(apr_pool_t *p, const cs_store_t *st,
-                                 const cs_job_t *job, int sync,
-                                 const char **path)
+                                 cs_queue_bell_t *bell, const cs_job_t *job,
+                                 int sync, const char **path)
 {
     const char *name = apr_psprintf(p, "%016" APR_UINT64_T_HEX_FMT
                                     "-%ld-%u.job",
@@ -36,8 +80,9 @@ static apr_status_t cs_job_write(apr_pool_t *p, const cs_store_t *st,
     const char *body = apr_psprintf(p, "CSJ1 %c %" APR_UINT64_T_FMT
                                     "\n%s\n%s", job->op, job->version,
                                     job->key, job->relpath);
-    apr_status_t rv = sync ? cs_store_put_small(p, st, "job", dst, body,
-                                                strlen(body))
+    apr_status_t rv = sync ? cs_store_put_small(p, st, "job", dst,
+                                                cs_spare_take(p, st, bell),
+                                                body, strlen(body))
                            : cs_store_put_small_unsynced(p, st, "job", dst,
                                                          body, strlen(body));
 
@@ -48,9 +93,10 @@ static apr_status_t cs_job_write(apr_pool_t *p, const cs_store_t *st,
 }
 
 apr_status_t cs_queue_add(apr_pool_t *p, const cs_store_t *st,
-                          const cs_job_t *job, const char **path)
+                          cs_queue_bell_t *bell, const cs_job_t *job,
+                          const char **path)
 {
-    return cs_job_write(p, st, job, 1, path);
+    return cs_job_write(p, st, bell, job, 1, path);
 }
 
 apr_status_t cs_queue_add_many(apr_pool_t *p, const cs_store_t *st,
@@ -61,7 +107,7 @@ apr_status_t cs_queue_add_many(apr_pool_t *p, const cs_store_t *st,
     int i, written;
 
     for (written = 0; written < n && rv == APR_SUCCESS; written++) {
-        rv = cs_job_write(p, st, &jobs[written], 0, &paths[written]);
+        rv = cs_job_write(p, st, NULL, &jobs[written], 0, &paths[written]);
     }
     if (rv != APR_SUCCESS) {
         written--;
@@ -84,6 +130,28 @@ apr_status_t cs_queue_remove(apr_pool_t *p, const char *path)
         return APR_FROM_OS_ERROR(errno);
     }
     return APR_SUCCESS;
+}
+
+void cs_queue_retire(apr_pool_t *p, const cs_store_t *st,
+                     cs_queue_bell_t *bell, const char *path)
+{
+    static volatile apr_uint32_t seq;
+    char rec[CS_SPARE_REC];
+    const char *spare;
+
+    memset(rec, 0, sizeof(rec));
+    snprintf(rec, sizeof(rec), "spare-%ld-%u", (long)getpid(),
+             apr_atomic_inc32(&seq));
+    spare = apr_pstrcat(p, cs_spare_dir(p, st), "/", rec, NULL);
+    /* The file first, then its record: a record names a file that is
+     * there.  With no room for the record, the file goes. */
+    if (bell && rename(path, spare) == 0) {
+        if (write(bell->sp[1], rec, CS_SPARE_REC) != CS_SPARE_REC) {
+            unlink(spare);
+        }
+        return;
+    }
+    cs_queue_remove(p, path);
 }
 
 int cs_job_parse(apr_pool_t *p, const char *buf, apr_size_t len,
@@ -171,16 +239,14 @@ apr_array_header_t *cs_queue_list(apr_pool_t *p, const cs_store_t *st)
     return names;
 }
 
-struct cs_queue_bell_t {
-    int fd[2];                  /* read end, write end; both non-blocking */
-};
-
 static apr_status_t cs_bell_close(void *data)
 {
     cs_queue_bell_t *b = data;
 
     close(b->fd[0]);
     close(b->fd[1]);
+    close(b->sp[0]);
+    close(b->sp[1]);
     return APR_SUCCESS;
 }
 
@@ -192,6 +258,17 @@ apr_status_t cs_queue_bell_create(apr_pool_t *p, cs_queue_bell_t **bell)
     if (pipe2(b->fd, O_NONBLOCK | O_CLOEXEC) != 0) {
         return APR_FROM_OS_ERROR(errno);
     }
+    if (pipe2(b->sp, O_NONBLOCK | O_CLOEXEC) != 0) {
+        apr_status_t rv = APR_FROM_OS_ERROR(errno);
+        close(b->fd[0]);
+        close(b->fd[1]);
+        return rv;
+    }
+    (void)fcntl(b->sp[1], F_SETPIPE_SZ, CS_SPARE_PIPE);
+    /* Room for the rings of a few thousand jobs (64 KiB holds about
+     * 300) while the drain is behind; where the system allows less, the
+     * rings that do not fit are lost, not their jobs. */
+    (void)fcntl(b->fd[1], F_SETPIPE_SZ, 1024 * 1024);
     apr_pool_cleanup_register(p, b, cs_bell_close, apr_pool_cleanup_null);
     *bell = b;
     return APR_SUCCESS;
@@ -213,11 +290,16 @@ static int cs_job_name_ok(const char *n, apr_size_t len)
     return 1;
 }
 
-void cs_queue_ring(cs_queue_bell_t *bell, const char *path)
+/* The longest ring: a job name (cs_job_name_ok), a space, an entry. */
+#define CS_RING_MAX (64 + 1 + CS_ENTRY_MAX_LEN + 1)
+
+void cs_queue_ring(cs_queue_bell_t *bell, const char *path,
+                   const cs_entry_t *e)
 {
     const char *name = strrchr(path, '/');
-    char msg[72];
+    char msg[CS_RING_MAX + 1];
     apr_size_t n;
+    int m;
 
     name = name ? name + 1 : path;
     n = strlen(name);
@@ -225,6 +307,10 @@ void cs_queue_ring(cs_queue_bell_t *bell, const char *path)
         return;
     }
     memcpy(msg, name, n);
+    if (e && (m = cs_entry_encode(e, msg + n + 1, CS_ENTRY_MAX_LEN + 1)) > 0) {
+        msg[n] = ' ';
+        n += 1 + (apr_size_t)m;
+    }
     msg[n++] = '\n';
     /* One write below PIPE_BUF: never interleaved with another child's.
      * EAGAIN (the pipe is full) loses nothing but promptness. */
@@ -233,11 +319,30 @@ void cs_queue_ring(cs_queue_bell_t *bell, const char *path)
     }
 }
 
+/* One ring's line (without its newline) into *out; 0 if it is not one. */
+static int cs_ring_parse(apr_pool_t *p, const char *dir, const char *line,
+                         apr_size_t len, cs_rung_t *out)
+{
+    const char *sp = memchr(line, ' ', len);
+    apr_size_t nlen = sp ? (apr_size_t)(sp - line) : len;
+
+    if (!cs_job_name_ok(line, nlen)) {
+        return 0;
+    }
+    memset(&out->e, 0, sizeof(out->e));
+    if (sp && cs_entry_decode(sp + 1, len - nlen - 1, &out->e) != 0) {
+        memset(&out->e, 0, sizeof(out->e));
+    }
+    out->path = apr_pstrcat(p, dir, "/", apr_pstrmemdup(p, line, nlen),
+                            NULL);
+    return 1;
+}
+
 apr_array_header_t *cs_queue_wait(apr_pool_t *p, const cs_store_t *st,
                                   cs_queue_bell_t *bell,
                                   apr_interval_time_t timeout)
 {
-    apr_array_header_t *paths = apr_array_make(p, 8, sizeof(const char *));
+    apr_array_header_t *paths = apr_array_make(p, 8, sizeof(cs_rung_t));
     const char *dir = cs_queue_dir(p, st);
     struct pollfd pfd;
     char buf[4096];
@@ -268,9 +373,9 @@ apr_array_header_t *cs_queue_wait(apr_pool_t *p, const cs_store_t *st,
         char *line = buf, *end = buf + have + got, *nl;
 
         while (line < end && (nl = memchr(line, '\n', end - line))) {
-            if (cs_job_name_ok(line, nl - line)) {
-                APR_ARRAY_PUSH(paths, const char *) = apr_pstrcat(p, dir,
-                    "/", apr_pstrmemdup(p, line, nl - line), NULL);
+            cs_rung_t one;
+            if (cs_ring_parse(p, dir, line, (apr_size_t)(nl - line), &one)) {
+                APR_ARRAY_PUSH(paths, cs_rung_t) = one;
             }
             line = nl + 1;
         }

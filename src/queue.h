@@ -28,9 +28,14 @@ typedef struct {
     const char *relpath;    /* the key's file below the root, "/..." */
 } cs_job_t;
 
-/* Durably add a job; *path (may be NULL) receives its file name. */
+typedef struct cs_queue_bell_t cs_queue_bell_t;
+
+/* Durably add a job; *path (may be NULL) receives its file name.  With a
+ * bell (may be NULL), a spare job file (cs_queue_retire) is taken over
+ * where there is one. */
 apr_status_t cs_queue_add(apr_pool_t *p, const cs_store_t *st,
-                          const cs_job_t *job, const char **path);
+                          cs_queue_bell_t *bell, const cs_job_t *job,
+                          const char **path);
 /* Durably add n jobs, made durable together by one syncfs() of the
  * queue's file system (which makes whatever else is written there
  * durable too; *dev gets its device); paths[i] receives each one's file
@@ -41,6 +46,15 @@ apr_status_t cs_queue_add_many(apr_pool_t *p, const cs_store_t *st,
 
 /* Remove a job file (after confirmation, or when its commit failed). */
 apr_status_t cs_queue_remove(apr_pool_t *p, const char *path);
+/* The same for a job that was done, whose file is kept as a spare in
+ * ROOT/.clusterstorage/spare for the next cs_queue_add() to overwrite
+ * (its name goes through the bell; as many as the bell holds, a few
+ * hundred, and the rest removed): a queue that frees no inodes makes
+ * none either, and on ext4 without a journal a new inode after many
+ * freed ones costs a walk over them all (measured: 30 % of a PUT's
+ * httpd CPU). */
+void cs_queue_retire(apr_pool_t *p, const cs_store_t *st,
+                     cs_queue_bell_t *bell, const char *path);
 
 /* Parse a job file's contents (pure; -1 on anything malformed). */
 int cs_job_parse(apr_pool_t *p, const char *buf, apr_size_t len,
@@ -60,12 +74,20 @@ apr_status_t cs_queue_read(apr_pool_t *p, const char *path, cs_job_t *job);
  * the whole queue, so a new job is pushed at once rather than at the next
  * pass.  Ringing never blocks and may be lost (a full pipe): every job is
  * still found by the next whole pass. */
-typedef struct cs_queue_bell_t cs_queue_bell_t;
 apr_status_t cs_queue_bell_create(apr_pool_t *p, cs_queue_bell_t **bell);
-/* Ring with the job file `path` (its name alone is sent). */
-void cs_queue_ring(cs_queue_bell_t *bell, const char *path);
-/* Wait up to timeout for rings: the job files rung since the last call
- * (full paths below st's queue, in ring order; none on a timeout). */
+/* Ring with the job file `path` and the entry its writer committed (e:
+ * NULL if none; its name and the entry, encoded as in memcached, are
+ * sent). */
+void cs_queue_ring(cs_queue_bell_t *bell, const char *path,
+                   const cs_entry_t *e);
+/* One ring: the job file (its full path below the queue) and what its
+ * writer committed (e.version 0: not said). */
+typedef struct {
+    const char *path;
+    cs_entry_t e;
+} cs_rung_t;
+/* Wait up to timeout for rings: the cs_rung_t of the jobs rung since the
+ * last call, in ring order (none on a timeout). */
 apr_array_header_t *cs_queue_wait(apr_pool_t *p, const cs_store_t *st,
                                   cs_queue_bell_t *bell,
                                   apr_interval_time_t timeout);

@@ -44,8 +44,6 @@ static int cs_in_list(apr_array_header_t *nodes, const char *name)
     return 0;
 }
 
-/* Make ClusterStorageReplicas live nodes hold version `version` of key,
- * pushing this node's copy.  Shared by queued jobs and repair. */
 /* Sort nodes by their placement score for key (codec.h), highest first:
  * the order in which the key's copies go to them. */
 typedef struct {
@@ -116,6 +114,38 @@ static int cs_damaged_here(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd,
     return 1;
 }
 
+/* A push of key's version to n went through (repair: made by the repair)
+ * or failed: counted and logged alike wherever it was made. */
+static void cs_push_done(server_rec *s, const char *key,
+                         apr_uint64_t version, const cs_node_t *n,
+                         int repair)
+{
+    cs_server_conf *sc = cs_sconf(s);
+
+    CS_COUNT(sc, replications_done, 1);
+    if (repair) {
+        CS_COUNT(sc, repairs, 1);
+    }
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, CSLOG(403)
+                 "%s %s v%" APR_UINT64_T_FMT " to %s",
+                 repair ? "repaired" : "replicated", key, version, n->name);
+}
+
+static void cs_push_failed(server_rec *s, const char *key,
+                           apr_uint64_t version, const cs_node_t *n,
+                           apr_status_t rv, int status)
+{
+    cs_server_conf *sc = cs_sconf(s);
+
+    CS_COUNT(sc, replications_failed, 1);
+    ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, CSLOG(404)
+                 "replicating %s v%" APR_UINT64_T_FMT " to %s (%s) "
+                 "failed: status %d", key, version, n->name, n->url,
+                 status);
+}
+
+/* Make ClusterStorageReplicas live nodes hold version `version` of key,
+ * pushing this node's copy.  Shared by queued jobs and repair. */
 static cs_job_result cs_replicate(server_rec *s, apr_pool_t *p,
                                   ap_dbd_t *dbd, const char *key,
                                   const char *relpath,
@@ -208,14 +238,7 @@ static cs_job_result cs_replicate(server_rec *s, apr_pool_t *p,
         apr_pool_destroy(sub);
         if (rv == APR_SUCCESS && status >= 200 && status < 300) {
             need--;
-            CS_COUNT(sc, replications_done, 1);
-            if (repair) {
-                CS_COUNT(sc, repairs, 1);
-            }
-            ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, CSLOG(403)
-                         "%s %s v%" APR_UINT64_T_FMT " to %s",
-                         repair ? "repaired" : "replicated", key, version,
-                         n->name);
+            cs_push_done(s, key, version, n, repair);
         }
         else if (rv == APR_SUCCESS && status == HTTP_BAD_REQUEST
                  && cs_damaged_here(s, p, dbd, key, path, &e)) {
@@ -225,11 +248,7 @@ static cs_job_result cs_replicate(server_rec *s, apr_pool_t *p,
             return CS_JOB_DONE;
         }
         else {
-            CS_COUNT(sc, replications_failed, 1);
-            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, CSLOG(404)
-                         "replicating %s v%" APR_UINT64_T_FMT " to %s (%s) "
-                         "failed: status %d", key, version, n->name, n->url,
-                         status);
+            cs_push_failed(s, key, version, n, rv, status);
         }
     }
     return need <= 0 ? CS_JOB_DONE : CS_JOB_RETRY;
@@ -300,6 +319,9 @@ typedef struct {
 typedef struct {
     apr_pool_t *pool;           /* this generation of the backoff table */
     apr_hash_t *backoff;        /* job path -> cs_backoff_t */
+    apr_pool_t *npool;          /* the node list below */
+    apr_array_header_t *nodes;  /* as the registry said at nodes_at */
+    apr_time_t nodes_at;        /* monotonic (cs_mono_now) */
 } cs_node_bg_t;
 
 static apr_pool_t *cs_bg_pool;          /* lives as long as the process */
@@ -331,11 +353,121 @@ static cs_node_bg_t *cs_bg_of(server_rec *s)
         nb = apr_pcalloc(cs_bg_pool, sizeof(*nb));
         apr_pool_create(&nb->pool, cs_bg_pool);
         nb->backoff = apr_hash_make(nb->pool);
+        apr_pool_create(&nb->npool, cs_bg_pool);
         apr_hash_set(cs_node_bg, apr_pstrdup(cs_bg_pool, name),
                      APR_HASH_KEY_STRING, nb);
     }
     pthread_mutex_unlock(&cs_bg_lock);
     return nb;
+}
+
+/* Microseconds of the monotonic clock: the drain's intervals do not
+ * stretch or shrink when the wall clock is stepped. */
+static apr_time_t cs_mono_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (apr_time_t)ts.tv_sec * APR_USEC_PER_SEC + ts.tv_nsec / 1000;
+}
+
+/* The node list a rung job is pushed by is at most this old: a node that
+ * joined, died or started draining since is seen this much later (a push
+ * to one that died fails, and the job goes the whole way, below). */
+#define CS_NODES_FRESH apr_time_from_msec(500)
+
+static apr_array_header_t *cs_drain_nodes(server_rec *s, cs_node_bg_t *nb,
+                                          apr_pool_t *dp, ap_dbd_t **dbd)
+{
+    apr_time_t now = cs_mono_now();
+
+    if (nb->nodes && now - nb->nodes_at < CS_NODES_FRESH) {
+        return nb->nodes;
+    }
+    nb->nodes = NULL;
+    apr_pool_clear(nb->npool);
+    if ((*dbd || (*dbd = cs_registry_open(s, dp)))
+        && cs_registry_nodes(s, nb->npool, *dbd, &nb->nodes)
+           != APR_SUCCESS) {
+        nb->nodes = NULL;
+    }
+    nb->nodes_at = now;
+    return nb->nodes;
+}
+
+/* A job its writer rang with the entry it committed (e).  Nothing
+ * changed since if this node's copy is still that version: then it is
+ * the only copy (a new version has no other holder), so it is pushed to
+ * the first nodes of the key's placement without asking the registry.
+ * CS_JOB_DONE once enough of them took it.  A push that failed is
+ * logged and the job waits for its retry; anything else (a copy that is
+ * no longer e, a refusal, which may mean a newer version or a damaged
+ * copy) is for cs_replicate(), which asks the registry: CS_JOB_RETRY
+ * with *ask set. */
+static cs_job_result cs_replicate_rung(server_rec *s, cs_node_bg_t *nb,
+                                       apr_pool_t *p, apr_pool_t *dp,
+                                       ap_dbd_t **dbd, const cs_job_t *job,
+                                       const cs_entry_t *e, int *ask)
+{
+    cs_server_conf *sc = cs_sconf(s);
+    apr_array_header_t *nodes;
+    apr_file_t *f, *lock = NULL;
+    apr_finfo_t fi;
+    apr_uint64_t v;
+    char sha[CS_SHA256_HEX_LEN + 1];
+    const char *path = apr_pstrcat(p, sc->store.root, job->relpath, NULL);
+    int i, need = sc->replicas - 1, fresh;
+
+    *ask = 1;
+    if (cs_store_lock_key(p, &sc->store, job->key, &lock) != APR_SUCCESS) {
+        return CS_JOB_RETRY;
+    }
+    fresh = cs_store_open(p, path, job->key, 0, &f, &fi, &v, sha)
+            == APR_SUCCESS && v == e->version
+            && strcmp(sha, e->sha256) == 0 && cs_store_intact(&sc->store,
+                                                              &fi, e);
+    cs_store_unlock_key(lock);
+    if (!fresh || !(nodes = cs_drain_nodes(s, nb, dp, dbd))) {
+        return CS_JOB_RETRY;
+    }
+    /* A node that drains itself does not count its own copy. */
+    for (i = 0; i < nodes->nelts; i++) {
+        cs_node_t *n = &APR_ARRAY_IDX(nodes, i, cs_node_t);
+        if (n->draining && strcmp(n->name, sc->node_name) == 0) {
+            return CS_JOB_RETRY;
+        }
+    }
+    nodes = apr_array_copy(p, nodes);
+    cs_place_order(p, job->key, nodes);
+    for (i = 0; i < nodes->nelts && need > 0; i++) {
+        cs_node_t *n = &APR_ARRAY_IDX(nodes, i, cs_node_t);
+        apr_pool_t *sub;
+        apr_status_t rv;
+        int status = 0;
+
+        if (!n->alive || n->draining
+            || strcmp(n->name, sc->node_name) == 0) {
+            continue;
+        }
+        apr_pool_create(&sub, p);
+        rv = cs_peer_push(sub, &sc->peer, n->url, job->key, e, path,
+                          &status);
+        apr_pool_destroy(sub);
+        if (rv == APR_SUCCESS && status >= 200 && status < 300) {
+            need--;
+            cs_push_done(s, job->key, e->version, n, 0);
+            continue;
+        }
+        if (rv == APR_SUCCESS && status >= 400 && status < 500) {
+            return CS_JOB_RETRY;        /* refused: ask the registry */
+        }
+        cs_push_failed(s, job->key, e->version, n, rv, status);
+        *ask = 0;
+        return CS_JOB_RETRY;
+    }
+    /* Too few nodes up for the placement: cs_replicate() says so. */
+    *ask = need > 0;
+    return need > 0 ? CS_JOB_RETRY : CS_JOB_DONE;
 }
 
 /* The next generation of a node's backoff table: the entries of the jobs
@@ -377,9 +509,11 @@ static void cs_backoff_keep(cs_node_bg_t *nb, apr_array_header_t *waiting)
  * its next try set.  *dbd is opened on first use; -1 when the registry
  * is down (the job stays, and the caller stops: the queue pauses). */
 static int cs_drain_one(server_rec *s, cs_node_bg_t *nb, apr_pool_t *p,
-                        ap_dbd_t **dbd, const char *path, apr_time_t now,
+                        ap_dbd_t **dbd, const char *path,
+                        const cs_entry_t *rung, apr_time_t now,
                         apr_array_header_t *waiting)
 {
+    int ask = 1;
     cs_backoff_t *bo = apr_hash_get(nb->backoff, path, APR_HASH_KEY_STRING);
     apr_pool_t *sub;
     cs_job_t job;
@@ -403,16 +537,24 @@ static int cs_drain_one(server_rec *s, cs_node_bg_t *nb, apr_pool_t *p,
         apr_pool_destroy(sub);
         return 0;               /* gone already (done by another pass) */
     }
-    if (!*dbd && !(*dbd = cs_registry_open(s, p))) {
-        apr_pool_destroy(sub);
-        return -1;
+    res = CS_JOB_RETRY;
+    if (job.op == 'P' && rung && rung->version == job.version
+        && !rung->deleted && rung->sha256[0] && !bo) {
+        res = cs_replicate_rung(s, nb, sub, p, dbd, &job, rung, &ask);
     }
-    res = job.op == 'P'
-          ? cs_replicate(s, sub, *dbd, job.key, job.relpath, job.version, 0)
-          : cs_propagate_delete(s, sub, *dbd, &job);
+    if (res != CS_JOB_DONE && ask) {
+        if (!*dbd && !(*dbd = cs_registry_open(s, p))) {
+            apr_pool_destroy(sub);
+            return -1;
+        }
+        res = job.op == 'P'
+              ? cs_replicate(s, sub, *dbd, job.key, job.relpath,
+                             job.version, 0)
+              : cs_propagate_delete(s, sub, *dbd, &job);
+    }
     apr_pool_destroy(sub);
     if (res == CS_JOB_DONE) {
-        cs_queue_remove(p, path);
+        cs_queue_retire(p, &cs_sconf(s)->store, cs_sconf(s)->bell, path);
         if (bo) {
             apr_hash_set(nb->backoff, path, APR_HASH_KEY_STRING, NULL);
         }
@@ -445,17 +587,28 @@ static void cs_replicate_drain(server_rec *s, cs_node_bg_t *nb,
                                apr_pool_t *p)
 {
     cs_server_conf *sc = cs_sconf(s);
-    apr_array_header_t *paths, *waiting;
+    apr_array_header_t *paths, *waiting, *rings;
+    apr_hash_t *rung;
     ap_dbd_t *dbd = NULL;
     apr_time_t now = apr_time_now();
     int i;
 
+    /* The rings waiting now are of jobs listed below (a job is rung after
+     * its file is in place): a job found with its ring is pushed by what
+     * its writer committed. */
+    rings = cs_queue_wait(p, &sc->store, sc->bell, 0);
+    rung = apr_hash_make(p);
+    for (i = 0; i < rings->nelts; i++) {
+        cs_rung_t *one = &APR_ARRAY_IDX(rings, i, cs_rung_t);
+        apr_hash_set(rung, one->path, APR_HASH_KEY_STRING, &one->e);
+    }
     paths = cs_queue_list(p, &sc->store);
     waiting = apr_array_make(p, 4, sizeof(const char *));
     for (i = 0; i < paths->nelts; i++) {
-        if (cs_drain_one(s, nb, p, &dbd, APR_ARRAY_IDX(paths, i,
-                                                       const char *),
-                         now, waiting) < 0) {
+        const char *path = APR_ARRAY_IDX(paths, i, const char *);
+        if (cs_drain_one(s, nb, p, &dbd, path,
+                         apr_hash_get(rung, path, APR_HASH_KEY_STRING), now,
+                         waiting) < 0) {
             /* registry down: pause, jobs stay queued */
             for (i++; i < paths->nelts; i++) {
                 APR_ARRAY_PUSH(waiting, const char *) =
@@ -466,16 +619,6 @@ static void cs_replicate_drain(server_rec *s, cs_node_bg_t *nb,
     }
     cs_registry_close(s, dbd);
     cs_backoff_keep(nb, waiting);
-}
-
-/* Microseconds of the monotonic clock: the drain's intervals do not
- * stretch or shrink when the wall clock is stepped. */
-static apr_time_t cs_mono_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (apr_time_t)ts.tv_sec * APR_USEC_PER_SEC + ts.tv_nsec / 1000;
 }
 
 void cs_replicate_run(server_rec *s, apr_pool_t *p, int (*stop)(void))
@@ -506,9 +649,9 @@ void cs_replicate_run(server_rec *s, apr_pool_t *p, int (*stop)(void))
         rung = cs_queue_wait(sub, &sc->store, sc->bell, last + pass - now);
         now = apr_time_now();   /* backoff times are wall-clock ones */
         for (i = 0; i < rung->nelts && !cs_stopping; i++) {
-            if (cs_drain_one(s, nb, sub, &dbd, APR_ARRAY_IDX(rung, i,
-                                                             const char *),
-                             now, NULL) < 0) {
+            cs_rung_t *one = &APR_ARRAY_IDX(rung, i, cs_rung_t);
+            if (cs_drain_one(s, nb, sub, &dbd, one->path, &one->e, now,
+                             NULL) < 0) {
                 break;          /* registry down: the next pass retries */
             }
         }

@@ -103,7 +103,7 @@ static void cs_state_save(apr_pool_t *p, cs_scrub_ctx *c)
                                                      c->sc->store.state_dir,
                                                      "/" CS_SCRUB_STATE,
                                                      NULL),
-                                         data, strlen(data));
+                                         NULL, data, strlen(data));
 
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, c->s, CSLOG(211)

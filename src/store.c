@@ -123,7 +123,7 @@ apr_status_t cs_store_init_root(apr_pool_t *p, const char *root,
     struct stat st;
     struct timespec ts[2];
     static const char *const subs[] = { NULL, "tmp", "queue", "locks",
-                                        "quarantine", NULL };
+                                        "quarantine", "spare", NULL };
     const char *probe;
     apr_status_t rv;
     int i, fd;
@@ -177,6 +177,7 @@ apr_status_t cs_store_init_root(apr_pool_t *p, const char *root,
     close(fd);
     unlink(probe);
     cs_sweep_tmp(p, cs_state_sub(p, root, "tmp"));
+    cs_sweep_tmp(p, cs_state_sub(p, root, "spare"));
     return APR_SUCCESS;
 }
 
@@ -819,15 +820,27 @@ void cs_store_prune(const cs_store_t *st, const char *dir)
  * dst's directory) when sync is set. */
 static apr_status_t cs_put_small(apr_pool_t *p, const cs_store_t *st,
                                  const char *prefix, const char *dst,
-                                 const char *data, apr_size_t len, int sync)
+                                 const char *spare, const char *data,
+                                 apr_size_t len, int sync)
 {
     const char *slash = strrchr(dst, '/');
     const char *tmp = apr_psprintf(p, "%s/tmp/%s-%ld-%s", st->state_dir,
                                    prefix, (long)getpid(),
                                    slash ? slash + 1 : dst);
     apr_status_t rv = APR_SUCCESS;
-    int fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    int fd = -1;
 
+    /* A spare file taken over keeps its inode: no inode is made here, and
+     * none was freed when it was retired (queue.h). */
+    if (spare && rename(spare, tmp) == 0) {
+        fd = open(tmp, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+            unlink(tmp);
+        }
+    }
+    if (fd < 0) {
+        fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    }
     if (fd < 0) {
         return APR_FROM_OS_ERROR(errno);
     }
@@ -861,16 +874,17 @@ static apr_status_t cs_put_small(apr_pool_t *p, const cs_store_t *st,
 
 apr_status_t cs_store_put_small(apr_pool_t *p, const cs_store_t *st,
                                 const char *prefix, const char *dst,
-                                const char *data, apr_size_t len)
+                                const char *spare, const char *data,
+                                apr_size_t len)
 {
-    return cs_put_small(p, st, prefix, dst, data, len, 1);
+    return cs_put_small(p, st, prefix, dst, spare, data, len, 1);
 }
 
 apr_status_t cs_store_put_small_unsynced(apr_pool_t *p, const cs_store_t *st,
                                          const char *prefix, const char *dst,
                                          const char *data, apr_size_t len)
 {
-    return cs_put_small(p, st, prefix, dst, data, len, 0);
+    return cs_put_small(p, st, prefix, dst, NULL, data, len, 0);
 }
 
 apr_status_t cs_store_sync_fs(const char *path, apr_uint64_t *dev)

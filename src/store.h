@@ -154,10 +154,13 @@ apr_status_t cs_store_remove(apr_pool_t *p, const char *path);
 /* Write a small file durably: data goes to a temp file in st's state dir
  * (named PREFIX-PID-..., so a crash leaves nothing the next start does not
  * sweep), is fsynced and renamed to dst, and dst's directory is fsynced.
- * On failure nothing is left behind. */
+ * spare (may be NULL): a file of the module's to take over as that temp
+ * file (renamed, then overwritten), where it is still there; else one is
+ * made.  On failure nothing is left behind. */
 apr_status_t cs_store_put_small(apr_pool_t *p, const cs_store_t *st,
                                 const char *prefix, const char *dst,
-                                const char *data, apr_size_t len);
+                                const char *spare, const char *data,
+                                apr_size_t len);
 /* The same without either fsync, for a batch of them made durable at
  * once by cs_store_sync_fs(): one syncfs() of the file system they are
  * on (measured: an fsync of each file and its directory cost 0.6 ms a

@@ -87,7 +87,8 @@ static apr_status_t cs_queue_job(request_rec *r, cs_write_ctx *w, char op,
     job.version = version;
     job.key = w->key;
     job.relpath = w->relpath;
-    return cs_queue_add(r->pool, &w->sc->store, &job, &w->job);
+    return cs_queue_add(r->pool, &w->sc->store, w->sc->bell, &job,
+                        &w->job);
 }
 
 static apr_status_t cs_put_prepare(request_rec *r, const cs_entry_t *next,
@@ -311,7 +312,7 @@ static int cs_write_end(request_rec *r, const cs_server_conf *sc,
         return status;
     }
     if (job) {
-        cs_queue_ring(sc->bell, job);   /* its job can start now */
+        cs_queue_ring(sc->bell, job, e);   /* its job can start now */
     }
     cs_invalidate_cluster(r, sc, key, e->version);
     return OK;

@@ -15,7 +15,10 @@
 #                    beside a registry of that size (e.g. --rows 1000000)
 #            --hold  set everything up (services, nodes, files), print the
 #                    URLs and wait for Ctrl-C instead of measuring (for
-#                    profiling or poking at the nodes by hand)
+#                    profiling or poking at the nodes by hand); started in
+#                    the background (`bash bench/run.sh --hold &`), it
+#                    ignores SIGINT as every background job of a shell
+#                    does: stop it with kill -TERM
 #
 # As root on a Debian 12 machine with at least 2 CPUs.  Steps: install what
 # is missing (scripts/deps.sh, wrk included), build (make -f Makefile.apxs),
@@ -388,7 +391,7 @@ cold_on_b() { find "$B_ROOT/files/cold" -name '*.bin' 2>/dev/null | wc -l; }
 echo "B holds all $COLD_N cold keys (replicated); their copies on B are deleted before each cold round"
 
 if ((HOLD)); then
-    say "--hold: set up; press Ctrl-C to stop everything"
+    say "--hold: set up; press Ctrl-C (or kill -TERM $$) to stop everything"
     echo "native  $URL_N   (DocumentRoot ${DIR[native]}/htdocs; mod_dav_fs on /files/put/)"
     echo "A       $URL_A   (root $A_ROOT, log ${DIR[A]}/error_log)"
     echo "B       $URL_B   (root $B_ROOT, log ${DIR[B]}/error_log)"

@@ -115,13 +115,14 @@ static int cs_store_replica(request_rec *r, const cs_server_conf *sc,
     const char *peer = apr_table_get(r->notes, CS_NOTE_PEER);
     cs_tmp_t *tmp;
     cs_entry_t e;
+    cs_local_t known;
     apr_file_t *lock = NULL, *f;
     apr_finfo_t fi;
     apr_uint64_t v, size;
     char sha[CS_SHA256_HEX_LEN + 1];
     ap_dbd_t *dbd;
     apr_status_t rv;
-    int status, added = 0;
+    int status, added = 0, installed = 0;
 
     if (!sha_h || !cs_is_sha256_hex(sha_h, strlen(sha_h))) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, CSLOG(042)
@@ -129,9 +130,16 @@ static int cs_store_replica(request_rec *r, const cs_server_conf *sc,
                       CS_SHA256_HEADER, key, peer);
         return HTTP_BAD_REQUEST;
     }
-    if (cs_registry_get_db(r, key, &e) != APR_SUCCESS) {
-        CS_COUNT(sc, registry_errors, 1);
-        return cs_unavailable(r);
+    /* The entry as a read finds it (memcached, mostly) when it names this
+     * version and SHA-256: a version's SHA-256 never changes, and one
+     * superseded meanwhile is not registered below.  Anything else is
+     * settled by the database. */
+    if (cs_registry_get(r, key, &e, &known) != APR_SUCCESS
+        || e.deleted || e.version != version || strcmp(e.sha256, sha_h) != 0) {
+        if (cs_registry_get_db(r, key, &e) != APR_SUCCESS) {
+            CS_COUNT(sc, registry_errors, 1);
+            return cs_unavailable(r);
+        }
     }
     if (e.deleted || e.version != version) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, CSLOG(043)
@@ -207,15 +215,27 @@ static int cs_store_replica(request_rec *r, const cs_server_conf *sc,
             return cs_store_http_status(rv);
         }
         CS_COUNT(sc, replicas_received, 1);
+        installed = 1;
     }
     if (!(dbd = cs_registry_acquire(r))
         || cs_registry_add_replica(r->server, r->pool, dbd, key, version,
                                    &added) != APR_SUCCESS) {
-        CS_COUNT(sc, registry_errors, 1);
-        return cs_unavailable(r);
+        added = -1;
     }
-    if (!added) {
-        return HTTP_CONFLICT;   /* superseded while it was in flight */
+    if (added != 1) {
+        /* Not registered (the registry is down, or the version was
+         * superseded or deleted while it was in flight): a copy just
+         * installed goes again (unless a newer one replaced it
+         * meanwhile), so that nothing this node holds is unregistered;
+         * the sender tries again later if it still should. */
+        if (installed) {
+            cs_drop_older(r, sc, key, path, version + 1);
+        }
+        if (added < 0) {
+            CS_COUNT(sc, registry_errors, 1);
+            return cs_unavailable(r);
+        }
+        return HTTP_CONFLICT;
     }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, CSLOG(047)
                   "stored replica of %s v%" APR_UINT64_T_FMT " from %s", key,

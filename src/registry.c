@@ -799,6 +799,13 @@ apr_status_t cs_db_begin(server_rec *s, apr_pool_t *p, ap_dbd_t *dbd)
 
     (void)p;
     cs_db_errno = 0;
+    /* The session's isolation level applies from the next transaction
+     * on: it is set before this one starts (a MOVE prepares its
+     * statements inside its transaction). */
+    if ((rc = cs_db_session(s, dbd)) != 0) {
+        cs_db_failed(s, dbd, rc);
+        return APR_EGENERAL;
+    }
     cs_db_t0 = apr_time_now();
     rc = apr_dbd_query(dbd->driver, dbd->handle, &nrows,
                        "START TRANSACTION");

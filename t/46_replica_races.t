@@ -94,28 +94,53 @@ my $v1body = "version one\n" x 5000;
 my $r = req(PUT => $S->url . $k, $v1body);
 is $r->code, 201, 'v1 stored on S';
 my $v1 = $r->header('X-ClusterStorage-Version');
-my ($port) = $D->url =~ /:(\d+)\z/;
-my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                 Timeout => 30) or die "connect: $!";
-my $half = int(length($v1body) / 2);
-print $sock "PUT $k HTTP/1.1\r\nHost: 127.0.0.1:$port\r\n"
-    . "X-ClusterStorage-Version: $v1\r\n"
-    . 'X-ClusterStorage-Auth: ' . peer_auth('PUT', $k, $v1, node => 'p46s') . "\r\n"
-    . 'X-ClusterStorage-SHA256: ' . sha256_hex($v1body) . "\r\n"
-    . 'Content-Length: ' . length($v1body) . "\r\nConnection: close\r\n\r\n"
-    . substr($v1body, 0, $half);
-$sock->flush;
+# half_push(TO, KEY, VERSION, BODY, FROM) -> (socket, rest of BODY): a
+# replica push from node FROM to node TO with the first half of its body.
+sub half_push {
+    my ($to, $key, $v, $body, $from) = @_;
+    my ($port) = $to->url =~ /:(\d+)\z/;
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                     PeerPort => $port, Timeout => 30)
+        or die "connect: $!";
+    my $half = int(length($body) / 2);
+    print $sock "PUT $key HTTP/1.1\r\nHost: 127.0.0.1:$port\r\n"
+        . "X-ClusterStorage-Version: $v\r\n"
+        . 'X-ClusterStorage-Auth: ' . peer_auth('PUT', $key, $v, node => $from) . "\r\n"
+        . 'X-ClusterStorage-SHA256: ' . sha256_hex($body) . "\r\n"
+        . 'Content-Length: ' . length($body) . "\r\nConnection: close\r\n\r\n"
+        . substr($body, 0, $half);
+    $sock->flush;
+    return ($sock, substr($body, $half));
+}
+# finish_push(SOCKET, REST) -> the status code of the push's answer.
+sub finish_push {
+    my ($sock, $rest) = @_;
+    print $sock $rest;
+    $sock->flush;
+    my $answer = do { local $/; <$sock> } // '';
+    my ($code) = $answer =~ m{^HTTP/1\.\d (\d{3})};
+    return $code // '';
+}
+my ($sock, $rest) = half_push($D, $k, $v1, $v1body, 'p46s');
 $r = req(PUT => $D->url . $k, "version two\n");
 is $r->code, 204, 'v2 stored on D while the replica of v1 is on its way';
 my $v2 = $r->header('X-ClusterStorage-Version');
-print $sock substr($v1body, $half);
-$sock->flush;
-my $answer = do { local $/; <$sock> } // '';
-my ($code) = $answer =~ m{^HTTP/1\.\d (\d{3})};
-is $code, 409, 'the late replica of v1 is refused (409)';
+is finish_push($sock, $rest), 409, 'the late replica of v1 is refused (409)';
 $r = req(GET => $D->url . $k);
 is $r->content, "version two\n", 'D serves v2';
 is $r->header('X-ClusterStorage-Version'), $v2, 'at version 2';
 is_deeply [$S->live_holders($k)], ['p46d'], 'and D is registered as the holder of v2';
+
+# A replica of v2 on its way to S (half sent) when the key is deleted on
+# D; the rest arrives after the DELETE was answered.  S refuses it (409)
+# and keeps nothing of it on disk: a copy of no version anyone reads.
+($sock, $rest) = half_push($S, $k, $v2, "version two\n", 'p46d');
+is req(DELETE => $D->url . $k)->code, 204,
+    'the key is deleted on D while a replica of v2 is on its way to S';
+is finish_push($sock, $rest), 409,
+    'the late replica of the deleted version is refused (409)';
+ok !-e $S->root . $k, 'and S holds no copy of the key on disk'
+    or diag $S->log_tail;
+is req(GET => $S->url . $k)->code, 404, 'S answers 404 for the deleted key';
 
 done_testing;

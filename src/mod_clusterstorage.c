@@ -125,7 +125,7 @@ static int cs_post_config(apr_pool_t *p, apr_pool_t *plog, apr_pool_t *ptemp,
     for (i = 0; i < node_servers->nelts; i++) {
         server_rec *ns = APR_ARRAY_IDX(node_servers, i, server_rec *);
         cs_server_conf *nsc = cs_sconf(ns);
-        if ((rv = cs_queue_bell_create(p, &nsc->bell)) != APR_SUCCESS) {
+        if ((rv = cs_queue_bell_create(p, &nsc->store, &nsc->bell)) != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_CRIT, rv, ns, CSLOG(158)
                          "node %s: cannot create its queue's pipe",
                          nsc->node_name);

@@ -250,7 +250,37 @@ static apr_status_t cs_bell_close(void *data)
     return APR_SUCCESS;
 }
 
-apr_status_t cs_queue_bell_create(apr_pool_t *p, cs_queue_bell_t **bell)
+/* The spare files an earlier generation left (those of children that
+ * still finish requests across a graceful restart; the sweep at start-up
+ * removed the others) get records in the new pipe, or go. */
+static void cs_spare_adopt(apr_pool_t *p, const cs_store_t *st,
+                           cs_queue_bell_t *b)
+{
+    const char *dir = cs_spare_dir(p, st);
+    apr_dir_t *d;
+    apr_finfo_t fi;
+    char rec[CS_SPARE_REC];
+
+    if (apr_dir_open(&d, dir, p) != APR_SUCCESS) {
+        return;
+    }
+    while (apr_dir_read(&fi, APR_FINFO_NAME | APR_FINFO_TYPE, d)
+           == APR_SUCCESS) {
+        if (fi.filetype != APR_REG || strncmp(fi.name, "spare-", 6) != 0) {
+            continue;
+        }
+        memset(rec, 0, sizeof(rec));
+        if (strlen(fi.name) >= sizeof(rec)
+            || (memcpy(rec, fi.name, strlen(fi.name)),
+                write(b->sp[1], rec, CS_SPARE_REC) != CS_SPARE_REC)) {
+            unlink(apr_pstrcat(p, dir, "/", fi.name, NULL));
+        }
+    }
+    apr_dir_close(d);
+}
+
+apr_status_t cs_queue_bell_create(apr_pool_t *p, const cs_store_t *st,
+                                  cs_queue_bell_t **bell)
 {
     cs_queue_bell_t *b = apr_pcalloc(p, sizeof(*b));
 
@@ -270,6 +300,7 @@ apr_status_t cs_queue_bell_create(apr_pool_t *p, cs_queue_bell_t **bell)
      * rings that do not fit are lost, not their jobs. */
     (void)fcntl(b->fd[1], F_SETPIPE_SZ, 1024 * 1024);
     apr_pool_cleanup_register(p, b, cs_bell_close, apr_pool_cleanup_null);
+    cs_spare_adopt(p, st, b);
     *bell = b;
     return APR_SUCCESS;
 }

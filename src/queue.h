@@ -73,8 +73,11 @@ apr_status_t cs_queue_read(apr_pool_t *p, const char *path, cs_job_t *job);
  * drain (one thread, in one child) waits on it between its passes over
  * the whole queue, so a new job is pushed at once rather than at the next
  * pass.  Ringing never blocks and may be lost (a full pipe): every job is
- * still found by the next whole pass. */
-apr_status_t cs_queue_bell_create(apr_pool_t *p, cs_queue_bell_t **bell);
+ * still found by the next whole pass.  It also carries the names of the
+ * spare job files of st (cs_queue_retire()), those already there
+ * included. */
+apr_status_t cs_queue_bell_create(apr_pool_t *p, const cs_store_t *st,
+                                  cs_queue_bell_t **bell);
 /* Ring with the job file `path` and the entry its writer committed (e:
  * NULL if none; its name and the entry, encoded as in memcached, are
  * sent). */

@@ -15,20 +15,6 @@ use CSNode;
 
 my ($A, $B) = map { CSNode->new("r66$_", replicas => 2)->start } qw(a b);
 
-# The children of a process, from /proc.
-sub children {
-    my ($ppid) = @_;
-    my @kids;
-    opendir my $dh, '/proc' or die "/proc: $!";
-    for my $p (grep { /^\d+$/ } readdir $dh) {
-        open my $fh, '<', "/proc/$p/stat" or next;
-        my $st = <$fh> // next;
-        # pid (comm) state ppid ...: comm may hold spaces, so from the ')'
-        push @kids, $p if $st =~ /\)\s+\S+\s+(\d+)/ && $1 == $ppid;
-    }
-    return sort { $a <=> $b } @kids;
-}
-
 my $n = 0;
 sub writes_reach_b {
     my ($what) = @_;
@@ -55,11 +41,11 @@ writes_reach_b('at start');
 
 # SIGKILL every child of A: the parent forks new ones, and one of their
 # queue threads takes the drain over.
-my @kids = children($A->pid);
+my @kids = $A->children;
 ok @kids >= 2, 'A has ' . scalar(@kids) . ' children';
 kill 'KILL', @kids;
 ok wait_for(30, sub {
-        my @now = children($A->pid);
+        my @now = $A->children;
         @now >= 2 && !grep { my $k = $_; grep { $_ == $k } @kids } @now
     }), "A's children were replaced";
 ok wait_for(30, sub { req(GET => $A->url . '/cluster-status')->code == 200 }),
@@ -68,7 +54,7 @@ writes_reach_b('after its children were SIGKILLed');
 
 # Graceful restart: the old children finish and exit; none stays in its
 # drain.
-@kids = children($A->pid);
+@kids = $A->children;
 kill 'USR1', $A->pid;
 my @stuck;
 ok wait_for(30, sub { @stuck = grep { kill 0, $_ } @kids; !@stuck }),

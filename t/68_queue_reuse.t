@@ -4,7 +4,8 @@
 # inode after many freed ones costs a walk over all of them).  What a user
 # would check: jobs written into reused files are exactly the new jobs
 # (shorter ones too: nothing of the old one is left to misread), every
-# key still reaches its holders, the spares stay bounded, and a restart
+# key still reaches its holders, the spares stay bounded, a graceful
+# restart hands the old children's spares to the new ones, and a restart
 # leaves none behind.
 use strict;
 use warnings;
@@ -86,7 +87,33 @@ ok wait_for(90, sub { @short = short_of_three(@keys); !@short && !$A->queue_jobs
     or diag "short: @short";
 is scalar(spares()), 10, 'and their files are spares again (ten in all)';
 
-# 3. A restart sweeps the spares of the children that are gone.
+# 3. A graceful restart: the old children (frozen here, so that they are
+# certainly still there while the new generation starts) keep their
+# spares, and the new children write jobs into them.
+my @old = $A->children;
+kill 'STOP', @old;
+kill 'USR1', $A->pid;
+my $gone = sub { my %o = map { $_ => 1 } @old; grep { !$o{$_} } $A->children };
+ok wait_for(30, sub { $gone->() >= 1 }), 'a new generation of children started';
+kill 'CONT', @old;
+ok wait_for(30, sub { !grep { kill 0, $_ } @old }), 'and the old children exited';
+@sp = spares();
+is scalar(@sp), 10, 'the ten spares are still there';
+%spare_inode = map { $_ => 1 } inodes_in($spare_dir, @sp);
+$B->stop;
+my @after = map { '/files/' . unique_key("g$_") . '.txt' } 1 .. 5;
+is req(PUT => $A->url . $_, "graceful $_\n")->code, 201, "PUT after the graceful restart"
+    for @after;
+ok wait_for(10, sub { @jobs = $A->queue_jobs; @jobs == 5 }),
+    'five jobs wait for B';
+is scalar(grep { $spare_inode{$_} } inodes_in($queue_dir, @jobs)), 5,
+    "the new children's jobs are written into the old children's spares";
+$B->start;
+ok wait_for(90, sub { @short = short_of_three(@after); !@short && !$A->queue_jobs }),
+    'with B back, those keys have three holders and the queue is empty'
+    or diag "short: @short";
+
+# 4. A restart sweeps the spares of the children that are gone.
 $A->stop;
 $A->start;
 is scalar(spares()), 0, 'after a restart no spare is left';

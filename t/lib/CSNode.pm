@@ -180,6 +180,22 @@ sub pid {
     return $pid && $pid =~ /^\d+$/ ? $pid : undef;
 }
 
+# The node's httpd children (the processes whose parent is its httpd
+# parent), from /proc, lowest pid first.
+sub children {
+    my ($self) = @_;
+    my $ppid = $self->pid or return ();
+    my @kids;
+    opendir my $dh, '/proc' or die "/proc: $!";
+    for my $p (grep { /^\d+$/ } readdir $dh) {
+        open my $fh, '<', "/proc/$p/stat" or next;
+        my $st = <$fh> // next;
+        # pid (comm) state ppid ...: comm may hold spaces, so from the ')'
+        push @kids, $p if $st =~ /\)\s+\S+\s+(\d+)/ && $1 == $ppid;
+    }
+    return sort { $a <=> $b } @kids;
+}
+
 sub alive {
     my ($self) = @_;
     my $pid = $self->pid or return 0;

@@ -595,13 +595,11 @@ typedef struct {
     int *status;
 } cs_status_ctx;
 
-/* A request (a push's body streamed from x->f) whose answer is only a
- * status. */
-static apr_status_t cs_status_exchange(cs_conn_t *c, void *baton)
+/* The request of x on c: its head, then its body (from x->f or memory). */
+static apr_status_t cs_status_send(cs_conn_t *c, cs_status_ctx *x)
 {
-    cs_status_ctx *x = baton;
-    const char *why, *extra = NULL;
-    apr_status_t rv, hrv;
+    const char *extra = NULL;
+    apr_status_t rv;
     apr_uint64_t left = 0;
 
     if (x->f) {
@@ -634,18 +632,38 @@ static apr_status_t cs_status_exchange(cs_conn_t *c, void *baton)
             left -= n;
         }
     }
-    if (rv != APR_SUCCESS && !x->f) {
-        return rv;
+    return rv;
+}
+
+/* The answer to x's request on c, sent with the result sent: its status
+ * in *x->status, and c kept for reuse when it can be. */
+static apr_status_t cs_status_read(cs_conn_t *c, cs_status_ctx *x,
+                                   apr_status_t sent)
+{
+    const char *why;
+    apr_status_t hrv;
+
+    if (sent != APR_SUCCESS && !x->f) {
+        return sent;
     }
     /* Even if sending a body failed, the peer may have answered (413,
      * 409...). */
     c->len = 0;
     if ((hrv = cs_read_head(c, &why)) == APR_SUCCESS) {
         *x->status = c->status;
-        cs_conn_release(c, rv == APR_SUCCESS && cs_skip_body(c));
+        cs_conn_release(c, sent == APR_SUCCESS && cs_skip_body(c));
         return APR_SUCCESS;
     }
-    return rv != APR_SUCCESS ? rv : hrv;
+    return sent != APR_SUCCESS ? sent : hrv;
+}
+
+/* A request (a push's body streamed from x->f) whose answer is only a
+ * status. */
+static apr_status_t cs_status_exchange(cs_conn_t *c, void *baton)
+{
+    cs_status_ctx *x = baton;
+
+    return cs_status_read(c, x, cs_status_send(c, x));
 }
 
 static apr_status_t cs_peer_status_only(apr_pool_t *p,
@@ -697,31 +715,68 @@ apr_status_t cs_peer_delete(apr_pool_t *p, const cs_peer_conf_t *pc,
                                status);
 }
 
-apr_status_t cs_peer_purge(apr_pool_t *p, const cs_peer_conf_t *pc,
-                           const char *base_url, const char *key,
-                           apr_uint64_t version, int *status)
+void cs_peer_purge_all(apr_pool_t *p, const cs_peer_conf_t *pc, int n,
+                       const char *const *urls, const char *key,
+                       apr_uint64_t version, const char *keys,
+                       apr_size_t len, int *statuses)
 {
-    return cs_peer_status_only(p, pc, base_url, "PURGE", key, version,
-                               status);
-}
+    cs_status_ctx *x = apr_pcalloc(p, sizeof(*x) * (n > 0 ? n : 1));
+    cs_conn_t **c = apr_pcalloc(p, sizeof(*c) * (n > 0 ? n : 1));
+    apr_status_t *sent = apr_pcalloc(p, sizeof(*sent) * (n > 0 ? n : 1));
+    apr_time_t deadline = apr_time_now() + pc->timeout;
+    cs_peer_conf_t late = *pc;
+    int i;
 
-apr_status_t cs_peer_purge_many(apr_pool_t *p, const cs_peer_conf_t *pc,
-                                const char *base_url, const char *key,
-                                const char *keys, apr_size_t len,
-                                int *status)
-{
-    cs_status_ctx x;
+    /* Every request goes out first, each connect bounded by the deadline
+     * too; connecting to a peer that is up but hung succeeds (its kernel
+     * accepts), and a PURGE fits in the socket's buffer. */
+    for (i = 0; i < n; i++) {
+        x[i].pc = pc;
+        x[i].key = key;
+        x[i].status = &statuses[i];
+        statuses[i] = 0;
+        if (keys) {
+            x[i].method = "PURGEKEYS";
+            x[i].version = cs_auth_body_digest(keys, len);
+            x[i].body = keys;
+            x[i].body_len = len;
+        }
+        else {
+            x[i].method = "PURGE";
+            x[i].version = version;
+        }
+        late.timeout = deadline - apr_time_now();
+        if (late.timeout < apr_time_from_msec(1)) {
+            late.timeout = apr_time_from_msec(1);
+        }
+        sent[i] = cs_connect(p, &late, urls[i], 0, &c[i]);
+        if (sent[i] == APR_SUCCESS) {
+            sent[i] = cs_status_send(c[i], &x[i]);
+        }
+        else {
+            c[i] = NULL;
+        }
+    }
+    /* Then the answers, each waited for until the one deadline at most. */
+    for (i = 0; i < n; i++) {
+        apr_interval_time_t left = deadline - apr_time_now();
+        apr_status_t rv;
 
-    memset(&x, 0, sizeof(x));
-    x.pc = pc;
-    x.method = "PURGEKEYS";
-    x.key = key;
-    x.version = cs_auth_body_digest(keys, len);
-    x.body = keys;
-    x.body_len = len;
-    x.status = status;
-    *status = 0;
-    return cs_exchange(p, pc, base_url, NULL, cs_status_exchange, &x);
+        if (!c[i]) {
+            continue;
+        }
+        if (left < apr_time_from_msec(1)) {
+            left = apr_time_from_msec(1);
+        }
+        apr_socket_timeout_set(c[i]->sock, left);
+        rv = cs_status_read(c[i], &x[i], sent[i]);
+        if (rv != APR_SUCCESS && cs_conn_went_away(c[i], rv)) {
+            /* The peer closed the reused connection before it read the
+             * request: once more on a new one, in the time left. */
+            late.timeout = left;
+            cs_exchange(p, &late, urls[i], NULL, cs_status_exchange, &x[i]);
+        }
+    }
 }
 
 apr_status_t cs_peer_moved(apr_pool_t *p, const cs_peer_conf_t *pc,

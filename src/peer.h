@@ -72,20 +72,19 @@ apr_status_t cs_peer_delete(apr_pool_t *p, const cs_peer_conf_t *pc,
                             const char *base_url, const char *key,
                             apr_uint64_t version, int *status);
 
-/* Tell base_url to drop key from its registry cache (cache.h). */
-apr_status_t cs_peer_purge(apr_pool_t *p, const cs_peer_conf_t *pc,
-                           const char *base_url, const char *key,
-                           apr_uint64_t version, int *status);
-
-/* The same for many keys at once (a batch of adopted files): keys is
- * their list, one per line, sent to key (one of them) as the body of a
- * PURGEKEYS, which the MAC covers (cs_auth_body_digest()).  A node that
- * does not know the method answers 405: the caller then queues the
- * invalidations as for a node it could not reach. */
-apr_status_t cs_peer_purge_many(apr_pool_t *p, const cs_peer_conf_t *pc,
-                                const char *base_url, const char *key,
-                                const char *keys, apr_size_t len,
-                                int *status);
+/* Tell the n nodes at urls to drop key from their registry caches
+ * (cache.h), all at once: the requests are sent first, then the answers
+ * read against one deadline, so that hung peers cost one
+ * ClusterStoragePeerTimeout together, not one each.  With keys (their
+ * list, one per line; key is one of them) it is one PURGEKEYS listing
+ * them, whose MAC covers the list (cs_auth_body_digest()).  statuses[i]:
+ * node i's answer, or 0 when it gave none.  A node that does not know
+ * PURGEKEYS answers 405: the caller then queues the invalidations as for
+ * a node it could not reach. */
+void cs_peer_purge_all(apr_pool_t *p, const cs_peer_conf_t *pc, int n,
+                       const char *const *urls, const char *key,
+                       apr_uint64_t version, const char *keys,
+                       apr_size_t len, int *statuses);
 
 /* Tell base_url to apply the MOVEs queued for it (move.h) now; key is
  * one the MOVE concerns, seq its number. */

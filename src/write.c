@@ -161,13 +161,13 @@ static int cs_inv_done(request_rec *r, ap_dbd_t *dbd, const char *node,
 
 /* cache.h point 2: before a write is answered, every node whose cache
  * lease may still run forgets the keys (one PURGE each node, or one
- * PURGEKEYS listing them all when there are several), or its lease runs
- * out. */
+ * PURGEKEYS listing them all when there are several; all nodes are asked
+ * at once), or its lease runs out. */
 static void cs_invalidate_keys(request_rec *r, const cs_server_conf *sc,
                                const char *const *keys,
                                const apr_uint64_t *versions, int n)
 {
-    apr_array_header_t *nodes, *pending;
+    apr_array_header_t *nodes, *pending, *told, *urls;
     ap_dbd_t *dbd;
     cs_inv_keys_t k;
     const char *list = NULL;
@@ -195,26 +195,35 @@ static void cs_invalidate_keys(request_rec *r, const cs_server_conf *sc,
         }
         list = apr_pstrcatv(r->pool, v, 2 * n, &len);
     }
-    pending = apr_array_make(r->pool, 2, sizeof(cs_node_t *));
+    /* The nodes whose lease may still run, told all at once. */
+    told = apr_array_make(r->pool, nodes->nelts, sizeof(cs_node_t *));
+    urls = apr_array_make(r->pool, nodes->nelts, sizeof(const char *));
     for (i = 0; i < nodes->nelts; i++) {
         cs_node_t *nd = &APR_ARRAY_IDX(nodes, i, cs_node_t);
-        apr_pool_t *sub;
-        apr_status_t rv;
-        int status = 0;
 
         if (strcmp(nd->name, sc->node_name) == 0 || nd->lease <= 0
             || nd->age > nd->lease + CS_LEASE_MARGIN) {
             continue;           /* itself, no cache, or its lease lapsed */
         }
+        APR_ARRAY_PUSH(told, cs_node_t *) = nd;
+        APR_ARRAY_PUSH(urls, const char *) = nd->url;
+    }
+    pending = apr_array_make(r->pool, 2, sizeof(cs_node_t *));
+    if (told->nelts > 0) {
+        apr_pool_t *sub;
+        int *statuses = apr_palloc(r->pool, sizeof(int) * told->nelts);
+
         apr_pool_create(&sub, r->pool);
-        rv = list ? cs_peer_purge_many(sub, &sc->peer, nd->url, keys[0],
-                                       list, len, &status)
-                  : cs_peer_purge(sub, &sc->peer, nd->url, keys[0],
-                                  versions[0], &status);
-        if (rv != APR_SUCCESS || status < 200 || status >= 300) {
-            APR_ARRAY_PUSH(pending, cs_node_t *) = nd;
-        }
+        cs_peer_purge_all(sub, &sc->peer, told->nelts,
+                          (const char *const *)urls->elts, keys[0],
+                          versions[0], list, len, statuses);
         apr_pool_destroy(sub);
+        for (i = 0; i < told->nelts; i++) {
+            if (statuses[i] < 200 || statuses[i] >= 300) {
+                APR_ARRAY_PUSH(pending, cs_node_t *) =
+                    APR_ARRAY_IDX(told, i, cs_node_t *);
+            }
+        }
     }
     if (pending->nelts == 0) {
         return;

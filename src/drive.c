@@ -16,6 +16,7 @@
 
 #include "mod_watchdog.h"
 #include "ap_mpm.h"
+#include "scoreboard.h"
 #include "apr_thread_cond.h"
 #include "apr_thread_mutex.h"
 
@@ -68,12 +69,25 @@ static void cs_bg_leave(void)
     apr_thread_mutex_unlock(cs_bg_mutex);
 }
 
+/* Is this child exiting because httpd restarts (a newer generation takes
+ * over), rather than because it stops?  The MPM advances the running
+ * generation before it tells the children of a restart; a stop leaves it
+ * as it was. */
+static int cs_restarting(void)
+{
+    int mine = 0;
+
+    return ap_scoreboard_image
+           && ap_mpm_query(AP_MPMQ_GENERATION, &mine) == APR_SUCCESS
+           && ap_scoreboard_image->global->running_generation != mine;
+}
+
 static apr_status_t cs_bg_child_exit(void *data)
 {
     server_rec *s = data, *vs;
     apr_time_t deadline = apr_time_now() + cs_exit_wait;
     apr_pool_t *tp;
-    int hb;
+    int hb, restarting = cs_restarting();
 
     cs_replicate_stop();        /* a drain stops after its current job */
     apr_thread_mutex_lock(cs_bg_mutex);
@@ -108,9 +122,14 @@ static apr_status_t cs_bg_child_exit(void *data)
         /* The fetched copies this child has not registered yet. */
         cs_holders_stop(vs);
         cs_holders_flush(vs, tp);
-        /* Writers need not wait for this node's lease any more (best
-         * effort: if the registry cannot be told, the lease ages out). */
-        if (hb && sc->cache) {
+        /* Stopping: writers need not wait for this node's lease any more
+         * (best effort: if the registry cannot be told, the lease ages
+         * out).  Restarting: the lease stays, for the new generation to
+         * renew (after wiping the cache, whose lease this child ended
+         * above).  A lease given up in the registry while the new
+         * generation already trusts the cache would let writers skip a
+         * node that serves from it. */
+        if (hb && sc->cache && !restarting) {
             cs_registry_drop_lease(vs, tp);
         }
     }

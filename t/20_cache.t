@@ -120,9 +120,6 @@ $_->stop for $a, $b, $c;
 # until its heartbeat is three periods old (C advertises an address nobody
 # answers on, so pushes to it would fail).  Let both happen, so that the
 # next test files neither wait for a lease nor push to a node that is gone.
-ok wait_for(20, sub {
-    CSTest::sql("SELECT COUNT(*) FROM cs_nodes WHERE name IN ('k20a','k20b','k20c')"
-                . " AND ((lease > 0 AND UNIX_TIMESTAMP() - heartbeat <= lease + 2)"
-                . " OR UNIX_TIMESTAMP() - heartbeat <= 3 * period)") eq '0' }),
+ok CSTest::nodes_gone(qw(k20a k20b k20c)),
     'the stopped nodes\' leases have lapsed and they count as down';
 done_testing;

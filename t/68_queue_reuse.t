@@ -90,13 +90,28 @@ is scalar(spares()), 10, 'and their files are spares again (ten in all)';
 # 3. A graceful restart: the old children (frozen here, so that they are
 # certainly still there while the new generation starts) keep their
 # spares, and the new children write jobs into them.
+# The node's cache lease in the registry stays through it: the old
+# children, exiting after the new generation renewed it, leave it alone
+# (writers must keep telling a node that serves from its cache).
+my $lease = sub { CSTest::sql("SELECT lease FROM cs_nodes WHERE name = 'r68a'") };
+my $t0 = CSTest::sql('SELECT UNIX_TIMESTAMP()');
 my @old = $A->children;
 kill 'STOP', @old;
 kill 'USR1', $A->pid;
 my $gone = sub { my %o = map { $_ => 1 } @old; grep { !$o{$_} } $A->children };
 ok wait_for(30, sub { $gone->() >= 1 }), 'a new generation of children started';
+ok wait_for(30, sub {
+        CSTest::sql("SELECT heartbeat > $t0 AND lease > 0 FROM cs_nodes WHERE name = 'r68a'") }),
+    'and recorded a heartbeat with a lease';
 kill 'CONT', @old;
-ok wait_for(30, sub { !grep { kill 0, $_ } @old }), 'and the old children exited';
+my $least = $lease->();
+ok wait_for(30, sub {
+        my $l = $lease->();
+        $least = $l if $l < $least;
+        !grep { kill 0, $_ } @old }), 'and the old children exited';
+my $l = $lease->();
+$least = $l if $l < $least;
+cmp_ok $least, '>', 0, "A's lease in the registry stayed while they exited";
 @sp = spares();
 is scalar(@sp), 10, 'the ten spares are still there';
 %spare_inode = map { $_ => 1 } inodes_in($spare_dir, @sp);

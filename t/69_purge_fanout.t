@@ -67,4 +67,6 @@ like $log, qr/CS071: .*node p69b could not be told/, "A's log names B as not tol
 like $log, qr/CS071: .*node p69c could not be told/, "A's log names C as not told";
 
 $_->stop for @n;
+ok CSTest::nodes_gone(map { $_->name } @n),
+    'the stopped nodes count as down';
 done_testing;

@@ -18,7 +18,8 @@ our @EXPORT_OK = qw(req node_url svc sql mc_key mc_raw mc_set_raw wait_for
                     storage_root tmp_files raw_http file_sha256 unique_key
                     mc_get sql_str registry_rows restart_server
                     peer_auth node_status node_counter local_files php_tap
-                    timed_req concurrent_gets race lock_round galera);
+                    timed_req concurrent_gets race lock_round galera
+                    nodes_gone);
 
 my $REPO = $ENV{CS_REPO} || do {
     require Cwd;
@@ -74,6 +75,18 @@ sub sql {
     $out = '' unless defined $out;
     $out =~ s/\s+\z//;
     return $out;
+}
+
+# nodes_gone(NAME...) -> true once every named node, stopped, has given
+# its cache lease up (or it lapsed) and counts as down (its heartbeat is
+# three periods old), within 20 s: the next test files then neither wait
+# for its lease nor push to it.
+sub nodes_gone {
+    my $in = join ',', map { sql_str($_) } @_;
+    return wait_for(20, sub {
+        sql("SELECT COUNT(*) FROM cs_nodes WHERE name IN ($in)"
+            . " AND ((lease > 0 AND UNIX_TIMESTAMP() - heartbeat <= lease + 2)"
+            . " OR UNIX_TIMESTAMP() - heartbeat <= 3 * period)") eq '0' });
 }
 
 # The memcached key the module uses for a cluster key.

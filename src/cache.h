@@ -13,8 +13,14 @@
  *     the heartbeat in the database, applies every invalidation queued for
  *     this node in the database (cs_invalidations), and only then extends
  *     the lease to t0 + 2 periods, t0 being the time before the heartbeat
- *     was sent.  A node that cannot reach the database stops renewing and
- *     its cache goes cold when the lease ends.
+ *     was sent.  The heartbeat child that exits gives the lease up:
+ *     locally, and, unless httpd restarts (then the new generation renews
+ *     it), in the database, so that writers stop waiting for it.  Renewals
+ *     and giving it up in the database hold the node's lease lock
+ *     (.clusterstorage/locks/lease), so that another child's renewal
+ *     cannot land in between and leave a lease trusted locally that the
+ *     database says is gone.  A node that cannot reach the database stops
+ *     renewing and its cache goes cold when the lease ends.
  *
  *  2. Writers invalidate before they answer.  After the commit (and the
  *     memcached update), the writer tells every node whose lease may still

@@ -29,6 +29,9 @@ static APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *cs_wd_register;
 #define CS_WD_REPAIR    "_clusterstorage_repair_"
 #define CS_WD_HOLDERS   "_clusterstorage_holders_"
 
+/* The node-wide lock (.clusterstorage/locks/) of its cache lease. */
+#define CS_LEASE_LOCK   "lease"
+
 /* The child's exit and the background threads.  mod_watchdog (built into
  * httpd) sets itself up in each child before mod_dbd does, so it is torn
  * down after it: a callback still using a database connection while the
@@ -126,11 +129,19 @@ static apr_status_t cs_bg_child_exit(void *data)
          * (best effort: if the registry cannot be told, the lease ages
          * out).  Restarting: the lease stays, for the new generation to
          * renew (after wiping the cache, whose lease this child ended
-         * above).  A lease given up in the registry while the new
-         * generation already trusts the cache would let writers skip a
-         * node that serves from it. */
+         * above).  A lease given up in the registry while another child
+         * trusts the cache would let writers skip a node that serves
+         * from it: so it is given up under the lease lock, which every
+         * renewal holds, and ended locally again before the lock goes;
+         * while another child renews, it is left to that child. */
         if (hb && sc->cache && !restarting) {
-            cs_registry_drop_lease(vs, tp);
+            apr_file_t *lock;
+            if (cs_store_trylock_named(tp, &sc->store, CS_LEASE_LOCK, &lock)
+                == APR_SUCCESS) {
+                cs_registry_drop_lease(vs, tp);
+                cs_cache_set_lease(sc->cache, 0);
+                cs_store_unlock_key(lock);
+            }
         }
     }
     apr_pool_destroy(tp);
@@ -267,6 +278,7 @@ static apr_status_t cs_wd_heartbeat(int state, void *data, apr_pool_t *pool)
     server_rec *s = data;
     cs_server_conf *sc = cs_sconf(s);
     apr_status_t rv;
+    apr_file_t *lease_lock;
     apr_time_t t0;
     int i;
 
@@ -291,6 +303,12 @@ static apr_status_t cs_wd_heartbeat(int state, void *data, apr_pool_t *pool)
         /* record the first heartbeat right away */
         /* fall through */
     case AP_WATCHDOG_STATE_RUNNING:
+        /* A renewal and an exiting child's giving the lease up never
+         * interleave (cs_bg_child_exit()). */
+        if (cs_store_lock_named(pool, &sc->store, CS_LEASE_LOCK, &lease_lock)
+            != APR_SUCCESS) {
+            lease_lock = NULL;
+        }
         t0 = apr_time_now();
         rv = cs_registry_heartbeat(s, pool);
         if (rv == APR_SUCCESS) {
@@ -314,6 +332,7 @@ static apr_status_t cs_wd_heartbeat(int state, void *data, apr_pool_t *pool)
             }
             apr_thread_mutex_unlock(cs_bg_mutex);
         }
+        cs_store_unlock_key(lease_lock);
         if (rv != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, CSLOG(202)
                          "node %s: cannot record heartbeat", sc->node_name);

@@ -1090,6 +1090,12 @@ apr_status_t cs_store_lock_named(apr_pool_t *p, const cs_store_t *st,
     return cs_lock_file(p, st, name, lock);
 }
 
+apr_status_t cs_store_trylock_named(apr_pool_t *p, const cs_store_t *st,
+                                    const char *name, apr_file_t **lock)
+{
+    return cs_lock_file_nb(p, st, name, 1, lock);
+}
+
 void cs_store_unlock_key(apr_file_t *lock)
 {
     if (lock) {

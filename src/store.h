@@ -244,6 +244,9 @@ void cs_store_unlock_many(cs_lockset_t *ls);
 /* A node-wide lock of its own for one kind of work, by file name. */
 apr_status_t cs_store_lock_named(apr_pool_t *p, const cs_store_t *st,
                                  const char *name, apr_file_t **lock);
+/* The same without waiting: APR_EBUSY while someone else holds it. */
+apr_status_t cs_store_trylock_named(apr_pool_t *p, const cs_store_t *st,
+                                    const char *name, apr_file_t **lock);
 
 /* Crash recovery of PUTs: a sealed temp file of a dead process holds a
  * version that may have been committed just before the crash.  decide()

@@ -115,6 +115,25 @@ svc('start-db');
 ok wait_for(20, sub { $b->status->{cache}{lease_ms} > 0 }),
     'the lease is renewed when the database is back';
 
+# 6. Renewing the lease and giving it up at a stop take the node's lease
+#    lock, so that neither happens in the middle of the other (cache.h).
+#    While something else holds it, C renews nothing, and stopping C
+#    leaves its lease to age out instead of dropping it.
+use Fcntl qw(:flock);
+my $lockfile = $c->root . '/.clusterstorage/locks/lease';
+open my $lk, '>>', $lockfile or die "$lockfile: $!";
+flock($lk, LOCK_EX) or die "flock $lockfile: $!";
+my $age = sub {
+    my ($n) = grep { $_->{name} eq 'k20c' } @{ ($a->status // {})->{nodes} // [] };
+    return $n ? $n->{heartbeat_age} : -1;
+};
+ok wait_for(15, sub { $age->() >= 3 }),
+    "with C's lease lock held, C records no heartbeat (age " . $age->() . ' s)';
+$c->stop;
+cmp_ok CSTest::sql("SELECT lease FROM cs_nodes WHERE name = 'k20c'"), '>', 0,
+    'C stopped while its lease lock was held: its lease is left in the registry';
+close $lk;
+
 $_->stop for $a, $b, $c;
 # A node stopping gracefully gives its lease up; it still counts as up
 # until its heartbeat is three periods old (C advertises an address nobody

@@ -19,7 +19,9 @@
  *     and giving it up in the database hold the node's lease lock
  *     (.clusterstorage/locks/lease), so that another child's renewal
  *     cannot land in between and leave a lease trusted locally that the
- *     database says is gone.  A node that cannot reach the database stops
+ *     database says is gone; neither waits for it (a renewal that finds
+ *     it held skips its round, a child giving up leaves it to a renewal
+ *     in progress).  A node that cannot reach the database stops
  *     renewing and its cache goes cold when the lease ends.
  *
  *  2. Writers invalidate before they answer.  After the commit (and the

@@ -304,9 +304,16 @@ static apr_status_t cs_wd_heartbeat(int state, void *data, apr_pool_t *pool)
         /* fall through */
     case AP_WATCHDOG_STATE_RUNNING:
         /* A renewal and an exiting child's giving the lease up never
-         * interleave (cs_bg_child_exit()). */
-        if (cs_store_lock_named(pool, &sc->store, CS_LEASE_LOCK, &lease_lock)
-            != APR_SUCCESS) {
+         * interleave (cs_bg_child_exit()).  While a child gives it up,
+         * this round renews nothing (the next one renews, after a wipe);
+         * the thread never waits for the lock, nor a child's exit for
+         * the thread. */
+        rv = cs_store_trylock_named(pool, &sc->store, CS_LEASE_LOCK,
+                                    &lease_lock);
+        if (rv == APR_EBUSY) {
+            break;
+        }
+        if (rv != APR_SUCCESS) {
             lease_lock = NULL;
         }
         t0 = apr_time_now();

@@ -720,10 +720,13 @@ void cs_peer_purge_all(apr_pool_t *p, const cs_peer_conf_t *pc, int n,
                        apr_uint64_t version, const char *keys,
                        apr_size_t len, int *statuses)
 {
-    cs_status_ctx *x = apr_pcalloc(p, sizeof(*x) * (n > 0 ? n : 1));
-    cs_conn_t **c = apr_pcalloc(p, sizeof(*c) * (n > 0 ? n : 1));
-    apr_status_t *sent = apr_pcalloc(p, sizeof(*sent) * (n > 0 ? n : 1));
+    int m = n > 0 ? n : 1;
+    cs_status_ctx *x = apr_pcalloc(p, sizeof(*x) * m);
+    cs_conn_t **c = apr_pcalloc(p, sizeof(*c) * m);
+    apr_status_t *sent = apr_pcalloc(p, sizeof(*sent) * m);
     apr_time_t deadline = apr_time_now() + pc->timeout;
+    /* PURGEKEYS's MAC covers its list (a digest, made once for all). */
+    apr_uint64_t v = keys ? cs_auth_body_digest(keys, len) : version;
     cs_peer_conf_t late = *pc;
     int i;
 
@@ -735,16 +738,10 @@ void cs_peer_purge_all(apr_pool_t *p, const cs_peer_conf_t *pc, int n,
         x[i].key = key;
         x[i].status = &statuses[i];
         statuses[i] = 0;
-        if (keys) {
-            x[i].method = "PURGEKEYS";
-            x[i].version = cs_auth_body_digest(keys, len);
-            x[i].body = keys;
-            x[i].body_len = len;
-        }
-        else {
-            x[i].method = "PURGE";
-            x[i].version = version;
-        }
+        x[i].method = keys ? "PURGEKEYS" : "PURGE";
+        x[i].version = v;
+        x[i].body = keys;
+        x[i].body_len = keys ? len : 0;
         late.timeout = deadline - apr_time_now();
         if (late.timeout < apr_time_from_msec(1)) {
             late.timeout = apr_time_from_msec(1);

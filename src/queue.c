@@ -260,6 +260,7 @@ static void cs_spare_adopt(apr_pool_t *p, const cs_store_t *st,
     apr_dir_t *d;
     apr_finfo_t fi;
     char rec[CS_SPARE_REC];
+    apr_size_t n;
 
     if (apr_dir_open(&d, dir, p) != APR_SUCCESS) {
         return;
@@ -269,10 +270,15 @@ static void cs_spare_adopt(apr_pool_t *p, const cs_store_t *st,
         if (fi.filetype != APR_REG || strncmp(fi.name, "spare-", 6) != 0) {
             continue;
         }
+        /* A name that does not fit a record, or no room left: the file
+         * goes. */
         memset(rec, 0, sizeof(rec));
-        if (strlen(fi.name) >= sizeof(rec)
-            || (memcpy(rec, fi.name, strlen(fi.name)),
-                write(b->sp[1], rec, CS_SPARE_REC) != CS_SPARE_REC)) {
+        n = strlen(fi.name);
+        if (n < sizeof(rec)) {
+            memcpy(rec, fi.name, n);
+        }
+        if (n >= sizeof(rec)
+            || write(b->sp[1], rec, CS_SPARE_REC) != CS_SPARE_REC) {
             unlink(apr_pstrcat(p, dir, "/", fi.name, NULL));
         }
     }

@@ -132,6 +132,9 @@ ok wait_for(15, sub { $age->() >= 3 }),
 $c->stop;
 cmp_ok CSTest::sql("SELECT lease FROM cs_nodes WHERE name = 'k20c'"), '>', 0,
     'C stopped while its lease lock was held: its lease is left in the registry';
+my $clog = do { local (@ARGV, $/) = $c->error_log; <> // '' };
+unlike $clog, qr/CS217|still did not exit/,
+    "... by C's own exit, which waited for nothing (no heartbeat blocked on the lock, no kill)";
 close $lk;
 
 $_->stop for $a, $b, $c;
